@@ -1,0 +1,28 @@
+# Ripple's commands. The two a new user needs: `make up` and `make test`.
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: bootstrap up test test-fast lint typecheck clean
+
+bootstrap:
+	@bash infra/bootstrap.sh
+
+## Bring the whole feed up locally: emulator :4566, Redis, tables, API :3000, stream runners.
+up: bootstrap
+	$(PY) -m ripple_local up
+
+## Run the whole test suite (unit, integration, end-to-end), starting what it needs.
+test: bootstrap
+	$(PY) -m pytest
+
+## Unit tests only (no services).
+test-fast: bootstrap
+	$(PY) -m pytest tests/unit
+
+lint: bootstrap
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy layers/ripple/ripple infra/local/ripple_local
+
+clean:
+	rm -rf .local .pytest_cache .mypy_cache .ruff_cache .aws-sam

@@ -1,0 +1,1 @@
+"""Ripple: the shared package behind every Ripple Lambda (deployed as one layer)."""

@@ -1,0 +1,94 @@
+"""JWT access and refresh tokens (HS256).
+
+Only HS256 is accepted on decode (so ``alg: none`` and algorithm confusion are refused),
+every token carries ``typ`` so a refresh token cannot be used as an access token, and
+``exp``/``iat``/``sub`` are required.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+import jwt
+
+from ripple.errors import AuthenticationError
+
+ALGORITHM = "HS256"
+ACCESS, REFRESH = "access", "refresh"
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+    def to_public(self) -> dict[str, object]:
+        return {
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+        }
+
+
+@dataclass(frozen=True)
+class Claims:
+    user_id: str
+    token_type: str
+    roles: tuple[str, ...]
+    token_id: str
+    expires_at: int
+
+
+class TokenService:
+    def __init__(self, secret: str, access_ttl: int, refresh_ttl: int) -> None:
+        if len(secret) < 32:
+            raise ValueError("the JWT secret must be at least 32 characters")
+        self._secret = secret
+        self._access_ttl = access_ttl
+        self._refresh_ttl = refresh_ttl
+
+    def issue(self, user_id: str, roles: tuple[str, ...] = ()) -> TokenPair:
+        return TokenPair(
+            access_token=self._encode(user_id, ACCESS, self._access_ttl, roles),
+            refresh_token=self._encode(user_id, REFRESH, self._refresh_ttl, roles),
+            expires_in=self._access_ttl,
+        )
+
+    def _encode(self, user_id: str, token_type: str, ttl: int, roles: tuple[str, ...]) -> str:
+        now = int(time.time())
+        payload = {
+            "sub": user_id,
+            "typ": token_type,
+            "roles": list(roles),
+            "iat": now,
+            "exp": now + ttl,
+            "jti": uuid.uuid4().hex,
+        }
+        return jwt.encode(payload, self._secret, algorithm=ALGORITHM)
+
+    def verify(self, token: str, expected_type: str = ACCESS) -> Claims:
+        try:
+            payload = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                options={"require": ["exp", "iat", "sub", "typ"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthenticationError("token has expired", code="token_expired") from exc
+        except jwt.InvalidTokenError as exc:
+            raise AuthenticationError("token is invalid", code="invalid_token") from exc
+        if payload.get("typ") != expected_type:
+            raise AuthenticationError(f"an {expected_type} token is required", code="invalid_token")
+        roles = payload.get("roles") or []
+        return Claims(
+            user_id=str(payload["sub"]),
+            token_type=str(payload["typ"]),
+            roles=tuple(str(r) for r in roles) if isinstance(roles, list) else (),
+            token_id=str(payload.get("jti", "")),
+            expires_at=int(payload["exp"]),
+        )

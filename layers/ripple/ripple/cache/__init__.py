@@ -1,0 +1,1 @@
+"""Redis caches: derived data only, always rebuildable from DynamoDB."""

@@ -1,0 +1,181 @@
+"""Home feeds in Redis: one sorted set per reader, ``feed:home:{user_id}``.
+
+Members are ``"{post_id}:{author_id}"`` and every score is 0, so Redis orders members
+lexicographically, which for ULID post ids is creation order. That makes paging exact:
+``ZREVRANGEBYLEX`` from a cursor never duplicates or skips, even with equal timestamps.
+
+Invariant: the set holds a *contiguous* newest-first prefix of the reader's DynamoDB feed.
+The member ``"0"`` (lower than any ULID) is a sentinel meaning "and nothing older exists":
+with it the cache can answer any page; without it, a page that runs past the cached tail
+is read from DynamoDB. Trimming to ``max_items`` removes the oldest members first (the
+sentinel included), so a trimmed feed correctly becomes partial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import redis
+
+from ripple.cache.errors import translated
+from ripple.domain import FeedEntry
+
+SENTINEL = "0"
+# While a reader's feed is being rebuilt from DynamoDB, fan-out keeps adding to it, so an
+# item written between the rebuild's query and its ZADD is not lost.
+WARMING_TTL_SECONDS = 10
+
+# KEYS: feed, warming-marker; ARGV: member, max_items, ttl, sentinel
+_ADD_SCRIPT = """
+local key, marker = KEYS[1], KEYS[2]
+local member, max_items, ttl, sentinel = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+if redis.call('EXISTS', key) == 0 then
+  if redis.call('EXISTS', marker) == 0 then return 0 end
+elseif not redis.call('ZSCORE', key, sentinel) then
+  local lowest = redis.call('ZRANGE', key, 0, 0)[1]
+  if lowest and member < lowest then return 0 end
+end
+redis.call('ZADD', key, 0, member)
+redis.call('ZREMRANGEBYRANK', key, 0, -(max_items + 1))
+redis.call('EXPIRE', key, ttl)
+return 1
+"""
+
+# KEYS: feed; ARGV: after ('' = top of feed), max_items, ttl, sentinel, complete, members...
+_WARM_SCRIPT = """
+local key = KEYS[1]
+local after, max_items, ttl, sentinel, complete = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
+if after ~= '' then
+  local lowest = redis.call('ZRANGE', key, 0, 0)[1]
+  -- only extend a prefix that reaches down to the cursor, or the union would have a gap
+  if not lowest or lowest == sentinel or string.sub(lowest, 1, string.len(after)) > after then
+    return 0
+  end
+end
+for i = 6, #ARGV do redis.call('ZADD', key, 0, ARGV[i]) end
+if complete == '1' then redis.call('ZADD', key, 0, sentinel) end
+redis.call('ZREMRANGEBYRANK', key, 0, -(max_items + 1))
+redis.call('EXPIRE', key, ttl)
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class FeedRef:
+    """What the feed cache stores about an item: enough to fetch the post by its key."""
+
+    post_id: str
+    author_id: str
+
+    @property
+    def member(self) -> str:
+        return f"{self.post_id}:{self.author_id}"
+
+    @classmethod
+    def from_member(cls, member: str) -> FeedRef:
+        post_id, _, author_id = member.partition(":")
+        return cls(post_id=post_id, author_id=author_id)
+
+    @classmethod
+    def of(cls, entry: FeedEntry) -> FeedRef:
+        return cls(post_id=entry.post_id, author_id=entry.author_id)
+
+
+@dataclass(frozen=True)
+class CachedPage:
+    refs: list[FeedRef]
+    has_more: bool
+
+
+def feed_key(user_id: str) -> str:
+    return f"feed:home:{user_id}"
+
+
+def _warming_key(user_id: str) -> str:
+    return f"feed:home:{user_id}:warming"
+
+
+class FeedCache:
+    """Every method raises :class:`ripple.cache.errors.CacheError` when Redis fails;
+    readers treat that as a miss, stream consumers let the record be retried."""
+
+    def __init__(self, client: redis.Redis, max_items: int, ttl_seconds: int) -> None:
+        self._redis = client
+        self._max_items = max_items
+        self._ttl = ttl_seconds
+        self._add = client.register_script(_ADD_SCRIPT)
+        self._warm = client.register_script(_WARM_SCRIPT)
+
+    @translated
+    def page(self, user_id: str, after: str | None, limit: int) -> CachedPage | None:
+        """The page after ``after`` if the cache can answer it exactly, else None."""
+        key = feed_key(user_id)
+        upper = f"({after}" if after else "+"
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.exists(key)
+        pipe.zrevrangebylex(key, upper, "-", start=0, num=limit + 1)
+        pipe.expire(key, self._ttl)
+        exists, members, _ = pipe.execute()
+        if not exists:
+            return None
+        complete = SENTINEL in members
+        refs = [FeedRef.from_member(m) for m in members if m != SENTINEL]
+        if len(refs) > limit:
+            return CachedPage(refs=refs[:limit], has_more=True)
+        if complete:
+            return CachedPage(refs=refs, has_more=False)
+        return None  # the cached prefix ends inside this page: DynamoDB must answer
+
+    @translated
+    def begin_warm(self, user_id: str) -> None:
+        self._redis.set(_warming_key(user_id), "1", ex=WARMING_TTL_SECONDS)
+
+    @translated
+    def warm(self, user_id: str, after: str | None, refs: Sequence[FeedRef], complete: bool) -> bool:
+        """Store a page read from DynamoDB: at the top (``after`` None), or below the
+        cached prefix when that prefix already reaches down to ``after`` (no gap)."""
+        args: list[str | int] = [after or "", self._max_items, self._ttl, SENTINEL, "1" if complete else "0"]
+        return bool(self._warm(keys=[feed_key(user_id)], args=args + [r.member for r in refs]))
+
+    @translated
+    def add(self, user_id: str, ref: FeedRef) -> bool:
+        """Insert one item if the feed is cached (or being warmed); returns whether it was."""
+        return bool(
+            self._add(
+                keys=[feed_key(user_id), _warming_key(user_id)],
+                args=[ref.member, self._max_items, self._ttl, SENTINEL],
+            )
+        )
+
+    @translated
+    def add_many(self, items: Iterable[tuple[str, FeedRef]]) -> int:
+        """Pipelined :meth:`add` for a batch of (user_id, ref) pairs."""
+        pipe = self._redis.pipeline(transaction=False)
+        count = 0
+        for user_id, ref in items:
+            self._add(
+                keys=[feed_key(user_id), _warming_key(user_id)],
+                args=[ref.member, self._max_items, self._ttl, SENTINEL],
+                client=pipe,
+            )
+            count += 1
+        if not count:
+            return 0
+        return sum(int(r) for r in pipe.execute())
+
+    @translated
+    def remove_many(self, items: Iterable[tuple[str, FeedRef]]) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        for user_id, ref in items:
+            pipe.zrem(feed_key(user_id), ref.member)
+        pipe.execute()
+
+    @translated
+    def members(self, user_id: str) -> list[str]:
+        """Every member, newest first (for checks and tests)."""
+        return [str(m) for m in self._redis.zrevrangebylex(feed_key(user_id), "+", "-")]
+
+    @translated
+    def drop(self, user_id: str) -> None:
+        self._redis.delete(feed_key(user_id))

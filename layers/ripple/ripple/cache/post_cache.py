@@ -1,0 +1,45 @@
+"""Post bodies in Redis (``post:{post_id}``, JSON with a TTL); feeds hold ids only."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+
+import redis
+
+from ripple.cache.errors import translated
+from ripple.domain import Post
+
+
+def post_key(post_id: str) -> str:
+    return f"post:{post_id}"
+
+
+class PostCache:
+    """Raises :class:`ripple.cache.errors.CacheError` when Redis fails."""
+
+    def __init__(self, client: redis.Redis, ttl_seconds: int) -> None:
+        self._redis = client
+        self._ttl = ttl_seconds
+
+    @translated
+    def get_many(self, post_ids: Sequence[str]) -> dict[str, Post]:
+        if not post_ids:
+            return {}
+        values = self._redis.mget([post_key(p) for p in post_ids])
+        found: dict[str, Post] = {}
+        for post_id, raw in zip(post_ids, values, strict=True):
+            if raw:
+                found[post_id] = Post.from_cache(json.loads(raw))
+        return found
+
+    @translated
+    def put_many(self, posts: Iterable[Post]) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        for post in posts:
+            pipe.set(post_key(post.post_id), json.dumps(post.to_cache()), ex=self._ttl)
+        pipe.execute()
+
+    @translated
+    def delete(self, post_id: str) -> None:
+        self._redis.delete(post_key(post_id))

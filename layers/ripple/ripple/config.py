@@ -1,0 +1,98 @@
+"""One typed view of the environment, read once per container (cold start).
+
+Logic never reads ``os.environ``: it receives a :class:`Settings` (or calls
+:func:`get_settings`), so tests can build settings explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from exc
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable about Ripple, with the defaults a small deployment wants."""
+
+    stage: str = "dev"
+    region: str = "us-east-1"
+    aws_endpoint_url: str | None = None
+    users_table: str = "ripple-users"
+    usernames_table: str = "ripple-usernames"
+    posts_table: str = "ripple-posts"
+    follows_table: str = "ripple-follows"
+    feed_table: str = "ripple-feed"
+    redis_host: str = "127.0.0.1"
+    redis_port: int = 6379
+    redis_tls: bool = False
+    # Short socket timeouts: a slow Redis must degrade reads to DynamoDB, not stall them.
+    redis_timeout_seconds: float = 0.25
+    jwt_secret: str | None = None
+    jwt_secret_arn: str | None = None
+    access_token_ttl_seconds: int = 900
+    refresh_token_ttl_seconds: int = 30 * 24 * 3600
+    # Mastodon keeps 800 ids per home feed: enough for days of reading, small in memory.
+    feed_cache_max_items: int = 800
+    feed_cache_ttl_seconds: int = 7 * 24 * 3600
+    post_cache_ttl_seconds: int = 24 * 3600
+    backfill_posts: int = 20
+    post_max_chars: int = 500
+    max_body_bytes: int = 16 * 1024
+    # scrypt cost; 2**14 is the interactive-login recommendation (RFC 7914).
+    password_scrypt_n: int = 2**14
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from environment variables (names as in template.yaml)."""
+        e = os.environ if env is None else env
+        d = cls()
+        return cls(
+            stage=e.get("STAGE", d.stage),
+            region=e.get("AWS_REGION") or e.get("AWS_DEFAULT_REGION") or d.region,
+            aws_endpoint_url=e.get("AWS_ENDPOINT_URL") or None,
+            users_table=e.get("USERS_TABLE", d.users_table),
+            usernames_table=e.get("USERNAMES_TABLE", d.usernames_table),
+            posts_table=e.get("POSTS_TABLE", d.posts_table),
+            follows_table=e.get("FOLLOWS_TABLE", d.follows_table),
+            feed_table=e.get("FEED_TABLE", d.feed_table),
+            redis_host=e.get("REDIS_HOST", d.redis_host),
+            redis_port=_int(e, "REDIS_PORT", d.redis_port),
+            redis_tls=_bool(e, "REDIS_TLS", d.redis_tls),
+            redis_timeout_seconds=float(e.get("REDIS_TIMEOUT_SECONDS") or d.redis_timeout_seconds),
+            jwt_secret=e.get("JWT_SECRET") or None,
+            jwt_secret_arn=e.get("JWT_SECRET_ARN") or None,
+            access_token_ttl_seconds=_int(e, "ACCESS_TOKEN_TTL_SECONDS", d.access_token_ttl_seconds),
+            refresh_token_ttl_seconds=_int(e, "REFRESH_TOKEN_TTL_SECONDS", d.refresh_token_ttl_seconds),
+            feed_cache_max_items=_int(e, "FEED_CACHE_MAX_ITEMS", d.feed_cache_max_items),
+            feed_cache_ttl_seconds=_int(e, "FEED_CACHE_TTL_SECONDS", d.feed_cache_ttl_seconds),
+            post_cache_ttl_seconds=_int(e, "POST_CACHE_TTL_SECONDS", d.post_cache_ttl_seconds),
+            backfill_posts=_int(e, "BACKFILL_POSTS", d.backfill_posts),
+            post_max_chars=_int(e, "POST_MAX_CHARS", d.post_max_chars),
+            max_body_bytes=_int(e, "MAX_BODY_BYTES", d.max_body_bytes),
+            password_scrypt_n=_int(e, "PASSWORD_SCRYPT_N", d.password_scrypt_n),
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The container's settings, read from the environment on first use only."""
+    return Settings.from_env()

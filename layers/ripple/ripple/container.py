@@ -1,0 +1,118 @@
+"""The composition root: builds clients and services once per container, lazily.
+
+Each Lambda touches only what it needs (the fan-out function never builds the password
+hasher or fetches the JWT secret), and nothing is rebuilt per invocation.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property, lru_cache
+
+import boto3
+import redis
+
+from ripple.auth.passwords import PasswordHasher
+from ripple.auth.tokens import TokenService
+from ripple.cache.client import create_redis
+from ripple.cache.feed_cache import FeedCache
+from ripple.cache.post_cache import PostCache
+from ripple.config import Settings, get_settings
+from ripple.repositories.feed import FeedRepository
+from ripple.repositories.follows import FollowRepository
+from ripple.repositories.models import bind_models
+from ripple.repositories.posts import PostRepository
+from ripple.repositories.users import UserRepository
+from ripple.services.accounts import AccountService
+from ripple.services.cache_refresh import CacheRefresher
+from ripple.services.fanout import FanoutConsumer, FanoutService
+from ripple.services.feed import FeedReader, PostHydrator
+from ripple.services.follows import FollowService
+from ripple.services.posts import PostService
+
+
+class Container:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        bind_models(settings)
+
+    # --- clients
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return create_redis(self.settings)
+
+    @cached_property
+    def jwt_secret(self) -> str:
+        if self.settings.jwt_secret:
+            return self.settings.jwt_secret
+        if not self.settings.jwt_secret_arn:
+            raise RuntimeError("set JWT_SECRET or JWT_SECRET_ARN")
+        client = boto3.client(
+            "secretsmanager", region_name=self.settings.region, endpoint_url=self.settings.aws_endpoint_url
+        )
+        return str(client.get_secret_value(SecretId=self.settings.jwt_secret_arn)["SecretString"])
+
+    # --- repositories and caches
+    @cached_property
+    def users(self) -> UserRepository:
+        return UserRepository()
+
+    @cached_property
+    def posts(self) -> PostRepository:
+        return PostRepository()
+
+    @cached_property
+    def follows(self) -> FollowRepository:
+        return FollowRepository()
+
+    @cached_property
+    def feed(self) -> FeedRepository:
+        return FeedRepository()
+
+    @cached_property
+    def feed_cache(self) -> FeedCache:
+        return FeedCache(self.redis, self.settings.feed_cache_max_items, self.settings.feed_cache_ttl_seconds)
+
+    @cached_property
+    def post_cache(self) -> PostCache:
+        return PostCache(self.redis, self.settings.post_cache_ttl_seconds)
+
+    # --- services
+    @cached_property
+    def tokens(self) -> TokenService:
+        return TokenService(
+            self.jwt_secret, self.settings.access_token_ttl_seconds, self.settings.refresh_token_ttl_seconds
+        )
+
+    @cached_property
+    def accounts(self) -> AccountService:
+        return AccountService(self.users, PasswordHasher(self.settings.password_scrypt_n), self.tokens)
+
+    @cached_property
+    def follow_service(self) -> FollowService:
+        return FollowService(self.follows, self.users)
+
+    @cached_property
+    def post_service(self) -> PostService:
+        return PostService(self.posts, self.feed, self.feed_cache, self.post_cache)
+
+    @cached_property
+    def feed_reader(self) -> FeedReader:
+        return FeedReader(self.feed, self.feed_cache, PostHydrator(self.posts, self.post_cache))
+
+    @cached_property
+    def fanout(self) -> FanoutService:
+        return FanoutService(self.posts, self.follows, self.feed, self.settings.backfill_posts)
+
+    @cached_property
+    def fanout_consumer(self) -> FanoutConsumer:
+        return FanoutConsumer(self.fanout, self.settings.posts_table, self.settings.follows_table)
+
+    @cached_property
+    def cache_refresher(self) -> CacheRefresher:
+        return CacheRefresher(self.feed_cache)
+
+
+@lru_cache(maxsize=1)
+def get_container() -> Container:
+    """The container's one composition root, built on first use from the environment."""
+    return Container(get_settings())

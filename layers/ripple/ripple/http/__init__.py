@@ -1,0 +1,1 @@
+"""HTTP boundary helpers shared by the API function: errors, bodies, auth headers."""

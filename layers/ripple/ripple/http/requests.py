@@ -1,0 +1,51 @@
+"""Request parsing at the HTTP boundary: JSON bodies and bearer tokens."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from ripple.errors import AuthenticationError, PayloadTooLargeError, ValidationError
+
+MAX_JSON_DEPTH = 8
+
+
+def parse_json_body(raw: bytes | None, max_bytes: int) -> Any:
+    """Decode a JSON request body, refusing oversize, undecodable or too deeply nested input."""
+    if raw is None or raw == b"":
+        raise ValidationError("request body is required (JSON)")
+    if len(raw) > max_bytes:
+        raise PayloadTooLargeError(f"request body exceeds {max_bytes} bytes")
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValidationError("request body must be UTF-8") from exc
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    except RecursionError as exc:
+        raise ValidationError("JSON is nested too deeply") from exc
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise ValidationError("JSON is nested too deeply")
+    return value
+
+
+def _depth(value: Any, level: int = 1) -> int:
+    if level > MAX_JSON_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level)
+    return level
+
+
+def bearer_token(headers: Mapping[str, str]) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header, or 401."""
+    value = headers.get("authorization") or headers.get("Authorization")
+    if not value:
+        raise AuthenticationError("missing Authorization header", code="missing_token")
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationError("Authorization header must be 'Bearer <token>'", code="invalid_token")
+    return token.strip()

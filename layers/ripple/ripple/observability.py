@@ -1,0 +1,21 @@
+"""Powertools Logger, Tracer and Metrics: one of each per container, shared by all code.
+
+Service name and namespace come from the standard Powertools environment variables
+(POWERTOOLS_SERVICE_NAME, POWERTOOLS_METRICS_NAMESPACE) set in template.yaml.
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+__all__ = ["MetricUnit", "count", "logger", "metrics", "tracer"]
+
+
+def count(name: str, value: float = 1) -> None:
+    """Add to a business or pipeline counter."""
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)

@@ -1,0 +1,109 @@
+"""PynamoDB models, one per table of template.yaml.
+
+Table names and the endpoint are bound once per container by :func:`bind_models`, from
+:class:`ripple.config.Settings` (the tables themselves are created by SAM, or locally
+from template.yaml by the local stack, never by these models).
+"""
+
+from __future__ import annotations
+
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute, UnicodeSetAttribute
+from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.models import Model
+
+from ripple.config import Settings
+
+
+class UserModel(Model):
+    class Meta:
+        table_name = "users"
+
+    user_id = UnicodeAttribute(hash_key=True)
+    username = UnicodeAttribute()
+    password_hash = UnicodeAttribute()
+    display_name = UnicodeAttribute(default="")
+    roles = UnicodeSetAttribute(null=True)
+    created_at = NumberAttribute()
+
+
+class UsernameModel(Model):
+    """Claims a username; written in one transaction with the user."""
+
+    class Meta:
+        table_name = "usernames"
+
+    username = UnicodeAttribute(hash_key=True)
+    user_id = UnicodeAttribute()
+
+
+class PostIdIndex(GlobalSecondaryIndex["PostModel"]):
+    class Meta:
+        index_name = "by_post_id"
+        projection = KeysOnlyProjection()
+
+    post_id = UnicodeAttribute(hash_key=True)
+
+
+class PostModel(Model):
+    class Meta:
+        table_name = "posts"
+
+    author_id = UnicodeAttribute(hash_key=True)
+    post_id = UnicodeAttribute(range_key=True)
+    text = UnicodeAttribute()
+    created_at = NumberAttribute()
+    by_post_id = PostIdIndex()
+
+
+class FolloweeIndex(GlobalSecondaryIndex["FollowModel"]):
+    class Meta:
+        index_name = "by_followee"
+        projection = KeysOnlyProjection()
+
+    followee_id = UnicodeAttribute(hash_key=True)
+    follower_id = UnicodeAttribute(range_key=True)
+
+
+class FollowModel(Model):
+    class Meta:
+        table_name = "follows"
+
+    follower_id = UnicodeAttribute(hash_key=True)
+    followee_id = UnicodeAttribute(range_key=True)
+    created_at = NumberAttribute()
+    by_followee = FolloweeIndex()
+
+
+class FeedItemModel(Model):
+    class Meta:
+        table_name = "feed"
+
+    user_id = UnicodeAttribute(hash_key=True)
+    post_id = UnicodeAttribute(range_key=True)
+    author_id = UnicodeAttribute()
+    created_at = NumberAttribute()
+
+
+ALL_MODELS: tuple[type[Model], ...] = (UserModel, UsernameModel, PostModel, FollowModel, FeedItemModel)
+
+
+def bind_models(settings: Settings) -> None:
+    """Point every model at its table and at the configured endpoint (emulator locally)."""
+    names = {
+        UserModel: settings.users_table,
+        UsernameModel: settings.usernames_table,
+        PostModel: settings.posts_table,
+        FollowModel: settings.follows_table,
+        FeedItemModel: settings.feed_table,
+    }
+    for model, table_name in names.items():
+        meta = model.Meta
+        meta.table_name = table_name
+        meta.region = settings.region
+        meta.host = settings.aws_endpoint_url
+        # Short timeouts and botocore-level retries: a stuck call should fail fast and
+        # be retried (by the stream for consumers, by the client for the API).
+        meta.connect_timeout_seconds = 2
+        meta.read_timeout_seconds = 5
+        meta.max_retry_attempts = 3
+        model._connection = None

@@ -1,0 +1,53 @@
+"""Posts, partitioned by author so "a user's newest posts" is a single Query."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pynamodb.exceptions import DoesNotExist
+
+from ripple.domain import Post
+from ripple.repositories.models import PostModel
+
+
+def _to_post(m: PostModel) -> Post:
+    return Post(post_id=m.post_id, author_id=m.author_id, text=m.text, created_at=int(m.created_at))
+
+
+class PostRepository:
+    def create(self, post: Post) -> None:
+        PostModel(
+            author_id=post.author_id, post_id=post.post_id, text=post.text, created_at=post.created_at
+        ).save(condition=PostModel.post_id.does_not_exist())
+
+    def get(self, post_id: str) -> Post | None:
+        """Find a post by id alone (through the by_post_id index, then the table)."""
+        for key in PostModel.by_post_id.query(post_id, limit=1):
+            return self.get_by_key(key.author_id, post_id)
+        return None
+
+    def get_by_key(self, author_id: str, post_id: str) -> Post | None:
+        try:
+            return _to_post(PostModel.get(author_id, post_id, consistent_read=True))
+        except DoesNotExist:
+            return None
+
+    def get_many(self, keys: Iterable[tuple[str, str]]) -> dict[str, Post]:
+        """Batch-get posts by (author_id, post_id); missing (deleted) posts are absent."""
+        unique = list(dict.fromkeys(keys))
+        if not unique:
+            return {}
+        return {m.post_id: _to_post(m) for m in PostModel.batch_get(unique)}
+
+    def recent_by_author(self, author_id: str, limit: int, before: str | None = None) -> list[Post]:
+        """The author's newest posts (ids below ``before`` if given), newest first."""
+        condition = PostModel.post_id < before if before else None
+        return [
+            _to_post(m)
+            for m in PostModel.query(
+                author_id, range_key_condition=condition, scan_index_forward=False, limit=limit
+            )
+        ]
+
+    def delete(self, author_id: str, post_id: str) -> None:
+        PostModel(author_id=author_id, post_id=post_id).delete()

@@ -1,0 +1,1 @@
+"""Use cases: the business rules, written against repositories and caches."""

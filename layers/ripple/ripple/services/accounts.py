@@ -1,0 +1,48 @@
+"""Sign-up and login."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from ripple.auth.passwords import PasswordHasher
+from ripple.auth.tokens import TokenPair, TokenService
+from ripple.domain import User
+from ripple.errors import AuthenticationError
+from ripple.ids import new_ulid
+from ripple.observability import count, logger
+from ripple.repositories.users import UserRepository
+
+# A real hash to verify against when the username does not exist, so a login for an
+# unknown name costs the same time as one with a wrong password (no user enumeration).
+_DUMMY_PASSWORD = "ripple-timing-equaliser"
+
+
+@dataclass(frozen=True)
+class Session:
+    user: User
+    tokens: TokenPair
+
+
+class AccountService:
+    def __init__(self, users: UserRepository, hasher: PasswordHasher, tokens: TokenService) -> None:
+        self._users = users
+        self._hasher = hasher
+        self._tokens = tokens
+        self._dummy_hash = hasher.hash(_DUMMY_PASSWORD)
+
+    def signup(self, username: str, password: str) -> Session:
+        user = User(user_id=new_ulid(), username=username, created_at=int(time.time() * 1000))
+        self._users.create(user, self._hasher.hash(password))
+        logger.info("audit: signup", extra={"audit": "signup", "user_id": user.user_id})
+        count("UsersSignedUp")
+        return Session(user=user, tokens=self._tokens.issue(user.user_id, user.roles))
+
+    def login(self, username: str, password: str) -> Session:
+        found = self._users.credentials_by_username(username)
+        stored = found.password_hash if found else self._dummy_hash
+        if not self._hasher.verify(password, stored) or found is None:
+            logger.warning("audit: login failed", extra={"audit": "login_failed", "username": username})
+            count("LoginFailures")
+            raise AuthenticationError("wrong username or password", code="invalid_credentials")
+        return Session(user=found.user, tokens=self._tokens.issue(found.user.user_id, found.user.roles))

@@ -1,0 +1,98 @@
+"""Reading a home feed: Redis first, DynamoDB when the cache cannot answer, then warm it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from ripple.cache.errors import CacheError
+from ripple.cache.feed_cache import FeedCache, FeedRef
+from ripple.cache.post_cache import PostCache
+from ripple.cursor import decode_cursor, encode_cursor
+from ripple.domain import Page, Post
+from ripple.observability import count, logger
+from ripple.repositories.feed import FeedRepository
+from ripple.repositories.posts import PostRepository
+
+# A cold feed is rebuilt with this many items at once, so the next pages are cache hits.
+WARM_ITEMS = 100
+
+
+class PostHydrator:
+    """Turns feed refs into post bodies: post cache first, then one BatchGetItem."""
+
+    def __init__(self, posts: PostRepository, post_cache: PostCache) -> None:
+        self._posts = posts
+        self._cache = post_cache
+
+    def hydrate(self, refs: Sequence[FeedRef]) -> list[Post]:
+        ids = [r.post_id for r in refs]
+        try:
+            found = self._cache.get_many(ids)
+            count("PostCacheHits", len(found))
+        except CacheError:
+            count("CacheErrors")
+            found = {}
+        missing = [r for r in refs if r.post_id not in found]
+        if missing:
+            count("PostCacheMisses", len(missing))
+            loaded = self._posts.get_many((r.author_id, r.post_id) for r in missing)
+            found.update(loaded)
+            if loaded:
+                try:
+                    self._cache.put_many(loaded.values())
+                except CacheError:
+                    count("CacheErrors")
+        # A post deleted after it was fanned out is skipped (its retraction is on its way).
+        return [found[i] for i in ids if i in found]
+
+
+class FeedReader:
+    def __init__(
+        self,
+        feed: FeedRepository,
+        feed_cache: FeedCache,
+        hydrator: PostHydrator,
+    ) -> None:
+        self._feed = feed
+        self._cache = feed_cache
+        self._hydrator = hydrator
+
+    def home(self, user_id: str, limit: int, cursor: str | None = None) -> Page[Post]:
+        after = decode_cursor(cursor)
+        count("FeedReads")
+        refs, has_more = self._read_refs(user_id, after, limit)
+        next_cursor = encode_cursor(refs[-1].post_id) if has_more and refs else None
+        return Page(items=self._hydrator.hydrate(refs), next_cursor=next_cursor)
+
+    def _read_refs(self, user_id: str, after: str | None, limit: int) -> tuple[list[FeedRef], bool]:
+        try:
+            cached = self._cache.page(user_id, after, limit)
+        except CacheError as exc:
+            logger.warning("feed cache unavailable, reading DynamoDB", extra={"error": str(exc)})
+            count("CacheErrors")
+            return self._from_dynamodb(user_id, after, limit, warm=False)
+        if cached is not None:
+            count("FeedCacheHits")
+            return cached.refs, cached.has_more
+        count("FeedCacheMisses")
+        return self._from_dynamodb(user_id, after, limit, warm=True)
+
+    def _from_dynamodb(
+        self, user_id: str, after: str | None, limit: int, *, warm: bool
+    ) -> tuple[list[FeedRef], bool]:
+        fetch = max(limit + 1, WARM_ITEMS) if warm else limit + 1
+        if warm and after is None:
+            self._best_effort(lambda: self._cache.begin_warm(user_id))
+        entries = self._feed.page(user_id, fetch, after)
+        refs = [FeedRef.of(e) for e in entries]
+        if warm:
+            complete = len(entries) < fetch
+            self._best_effort(lambda: self._cache.warm(user_id, after, refs, complete))
+        return refs[:limit], len(refs) > limit
+
+    @staticmethod
+    def _best_effort(action: Callable[[], object]) -> None:
+        try:
+            action()
+        except CacheError:
+            count("CacheErrors")

@@ -1,0 +1,95 @@
+"""Input validation for request bodies and query parameters.
+
+Each function returns clean values or raises :class:`ValidationError` with a message a
+client developer can act on. Unknown fields are rejected everywhere, consistently.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from typing import Any
+
+from ripple.errors import NotFoundError, ValidationError
+from ripple.ids import is_ulid
+
+USERNAME_RE = re.compile(r"^[a-z0-9_]{3,30}$")
+PASSWORD_MIN, PASSWORD_MAX = 8, 128
+DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT = 20, 100
+
+
+def require_object(body: Any, *, allowed: set[str], required: set[str]) -> dict[str, Any]:
+    """Check that ``body`` is a JSON object with the required fields and no others."""
+    if not isinstance(body, dict):
+        raise ValidationError("request body must be a JSON object")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise ValidationError(f"unknown field(s): {', '.join(unknown)}")
+    missing = sorted(f for f in required if f not in body)
+    if missing:
+        raise ValidationError(f"missing field(s): {', '.join(missing)}")
+    return body
+
+
+def _string(body: Mapping[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str):
+        raise ValidationError(f"'{name}' must be a string")
+    return value
+
+
+def username(value: Any, name: str = "username") -> str:
+    """Usernames are 3-30 of a-z, 0-9 and underscore; input is case-folded."""
+    if not isinstance(value, str):
+        raise ValidationError(f"'{name}' must be a string")
+    folded = value.strip().lower()
+    if not USERNAME_RE.fullmatch(folded):
+        raise ValidationError(f"'{name}' must be 3-30 characters of a-z, 0-9 or _")
+    return folded
+
+
+def password(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValidationError("'password' must be a string")
+    if not PASSWORD_MIN <= len(value) <= PASSWORD_MAX:
+        raise ValidationError(f"'password' must be {PASSWORD_MIN}-{PASSWORD_MAX} characters")
+    return value
+
+
+def credentials(body: Any) -> tuple[str, str]:
+    """Validate a signup or login body: {username, password}."""
+    obj = require_object(body, allowed={"username", "password"}, required={"username", "password"})
+    return username(obj["username"]), password(obj["password"])
+
+
+def post_text(body: Any, *, max_chars: int) -> str:
+    """Validate a new post body: {text}, 1..max_chars characters after NFC normalisation."""
+    obj = require_object(body, allowed={"text"}, required={"text"})
+    text = unicodedata.normalize("NFC", _string(obj, "text"))
+    if not text.strip():
+        raise ValidationError("'text' must not be empty")
+    if len(text) > max_chars:
+        raise ValidationError(f"'text' must be at most {max_chars} characters (got {len(text)})")
+    if any(unicodedata.category(c) == "Cc" and c not in "\n\t" for c in text):
+        raise ValidationError("'text' must not contain control characters")
+    return text
+
+
+def entity_id(value: str, what: str) -> str:
+    """Ids are ULIDs; anything else cannot exist, so it is a 404 rather than a lookup."""
+    if not is_ulid(value):
+        raise NotFoundError(f"{what} {value!r} not found")
+    return value
+
+
+def page_limit(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return DEFAULT_PAGE_LIMIT
+    try:
+        limit = int(raw)
+    except ValueError as exc:
+        raise ValidationError("'limit' must be an integer") from exc
+    if not 1 <= limit <= MAX_PAGE_LIMIT:
+        raise ValidationError(f"'limit' must be between 1 and {MAX_PAGE_LIMIT}")
+    return limit
