@@ -9,9 +9,11 @@ from __future__ import annotations
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
+NAMESPACE = "Ripple"  # also POWERTOOLS_METRICS_NAMESPACE in template.yaml; explicit so imports order-free
+
 logger = Logger()
 tracer = Tracer()
-metrics = Metrics()
+metrics = Metrics(namespace=NAMESPACE)
 
 __all__ = ["MetricUnit", "count", "logger", "metrics", "tracer"]
 

@@ -1,0 +1,39 @@
+"""A small HTTP client for the Ripple API, and the measurements the e2e run reports."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import requests
+
+MEASUREMENTS: list[str] = []
+
+
+class Api:
+    """A tiny HTTP client for the Ripple API."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.session = requests.Session()
+
+    def call(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> requests.Response:
+        headers = kwargs.pop("headers", {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return self.session.request(method, self.base_url + path, headers=headers, timeout=30, **kwargs)
+
+    def signup(self, prefix: str = "user") -> dict[str, Any]:
+        username = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        response = self.call(
+            "POST", "/auth/signup", json={"username": username, "password": "correct horse 1"}
+        )
+        assert response.status_code == 201, response.text
+        body: dict[str, Any] = response.json()
+        return {"user_id": body["user"]["user_id"], "username": username, "token": body["access_token"]}
+
+    def feed(self, token: str, **params: Any) -> dict[str, Any]:
+        response = self.call("GET", "/feed", token, params=params)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body

@@ -1,0 +1,74 @@
+"""End-to-end fixtures: the whole local stack (`python -m ripple_local up`) as a real
+subprocess on free ports, started once per session and driven over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.e2e.client import MEASUREMENTS, Api
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    state = tmp_path_factory.mktemp("stack")
+    api_port = _free_port()
+    cmd = [
+        sys.executable, "-m", "ripple_local", "up",
+        "--api-port", str(api_port),
+        "--emulator-port", str(_free_port()),
+        "--redis-port", str(_free_port()),
+        "--state-dir", str(state),
+    ]  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "layers/ripple"), str(ROOT / "infra/local")]),
+    }
+    log = (state / "stack.log").open("wb")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    api = Api(f"http://127.0.0.1:{api_port}")
+    deadline = time.monotonic() + 120
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"local stack exited early:\n{(state / 'stack.log').read_text()[-4000:]}")
+        try:
+            if api.call("GET", "/health/live").status_code == 200:
+                break
+        except requests.ConnectionError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"local stack did not come up:\n{(state / 'stack.log').read_text()[-4000:]}")
+        time.sleep(0.2)
+    yield api
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if MEASUREMENTS:
+        terminalreporter.section("end-to-end measurements")
+        for line in MEASUREMENTS:
+            terminalreporter.write_line(line)
