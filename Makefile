@@ -11,8 +11,11 @@ bootstrap:
 up: bootstrap
 	$(PY) -m ripple_local up
 
-## Run the whole test suite (unit, integration, end-to-end), starting what it needs.
+## Lint, type-check, then run the whole test suite (unit, integration, end-to-end),
+## starting the emulator and Redis it needs itself.
 test: bootstrap
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy layers/ripple/ripple infra/local/ripple_local functions/api/app.py
 	$(PY) -m pytest
 
 ## Unit tests only (no services).
@@ -22,7 +25,7 @@ test-fast: bootstrap
 lint: bootstrap
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy layers/ripple/ripple infra/local/ripple_local
+	$(VENV)/bin/mypy layers/ripple/ripple infra/local/ripple_local functions/api/app.py
 
 clean:
 	rm -rf .local .pytest_cache .mypy_cache .ruff_cache .aws-sam

@@ -13,6 +13,7 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from chalice import Chalice, ConvertToMiddleware, Response
 from chalice.app import Request
+
 from ripple import validation
 from ripple.auth.tokens import Claims
 from ripple.container import get_container

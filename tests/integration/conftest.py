@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from ripple.container import Container, get_container
 from ripple_local.esm import RetryBackoff
 from ripple_local.functions import stream_event_sources

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from ripple.cache.feed_cache import FeedRef
 from ripple.container import Container
-
 from tests.integration.support import SAMPLE_AUTHOR, SAMPLE_FOLLOWER, SAMPLE_POST, fresh_ids, load_event
 
 pytestmark = pytest.mark.integration

@@ -7,10 +7,10 @@ import copy
 from typing import Any
 
 import pytest
+
 from ripple.container import Container
 from ripple.domain import FeedEntry, Post
 from ripple.ids import new_ulid
-
 from tests.integration.support import SAMPLE_AUTHOR, SAMPLE_FOLLOWER, SAMPLE_POST, fresh_ids, load_event
 
 pytestmark = pytest.mark.integration

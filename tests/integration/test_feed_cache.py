@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+
 from ripple.cache.feed_cache import SENTINEL, FeedCache, FeedRef
 from ripple.ids import new_ulid
 

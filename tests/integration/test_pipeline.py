@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 import redis
+
 from ripple.cache.feed_cache import FeedCache
 from ripple.cache.post_cache import PostCache
 from ripple.container import Container

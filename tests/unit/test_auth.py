@@ -6,6 +6,7 @@ import time
 
 import jwt
 import pytest
+
 from ripple.auth.passwords import PasswordHasher
 from ripple.auth.tokens import ACCESS, REFRESH, TokenService
 from ripple.errors import AuthenticationError

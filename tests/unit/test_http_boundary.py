@@ -2,6 +2,7 @@
 
 import pytest
 from pynamodb.exceptions import PutError
+
 from ripple.errors import ConflictError, PayloadTooLargeError, ValidationError
 from ripple.http.errors import status_and_body, translate_chalice_body
 from ripple.http.requests import bearer_token, parse_json_body

@@ -1,6 +1,7 @@
 """ULIDs sort by time and cursors round-trip; bad cursors are a 400, not a crash."""
 
 import pytest
+
 from ripple.cursor import decode_cursor, encode_cursor
 from ripple.errors import ValidationError
 from ripple.ids import is_ulid, new_ulid, ulid_timestamp_ms

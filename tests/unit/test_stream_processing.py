@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
 from ripple.stream_processing import InOrderStreamConsumer
 from ripple.streams import StreamChange, table_name_from_arn
 

@@ -1,6 +1,7 @@
 """Request validation: clean values out, clear ValidationErrors for everything else."""
 
 import pytest
+
 from ripple import validation
 from ripple.errors import NotFoundError, ValidationError
 

@@ -1,0 +1,656 @@
+"""A local DynamoDB Streams event source mapping that behaves like Lambda's.
+
+Neither moto nor LocalStack fires event source mappings without Docker, so the local stack
+reads the streams itself through the DynamoDB Streams API and calls the handlers in-process.
+It copies the parts of Lambda's poller that Ripple's correctness depends on: in-order
+delivery per shard, checkpoints, partial batch responses, retries, bisection and the on-failure
+destination - so a handler that is wrong about them fails locally, not in production.
+
+Retry accounting (documented by AWS only in outline, so fixed here):
+
+* An exception, or an invalid ``batchItemFailures`` answer, fails the whole batch.
+* With ``ReportBatchItemFailures``, records before the lowest reported sequence number are
+  committed and the rest is retried.
+* With ``BisectBatchOnFunctionError`` a whole-batch failure splits the batch in two halves,
+  processed in order, and a partial response splits it at the reported record (a response
+  naming the first record splits nothing: that is a retry). Splits are free (AWS: "splitting a
+  batch does not consume the retry quota") and immediate.
+* Every other repeat of the same records is a retry: it counts towards
+  ``MaximumRetryAttempts`` (-1 = forever) and waits a small exponential backoff.
+* When the quota is spent, the on-failure record goes to the OnFailure queue, the checkpoint
+  moves past the batch and the shard goes on, so one poison record cannot block it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from ripple_local.checkpoints import CheckpointStore
+
+__all__ = [
+    "CheckpointStore",
+    "MappingConfig",
+    "MappingStats",
+    "RetryBackoff",
+    "StreamEventSourceMapping",
+    "lambda_record",
+]
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[dict[str, Any], Any], Any]
+ContextFactory = Callable[[], Any]
+
+# Event source mapping properties this runner honours; others are accepted with a warning.
+_EMULATED = frozenset(
+    {
+        "Stream",
+        "StartingPosition",
+        "BatchSize",
+        "MaximumBatchingWindowInSeconds",
+        "MaximumRetryAttempts",
+        "BisectBatchOnFunctionError",
+        "FunctionResponseTypes",
+        "DestinationConfig",
+        "Enabled",
+    }
+)
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() == "true"
+    return bool(value)
+
+
+@dataclass(frozen=True)
+class MappingConfig:
+    """The event properties of a ``Type: DynamoDB`` event, with Lambda's defaults."""
+
+    batch_size: int = 100
+    starting_position: str = "LATEST"
+    maximum_retry_attempts: int = -1
+    bisect_on_error: bool = False
+    report_batch_item_failures: bool = False
+    on_failure_destination: str | None = None
+    batching_window_s: float = 0.0
+    enabled: bool = True
+
+    @classmethod
+    def from_properties(cls, properties: Mapping[str, Any]) -> MappingConfig:
+        """Parse template properties (already resolved; strings or native values both work)."""
+        ignored = sorted(set(properties) - _EMULATED)
+        if ignored:
+            logger.warning("event source mapping properties not emulated locally: %s", ", ".join(ignored))
+        destination = ((properties.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
+        if destination is not None and not isinstance(destination, str):
+            raise ValueError(f"OnFailure Destination must be resolved to an ARN first, got {destination!r}")
+        position = str(properties.get("StartingPosition", "LATEST"))
+        if position not in ("TRIM_HORIZON", "LATEST"):
+            raise ValueError(f"StartingPosition {position!r} is not valid for DynamoDB Streams")
+        return cls(
+            batch_size=int(properties.get("BatchSize", 100)),
+            starting_position=position,
+            maximum_retry_attempts=int(properties.get("MaximumRetryAttempts", -1)),
+            bisect_on_error=_as_bool(properties.get("BisectBatchOnFunctionError", False)),
+            report_batch_item_failures="ReportBatchItemFailures"
+            in (properties.get("FunctionResponseTypes") or []),
+            on_failure_destination=destination,
+            batching_window_s=float(properties.get("MaximumBatchingWindowInSeconds", 0)),
+            enabled=_as_bool(properties.get("Enabled", True)),
+        )
+
+
+@dataclass(frozen=True)
+class RetryBackoff:
+    """Delay before retry ``n`` (1-based): ``initial_s * multiplier**(n-1)``, capped."""
+
+    initial_s: float = 0.1
+    multiplier: float = 2.0
+    maximum_s: float = 5.0
+
+    def delay(self, retry: int) -> float:
+        """Seconds to wait before the ``retry``-th retry of a batch."""
+        return min(self.maximum_s, self.initial_s * self.multiplier ** max(0, retry - 1))
+
+
+@dataclass
+class MappingStats:
+    """Counters of one mapping, for status output and later metrics."""
+
+    batches: int = 0  # handler invocations
+    records_ok: int = 0  # records committed after a successful invocation
+    records_failed: int = 0  # records given up on after their retries (sent on-failure or dropped)
+    retries: int = 0  # re-invocations counted against MaximumRetryAttempts
+    bisections: int = 0
+    sent_to_failure_queue: int = 0
+    poll_errors: int = 0  # GetRecords/DescribeStream failures (emulator down, stream gone)
+
+    def snapshot(self) -> dict[str, int]:
+        """A plain dict copy of the counters."""
+        return asdict(self)
+
+
+def _wire_format(value: Any) -> Any:
+    """Attribute values as Lambda's JSON event carries them: binary as base64 text."""
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, dict):
+        return {key: _wire_format(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_wire_format(item) for item in value]
+    return value
+
+
+def lambda_record(raw: Mapping[str, Any], stream_arn: str) -> dict[str, Any]:
+    """Turn a GetRecords record (boto3 shape) into the record Lambda passes to the handler.
+
+    boto3 parses ApproximateCreationDateTime into a datetime and binary values into bytes;
+    Lambda sends epoch seconds and base64 text. The region comes from the stream ARN because
+    moto always reports ``us-east-1``.
+    """
+    source = raw["dynamodb"]
+    image: dict[str, Any] = {}
+    created = source.get("ApproximateCreationDateTime")
+    if isinstance(created, datetime):
+        image["ApproximateCreationDateTime"] = int(created.timestamp())
+    elif created is not None:
+        image["ApproximateCreationDateTime"] = created
+    for key in ("Keys", "NewImage", "OldImage"):
+        if key in source:
+            image[key] = _wire_format(source[key])
+    for key in ("SequenceNumber", "SizeBytes", "StreamViewType"):
+        if key in source:
+            image[key] = source[key]
+    record: dict[str, Any] = {
+        "eventID": raw.get("eventID"),
+        "eventName": raw.get("eventName"),
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": stream_arn.split(":")[3],
+        "dynamodb": image,
+        "eventSourceARN": stream_arn,
+    }
+    if "userIdentity" in raw:  # TTL deletions carry the DynamoDB service identity
+        record["userIdentity"] = raw["userIdentity"]
+    return record
+
+
+@dataclass(frozen=True)
+class _Record:
+    """A Lambda-shaped record plus its arrival time (kept for the on-failure record)."""
+
+    event: dict[str, Any]
+    arrival: datetime | None
+
+    @property
+    def sequence_number(self) -> str:
+        return str(self.event["dynamodb"]["SequenceNumber"])
+
+
+@dataclass
+class _Batch:
+    records: list[_Record]
+    retries: int = 0  # retries already spent on these records
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    failed_at: int | None  # index of the first record to retry; None = success
+    whole_batch: bool = False  # the invocation failed (raised, or answered nonsense)
+    function_error: str | None = None  # "Unhandled" when the handler raised
+    request_id: str = ""
+
+
+@dataclass
+class _Shard:
+    shard_id: str
+    parent_id: str | None
+    iterator: str | None = None
+    ended: bool = False
+
+
+class _Stopped(Exception):
+    """Raised inside a poll when stop() interrupts a retry backoff."""
+
+
+def _utc_iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+class StreamEventSourceMapping:
+    """Polls one DynamoDB stream and invokes one handler with Lambda's batching semantics.
+
+    ``properties`` are the template event's Properties, resolved (the OnFailure destination
+    must be an SQS queue ARN). ``poll_once`` does one round over all shards; ``start`` runs
+    rounds in a thread until ``stop``; ``drain`` is for tests.
+    """
+
+    def __init__(
+        self,
+        function_name: str,
+        handler: Handler,
+        stream_arn: str,
+        properties: Mapping[str, Any],
+        streams_client: Any,
+        sqs_client: Any,
+        checkpoint_store: CheckpointStore,
+        context_factory: ContextFactory,
+        retry_backoff: RetryBackoff | None = None,
+        *,
+        name: str | None = None,
+        idle_sleep_s: float = 0.05,
+        max_idle_sleep_s: float = 0.25,
+        shard_refresh_s: float = 5.0,
+    ) -> None:
+        self.function_name = function_name
+        self.handler = handler
+        self.stream_arn = stream_arn
+        self.config = MappingConfig.from_properties(properties)
+        self.streams = streams_client
+        self.sqs = sqs_client
+        self.checkpoints = checkpoint_store
+        self.context_factory = context_factory
+        self.retry_backoff = retry_backoff or RetryBackoff()
+        self.name = name or function_name
+        self.idle_sleep_s = idle_sleep_s
+        self.max_idle_sleep_s = max_idle_sleep_s
+        self.shard_refresh_s = shard_refresh_s
+        self.stats = MappingStats()
+        # On AWS a function may have one mapping per stream, so the pair identifies it.
+        self.mapping_id = f"{function_name}|{stream_arn}"
+        self.function_arn = str(getattr(context_factory(), "invoked_function_arn", function_name))
+        self.failure_queue_url = self._queue_url(self.config.on_failure_destination)
+        self._shards: dict[str, _Shard] = {}
+        self._shards_refreshed_at = float("-inf")
+        self._shards_stale = True  # a shard ended (its children may have appeared) or drain() asked
+        self._poll_lock = threading.Lock()
+        self._stop_event = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"StreamEventSourceMapping({self.name!r}, {self.stream_arn!r})"
+
+    def _queue_url(self, destination: str | None) -> str | None:
+        if destination is None:
+            return None
+        parts = destination.split(":")
+        if len(parts) != 6 or parts[2] != "sqs":
+            raise ValueError(f"{self.name}: only SQS on-failure destinations are emulated, got {destination}")
+        return str(self.sqs.get_queue_url(QueueName=parts[5])["QueueUrl"])
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Poll in a daemon thread until stop()."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        if not self.config.enabled:
+            logger.info("%s: mapping disabled in the template, not polling", self.name)
+            return
+        self._stop_event = threading.Event()
+        self._thread = threading.Thread(
+            target=self.run, args=(self._stop_event,), name=f"esm-{self.name}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop polling; an interrupted batch is not committed and is redelivered next time."""
+        self._stop_event.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                logger.warning("%s: poller still busy after %.1fs (a handler is running)", self.name, timeout)
+            self._thread = None
+        # A fresh event, so poll_once()/drain() still work (with retries) after a stop.
+        self._stop_event = threading.Event()
+
+    @property
+    def running(self) -> bool:
+        """True while the polling thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def run(self, stop_event: threading.Event) -> None:
+        """Poll until ``stop_event`` is set, sleeping a little longer after each empty round.
+
+        The sleep starts at ``idle_sleep_s`` and doubles up to ``max_idle_sleep_s`` while the
+        stream is idle (default 0.25 s, Lambda's documented base rate of 4 polls a second).
+        Idle polling must stay slow: moto keeps every shard iterator it ever issued (about 2 KB
+        per GetRecords call, never freed), so a tight idle loop grows the emulator steadily.
+        """
+        self._stop_event = stop_event
+        sleep = self.idle_sleep_s
+        while not stop_event.is_set():
+            try:
+                handled = self.poll_once()
+            except Exception:
+                self.stats.poll_errors += 1
+                logger.exception("%s: polling %s failed", self.name, self.stream_arn)
+                handled = 0
+                sleep = self.max_idle_sleep_s
+            if handled:
+                sleep = self.idle_sleep_s
+                continue
+            stop_event.wait(sleep)
+            sleep = min(self.max_idle_sleep_s, sleep * 2)
+
+    def drain(self, timeout: float = 10.0) -> int:
+        """Poll until a round yields no records; return how many were handled.
+
+        Safe while the thread runs: rounds never overlap, so once this returns every record
+        written before the call has been handled (committed, or given up on).
+        """
+        deadline = time.monotonic() + timeout
+        total = 0
+        self._shards_stale = True  # see shards created just before the call, too
+        while True:
+            handled = self.poll_once()
+            total += handled
+            if handled == 0:
+                return total
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name}: stream still yielding records after {timeout}s")
+
+    # ------------------------------------------------------------------ polling
+
+    def poll_once(self) -> int:
+        """One GetRecords round over every shard whose parent is done; returns records handled."""
+        with self._poll_lock:
+            self._refresh_shards()
+            handled = 0
+            for shard in self._ready_shards():
+                try:
+                    handled += self._poll_shard(shard)
+                except _Stopped:
+                    shard.iterator = None  # resume from the checkpoint next time
+                    break
+            return handled
+
+    def _refresh_shards(self) -> None:
+        due = time.monotonic() - self._shards_refreshed_at >= self.shard_refresh_s
+        if self._shards and not due and not self._shards_stale:
+            return
+        described: list[dict[str, Any]] = []
+        request: dict[str, Any] = {"StreamArn": self.stream_arn}
+        while True:
+            description = self.streams.describe_stream(**request)["StreamDescription"]
+            described.extend(description.get("Shards", []))
+            last = description.get("LastEvaluatedShardId")
+            if not last:
+                break
+            request["ExclusiveStartShardId"] = last
+        for item in described:
+            shard_id = item["ShardId"]
+            if shard_id not in self._shards:
+                self._shards[shard_id] = _Shard(
+                    shard_id,
+                    item.get("ParentShardId"),
+                    ended=self.checkpoints.is_ended(self.mapping_id, shard_id),
+                )
+                logger.debug("%s: tracking shard %s", self.name, shard_id)
+        live = {item["ShardId"] for item in described}
+        for shard_id in [
+            shard_id for shard_id, shard in self._shards.items() if shard_id not in live and shard.ended
+        ]:
+            del self._shards[shard_id]  # trimmed away after we finished it
+        self._shards_refreshed_at = time.monotonic()
+        self._shards_stale = False
+
+    def _ready_shards(self) -> list[_Shard]:
+        """Open shards whose parent is finished or gone: children wait, to keep key order."""
+        ready = []
+        for shard in self._shards.values():
+            if shard.ended:
+                continue
+            parent = self._shards.get(shard.parent_id) if shard.parent_id else None
+            if parent is None or parent.ended:
+                ready.append(shard)
+        return ready
+
+    def _open_iterator(self, shard: _Shard) -> str:
+        checkpoint = self.checkpoints.get(self.mapping_id, shard.shard_id)
+        request = {"StreamArn": self.stream_arn, "ShardId": shard.shard_id}
+        if checkpoint is not None:
+            try:
+                response = self.streams.get_shard_iterator(
+                    **request, ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=checkpoint
+                )
+                return str(response["ShardIterator"])
+            except ClientError as error:
+                if _error_code(error) not in ("TrimmedDataAccessException", "ValidationException"):
+                    raise
+                logger.warning(
+                    "%s: checkpoint %s of shard %s is no longer readable (%s); restarting at TRIM_HORIZON",
+                    self.name,
+                    checkpoint,
+                    shard.shard_id,
+                    _error_code(error),
+                )
+                position = "TRIM_HORIZON"
+        else:
+            position = self.config.starting_position
+        response = self.streams.get_shard_iterator(**request, ShardIteratorType=position)
+        return str(response["ShardIterator"])
+
+    def _fetch(self, shard: _Shard) -> tuple[list[dict[str, Any]], str | None]:
+        """GetRecords up to BatchSize, waiting up to the batching window for a fuller batch."""
+        iterator = shard.iterator if shard.iterator is not None else self._open_iterator(shard)
+        records: list[dict[str, Any]] = []
+        deadline = time.monotonic() + self.config.batching_window_s
+        while True:
+            try:
+                response = self.streams.get_records(
+                    ShardIterator=iterator, Limit=self.config.batch_size - len(records)
+                )
+            except ClientError as error:
+                if _error_code(error) != "ExpiredIteratorException" or records:
+                    raise
+                iterator = self._open_iterator(shard)
+                continue
+            records.extend(response.get("Records", []))
+            next_iterator = response.get("NextShardIterator")
+            if (
+                not records
+                or next_iterator is None
+                or len(records) >= self.config.batch_size
+                or time.monotonic() >= deadline
+            ):
+                return records, next_iterator
+            iterator = next_iterator
+            self._stop_event.wait(min(self.idle_sleep_s, max(0.0, deadline - time.monotonic())))
+
+    def _poll_shard(self, shard: _Shard) -> int:
+        try:
+            raw_records, next_iterator = self._fetch(shard)
+            if raw_records:
+                records = [
+                    _Record(
+                        lambda_record(raw, self.stream_arn),
+                        raw["dynamodb"].get("ApproximateCreationDateTime"),
+                    )
+                    for raw in raw_records
+                ]
+                self._process(shard, records)
+        except BaseException:
+            shard.iterator = None  # re-read from the checkpoint: nothing uncommitted is lost
+            raise
+        shard.iterator = next_iterator
+        if next_iterator is None:
+            shard.ended = True
+            self._shards_stale = True
+            self.checkpoints.mark_ended(self.mapping_id, shard.shard_id)
+            logger.info("%s: shard %s fully processed", self.name, shard.shard_id)
+        return len(raw_records)
+
+    # ------------------------------------------------------------------ batches
+
+    def _process(self, shard: _Shard, records: list[_Record]) -> None:
+        """Deliver one GetRecords batch completely: commit, retry, bisect or give up, in order."""
+        pending: deque[_Batch] = deque([_Batch(records)])
+        while pending:
+            batch = pending.popleft()
+            outcome = self._invoke(batch.records)
+            self.stats.batches += 1
+            if outcome.failed_at is None:
+                self._commit(shard, batch.records)
+                continue
+            done, rest = batch.records[: outcome.failed_at], batch.records[outcome.failed_at :]
+            if done:
+                self._commit(shard, done)
+            if self.config.bisect_on_error and outcome.whole_batch and len(rest) > 1:
+                middle = len(rest) // 2
+                pending.extendleft(
+                    [_Batch(rest[middle:], batch.retries), _Batch(rest[:middle], batch.retries)]
+                )
+                self.stats.bisections += 1
+                logger.info("%s: batch of %d failed, bisecting", self.name, len(rest))
+                continue
+            if self.config.bisect_on_error and not outcome.whole_batch and done:
+                pending.appendleft(_Batch(rest, batch.retries))  # split at the reported record
+                continue
+            limit = self.config.maximum_retry_attempts
+            if limit != -1 and batch.retries >= limit:
+                self._give_up(shard, rest, batch.retries + 1, outcome)
+                continue
+            retry = batch.retries + 1
+            self.stats.retries += 1
+            delay = self.retry_backoff.delay(retry)
+            logger.info("%s: retry %d of %d records in %.3fs", self.name, retry, len(rest), delay)
+            if self._stop_event.wait(delay):
+                raise _Stopped
+            pending.appendleft(_Batch(rest, retry))
+
+    def _invoke(self, records: Sequence[_Record]) -> _Outcome:
+        context = self.context_factory()
+        request_id = str(getattr(context, "aws_request_id", ""))
+        started = time.monotonic()
+        try:
+            response = self.handler({"Records": [record.event for record in records]}, context)
+        except Exception as error:
+            logger.warning(
+                "%s: handler raised on %d records (%s..%s): %r",
+                self.name,
+                len(records),
+                records[0].sequence_number,
+                records[-1].sequence_number,
+                error,
+                exc_info=True,
+            )
+            return _Outcome(0, whole_batch=True, function_error="Unhandled", request_id=request_id)
+        finally:
+            self._warn_if_over_time(context, started)
+        if not self.config.report_batch_item_failures:
+            return _Outcome(None, request_id=request_id)
+        return self._parse_response(response, records, request_id)
+
+    def _warn_if_over_time(self, context: Any, started: float) -> None:
+        timeout_s = getattr(context, "timeout_s", None)
+        elapsed = time.monotonic() - started
+        if timeout_s is not None and elapsed > float(timeout_s):
+            logger.warning(
+                "%s: invocation took %.1fs, over the %.0fs Timeout - AWS would have killed it",
+                self.name,
+                elapsed,
+                float(timeout_s),
+            )
+
+    def _parse_response(self, response: Any, records: Sequence[_Record], request_id: str) -> _Outcome:
+        """Lambda's partial batch response rules for streams."""
+        if not isinstance(response, Mapping):
+            return _Outcome(None, request_id=request_id)
+        failures = response.get("batchItemFailures")
+        if not failures:  # absent, None or empty: complete success
+            return _Outcome(None, request_id=request_id)
+        positions = {record.sequence_number: index for index, record in enumerate(records)}
+        indexes = []
+        for failure in failures if isinstance(failures, list) else [failures]:
+            identifier = failure.get("itemIdentifier") if isinstance(failure, Mapping) else None
+            if not identifier or str(identifier) not in positions:
+                logger.warning(
+                    "%s: invalid batchItemFailures entry %r: whole batch failed", self.name, failure
+                )
+                return _Outcome(0, whole_batch=True, request_id=request_id)
+            indexes.append(positions[str(identifier)])
+        return _Outcome(min(indexes), request_id=request_id)
+
+    def _commit(self, shard: _Shard, records: Sequence[_Record]) -> None:
+        self.checkpoints.put(self.mapping_id, shard.shard_id, records[-1].sequence_number)
+        self.stats.records_ok += len(records)
+
+    def _give_up(
+        self, shard: _Shard, records: Sequence[_Record], invocations: int, outcome: _Outcome
+    ) -> None:
+        """Send the on-failure record (if a destination is set) and move past the records."""
+        if self.failure_queue_url is not None:
+            message = self.failure_record(shard.shard_id, records, invocations, outcome)
+            self.sqs.send_message(QueueUrl=self.failure_queue_url, MessageBody=json.dumps(message))
+            self.stats.sent_to_failure_queue += 1
+            logger.error(
+                "%s: %d records %s..%s exhausted their retries; sent to %s",
+                self.name,
+                len(records),
+                records[0].sequence_number,
+                records[-1].sequence_number,
+                self.failure_queue_url,
+            )
+        else:
+            logger.error(
+                "%s: %d records %s..%s exhausted their retries and are dropped (no OnFailure destination)",
+                self.name,
+                len(records),
+                records[0].sequence_number,
+                records[-1].sequence_number,
+            )
+        self.stats.records_failed += len(records)
+        self.checkpoints.put(self.mapping_id, shard.shard_id, records[-1].sequence_number)
+
+    def failure_record(
+        self, shard_id: str, records: Sequence[_Record], invocations: int, outcome: _Outcome
+    ) -> dict[str, Any]:
+        """The JSON document Lambda sends to an on-failure destination for a stream batch.
+
+        ``functionError`` is "Unhandled" when the handler raised and "" when the records were
+        reported failed through ``batchItemFailures`` (the invocation itself succeeded).
+        """
+        return {
+            "requestContext": {
+                "requestId": outcome.request_id or str(uuid.uuid4()),
+                "functionArn": self.function_arn,
+                "condition": "RetryAttemptsExhausted",
+                "approximateInvokeCount": invocations,
+            },
+            "responseContext": {
+                "statusCode": 200,
+                "executedVersion": "$LATEST",
+                "functionError": outcome.function_error or "",
+            },
+            "version": "1.0",
+            "timestamp": _utc_iso(datetime.now(UTC)),
+            "DDBStreamBatchInfo": {
+                "shardId": shard_id,
+                "startSequenceNumber": records[0].sequence_number,
+                "endSequenceNumber": records[-1].sequence_number,
+                "approximateArrivalOfFirstRecord": _utc_iso(records[0].arrival),
+                "approximateArrivalOfLastRecord": _utc_iso(records[-1].arrival),
+                "batchSize": len(records),
+                "streamArn": self.stream_arn,
+            },
+        }

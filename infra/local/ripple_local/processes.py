@@ -1,0 +1,275 @@
+"""Start and stop the real services the local stack needs: the moto emulator and redis-server.
+
+Tests and ``up`` use real servers over real sockets (not in-process mocks) so that what works
+locally works against AWS's wire protocol too. Each service runs in its own session, so a
+Ctrl-C in the terminal reaches only ``up``, which then stops them in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Self
+
+__all__ = [
+    "EmulatorProcess",
+    "ManagedProcess",
+    "RedisProcess",
+    "find_redis_server",
+    "free_port",
+    "http_answers",
+    "wait_for_port",
+]
+
+logger = logging.getLogger(__name__)
+
+_REDIS_DIRS = ("/usr/bin", "/usr/sbin", "/usr/local/bin")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free right now (the OS picks it; a race with others is possible)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_port(host: str, port: int, timeout: float = 15.0) -> None:
+    """Block until something accepts TCP connections on host:port."""
+    _wait_until(lambda: _port_open(host, port), timeout, f"{host}:{port} to accept connections")
+
+
+def http_answers(url: str) -> bool:
+    """True when an HTTP server answers at ``url`` (any status code counts)."""
+    try:
+        with urllib.request.urlopen(url, timeout=1.0):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def _wait_until(
+    ready: Callable[[], bool], timeout: float, what: str, alive: Callable[[], bool] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if alive is not None and not alive():
+            raise RuntimeError(f"process exited while waiting for {what}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def find_redis_server() -> str:
+    """Path of redis-server: on PATH, else in the usual system directories."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    for directory in _REDIS_DIRS:
+        candidate = Path(directory) / "redis-server"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    raise FileNotFoundError("redis-server not found on PATH or in " + ", ".join(_REDIS_DIRS))
+
+
+class ManagedProcess:
+    """A child service with a log file, a readiness check, and a clean stop."""
+
+    name = "process"
+
+    def __init__(self, host: str, port: int, state_dir: str | os.PathLike[str] | None = None) -> None:
+        self.host = host
+        self.port = port
+        self.state_dir = (
+            Path(state_dir) if state_dir is not None else Path(tempfile.mkdtemp(prefix="ripple-local-"))
+        )
+        self.log_path = self.state_dir / "logs" / f"{self.name}-{port}.log"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Where clients reach the service."""
+        raise NotImplementedError
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id while it runs."""
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def running(self) -> bool:
+        """True while the child process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    def command(self) -> Sequence[str]:
+        """The argv that starts the service."""
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        """True once the service answers requests."""
+        raise NotImplementedError
+
+    @classmethod
+    def start_on_free_port(
+        cls, host: str = "127.0.0.1", state_dir: str | os.PathLike[str] | None = None, attempts: int = 3
+    ) -> Self:
+        """Start on a port the OS reports free, trying another one if it is taken meanwhile.
+
+        A port from the ephemeral range can be taken between picking and binding, by a new
+        outgoing connection or by a client socket in TIME_WAIT (moto closes every connection,
+        so a busy emulator leaves thousands of those behind).
+        """
+        for attempt in range(1, attempts + 1):
+            process = cls(host, free_port(host), state_dir)
+            try:
+                return process.start()
+            except RuntimeError:
+                if attempt == attempts:
+                    raise
+                logger.warning("%s could not bind port %d; trying another", cls.name, process.port)
+        raise AssertionError("unreachable")
+
+    def start(self, timeout: float = 30.0) -> Self:
+        """Start the service and wait until it answers; raise with the log tail if it cannot."""
+        if self.running:
+            return self
+        if _port_open(self.host, self.port):
+            raise RuntimeError(f"{self.name}: {self.host}:{self.port} is already in use")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - stays open for the child; closed in stop()
+        logger.info("starting %s on %s:%d (log: %s)", self.name, self.host, self.port, self.log_path)
+        self._process = subprocess.Popen(
+            list(self.command()),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=self.state_dir,
+            start_new_session=True,
+        )
+        try:
+            _wait_until(
+                self.ready, timeout, f"{self.name} on {self.host}:{self.port}", alive=lambda: self.running
+            )
+        except (TimeoutError, RuntimeError) as error:
+            self.stop()
+            raise RuntimeError(f"{self.name} did not start: {error}\n{self.log_tail()}") from error
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Terminate, wait, and kill if it will not go."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                logger.warning("%s (pid %d) ignored SIGTERM; killing it", self.name, process.pid)
+                process.kill()
+                process.wait(timeout)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of the service's log (for error messages)."""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class EmulatorProcess(ManagedProcess):
+    """moto in server mode: the AWS APIs (DynamoDB + Streams, SQS, Secrets Manager...) over HTTP."""
+
+    name = "moto"
+
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 4566, state_dir: str | os.PathLike[str] | None = None
+    ) -> None:
+        super().__init__(host, port, state_dir)
+
+    @property
+    def url(self) -> str:
+        """The endpoint URL for boto3 (AWS_ENDPOINT_URL)."""
+        return f"http://{self.host}:{self.port}"
+
+    def command(self) -> Sequence[str]:
+        """``python -m moto.server`` with this interpreter, so the venv's moto is the one used."""
+        return [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
+
+    def ready(self) -> bool:
+        """moto answers HTTP once its app is up."""
+        return http_answers(f"{self.url}/moto-api/")
+
+
+class RedisProcess(ManagedProcess):
+    """A throwaway redis-server: no persistence, bound to the given host only."""
+
+    name = "redis"
+
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 6379, state_dir: str | os.PathLike[str] | None = None
+    ) -> None:
+        super().__init__(host, port, state_dir)
+        self.executable = find_redis_server()
+
+    @property
+    def url(self) -> str:
+        """A redis:// URL for redis-py."""
+        return f"redis://{self.host}:{self.port}/0"
+
+    def command(self) -> Sequence[str]:
+        """Caches are derived data: no RDB snapshots, no AOF."""
+        return [
+            self.executable,
+            "--port",
+            str(self.port),
+            "--bind",
+            self.host,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--dir",
+            str(self.state_dir),
+        ]
+
+    def ready(self) -> bool:
+        """Ready once PING gets PONG."""
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False

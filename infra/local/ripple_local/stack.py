@@ -1,0 +1,336 @@
+"""The whole local stack: emulator, Redis, resources, environment, API and stream runners.
+
+One object that brings template.yaml up on a developer machine (``up``) or in a test, in the
+order AWS would: data resources first, then the functions' configuration, then code, then
+the event sources. ``prepare()`` stops before code, for integration tests that drive Ripple's
+services directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import urllib.parse
+from collections.abc import Mapping, MutableMapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from ripple_local.api_server import ApiServer
+from ripple_local.aws import LOCAL_REGION, AwsClients, client
+from ripple_local.cfn import Resolver, load_template, parameter_values
+from ripple_local.checkpoints import CheckpointStore
+from ripple_local.environment import build_resolver, stack_environment
+from ripple_local.esm import Handler, RetryBackoff, StreamEventSourceMapping
+from ripple_local.functions import (
+    StreamEventSource,
+    function_names,
+    function_setting,
+    load_handler,
+    stream_event_sources,
+)
+from ripple_local.lambda_context import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, LambdaContextFactory
+from ripple_local.processes import EmulatorProcess, RedisProcess, http_answers
+from ripple_local.resources import LocalResources, create_resources
+from ripple_local.samconfig import load_sam_environment
+
+__all__ = ["API_FUNCTION", "LocalStack", "runner_key"]
+
+logger = logging.getLogger(__name__)
+
+API_FUNCTION = "ApiFunction"  # the function whose Handler is the Chalice app object
+TEMPLATE_FILE = "template.yaml"
+SAMCONFIG_FILE = "samconfig.toml"
+
+
+def runner_key(function_id: str, event_name: str) -> str:
+    """How runners are named: ``FanoutFunction.PostsStream``."""
+    return f"{function_id}.{event_name}"
+
+
+def _redis_host_port(url: str) -> tuple[str, int]:
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme not in ("redis", "rediss") or not parsed.hostname:
+        raise ValueError(f"not a redis:// URL: {url}")
+    return parsed.hostname, parsed.port or 6379
+
+
+class LocalStack:
+    """template.yaml running locally. Use as a context manager, or start()/stop().
+
+    Services are started unless ``emulator_url`` / ``redis_url`` point at running ones (for
+    example LocalStack and Redis from infra/docker-compose.yml, or a test session's fixtures).
+    The functions' environment goes into ``environ`` (os.environ by default) and is restored
+    by stop(). Pass a plain dict only when no real function code is imported: handlers read
+    os.environ.
+    """
+
+    def __init__(
+        self,
+        root_dir: str | os.PathLike[str],
+        api_port: int = 3000,
+        emulator_port: int = 4566,
+        redis_port: int = 6379,
+        emulator_url: str | None = None,
+        redis_url: str | None = None,
+        state_dir: str | os.PathLike[str] | None = None,
+        stack_name: str = "ripple-local",
+        with_api: bool = True,
+        with_runners: bool = True,
+        *,
+        host: str = "127.0.0.1",
+        config_env: str = "local",
+        retry_backoff: RetryBackoff | None = None,
+        idle_sleep_s: float = 0.05,
+        max_idle_sleep_s: float = 0.25,
+        environ: MutableMapping[str, str] | None = None,
+    ) -> None:
+        self.root_dir = Path(root_dir).resolve()
+        self.api_port = api_port
+        self.emulator_port = emulator_port
+        self.redis_port = redis_port
+        self.emulator_url = emulator_url
+        self.redis_url = redis_url
+        self.state_dir = Path(state_dir) if state_dir is not None else self.root_dir / ".local"
+        self.stack_name = stack_name
+        self.with_api = with_api
+        self.with_runners = with_runners
+        self.host = host
+        self.config_env = config_env
+        self.retry_backoff = retry_backoff
+        self.idle_sleep_s = idle_sleep_s
+        self.max_idle_sleep_s = max_idle_sleep_s
+        self.environ: MutableMapping[str, str] = os.environ if environ is None else environ
+
+        self.template: dict[str, Any] = {}
+        self.region = LOCAL_REGION
+        self.parameters: dict[str, str] = {}
+        self.clients: AwsClients | None = None
+        self.resources: LocalResources | None = None
+        self.resolver: Resolver | None = None
+        self.environment: dict[str, str] = {}
+        self.checkpoints: CheckpointStore | None = None
+        self.api: ApiServer | None = None
+        self.runners: dict[str, StreamEventSourceMapping] = {}
+        self._emulator: EmulatorProcess | None = None
+        self._redis: RedisProcess | None = None
+        self._saved_environ: dict[str, str | None] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> LocalStack:
+        """Everything: services, resources, environment, API and stream runners; then print where."""
+        try:
+            self.prepare()
+            if self.with_api:
+                self.start_api()
+            if self.with_runners:
+                self.start_runners()
+        except BaseException:
+            self.stop()
+            raise
+        print(self.summary(), flush=True)
+        return self
+
+    def prepare(self) -> LocalStack:
+        """Services, resources and the functions' environment - no function code yet."""
+        try:
+            self.load_configuration()  # first: a broken template fails before anything starts
+            self.start_services()
+            self.create_resources()
+            self.apply_environment()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop everything that was started, in reverse order; safe to call twice."""
+        for key, runner in reversed(list(self.runners.items())):
+            try:
+                runner.stop()
+            except Exception:
+                logger.exception("stopping runner %s failed", key)
+        self.runners = {}
+        if self.api is not None:
+            self.api.stop()
+            self.api = None
+        self.restore_environment()
+        for process in (self._redis, self._emulator):
+            if process is not None:
+                process.stop()
+        if self._redis is not None:
+            self.redis_url = None  # ours is gone; a later start() starts a new one
+        if self._emulator is not None:
+            self.emulator_url = None
+        self._redis = self._emulator = None
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ steps
+
+    def start_services(self) -> None:
+        """Start moto and redis-server, or check that the given URLs answer."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.emulator_url is None:
+            self._emulator = EmulatorProcess(self.host, self.emulator_port, self.state_dir).start()
+            self.emulator_url = self._emulator.url
+        elif not http_answers(self.emulator_url):
+            raise RuntimeError(f"no emulator answers at {self.emulator_url}")
+        if self.redis_url is None:
+            self._redis = RedisProcess(self.host, self.redis_port, self.state_dir).start()
+            self.redis_url = self._redis.url
+        else:
+            _redis_host_port(self.redis_url)  # validate early
+
+    def load_configuration(self) -> None:
+        """template.yaml plus the samconfig environment's parameter overrides."""
+        self.template = load_template(self.root_dir / TEMPLATE_FILE)
+        samconfig = self.root_dir / SAMCONFIG_FILE
+        overrides: dict[str, str] = {}
+        if samconfig.is_file():
+            sam_environment = load_sam_environment(samconfig, self.config_env)
+            overrides = sam_environment.parameter_overrides
+            self.region = sam_environment.region or LOCAL_REGION
+        self.parameters = parameter_values(self.template, overrides)
+
+    def create_resources(self) -> LocalResources:
+        """Tables, queues and secrets on the emulator, and the resolver that knows them."""
+        if self.emulator_url is None or self.redis_url is None:
+            raise RuntimeError("start_services() must run first")
+        self.clients = AwsClients.for_endpoint(self.emulator_url, self.region)
+        self.resources = create_resources(self.template, self.clients, self.stack_name, self.parameters)
+        redis_host, redis_port = _redis_host_port(self.redis_url)
+        self.resolver = build_resolver(self.template, self.resources, self.parameters, redis_host, redis_port)
+        return self.resources
+
+    def apply_environment(self) -> dict[str, str]:
+        """Put the union of the functions' environments into ``environ`` (saved for restore)."""
+        if self.resolver is None or self.emulator_url is None:
+            raise RuntimeError("create_resources() must run first")
+        self.environment = stack_environment(
+            self.template, function_names(self.template), self.resolver, self.emulator_url, self.region
+        )
+        for name, value in self.environment.items():
+            if name not in self._saved_environ:
+                self._saved_environ[name] = self.environ.get(name)
+            self.environ[name] = value
+        return self.environment
+
+    def restore_environment(self) -> None:
+        """Undo apply_environment()."""
+        for name, value in self._saved_environ.items():
+            if value is None:
+                self.environ.pop(name, None)
+            else:
+                self.environ[name] = value
+        self._saved_environ = {}
+
+    def handler(self, function_id: str) -> Any:
+        """The function's handler, imported once (after the environment is in place)."""
+        if not self.environment:
+            raise RuntimeError("apply_environment() must run before function code is imported")
+        return load_handler(self.template, function_id, self.root_dir)
+
+    def start_api(self) -> ApiServer:
+        """Serve the ApiFunction's Chalice app."""
+        self.api = ApiServer(
+            self.handler(API_FUNCTION),
+            self.host,
+            self.api_port,
+            timeout_s=int(function_setting(self.template, API_FUNCTION, "Timeout", DEFAULT_TIMEOUT_S)),
+            memory_mb=int(function_setting(self.template, API_FUNCTION, "MemorySize", DEFAULT_MEMORY_MB)),
+        ).start()
+        return self.api
+
+    def make_runner(
+        self,
+        source: StreamEventSource,
+        handler: Handler | None = None,
+        retry_backoff: RetryBackoff | None = None,
+    ) -> StreamEventSourceMapping:
+        """A runner for one template stream event; ``handler`` replaces the function's (tests)."""
+        if self.resolver is None or self.resources is None or self.emulator_url is None:
+            raise RuntimeError("create_resources() must run first")
+        if self.checkpoints is None:
+            self.checkpoints = CheckpointStore(self.state_dir)
+        properties = self.resolver.resolve(source.properties)
+        return StreamEventSourceMapping(
+            function_name=f"{self.stack_name}-{source.function_id}",
+            handler=handler if handler is not None else self.handler(source.function_id),
+            stream_arn=properties["Stream"],
+            properties=properties,
+            # Each runner thread gets its own clients: boto3 clients are not shared across threads here.
+            streams_client=client("dynamodbstreams", self.emulator_url, self.region),
+            sqs_client=client("sqs", self.emulator_url, self.region),
+            checkpoint_store=self.checkpoints,
+            context_factory=LambdaContextFactory.from_template(
+                self.template, source.function_id, self.stack_name, self.region, self.resources.account_id
+            ),
+            retry_backoff=retry_backoff or self.retry_backoff,
+            name=runner_key(source.function_id, source.event_name),
+            idle_sleep_s=self.idle_sleep_s,
+            max_idle_sleep_s=self.max_idle_sleep_s,
+        )
+
+    def start_runners(
+        self, handlers: Mapping[str, Handler] | None = None
+    ) -> dict[str, StreamEventSourceMapping]:
+        """One polling runner per ``Type: DynamoDB`` event; ``handlers`` overrides by function id."""
+        for source in stream_event_sources(self.template):
+            key = runner_key(source.function_id, source.event_name)
+            runner = self.make_runner(source, (handlers or {}).get(source.function_id))
+            self.runners[key] = runner
+            runner.start()
+        return self.runners
+
+    # ------------------------------------------------------------------ access
+
+    def runner(self, function_id: str, event_name: str | None = None) -> StreamEventSourceMapping:
+        """A started runner, by function id and event name (the name may be omitted if unique)."""
+        if event_name is not None:
+            return self.runners[runner_key(function_id, event_name)]
+        matches = [runner for key, runner in self.runners.items() if key.startswith(f"{function_id}.")]
+        if len(matches) != 1:
+            raise KeyError(f"{function_id} has {len(matches)} runners; name the event")
+        return matches[0]
+
+    def drain(self, timeout: float = 30.0) -> int:
+        """Drain every runner until a whole round is quiet (fan-out feeds other streams)."""
+        total = 0
+        while True:
+            handled = sum(runner.drain(timeout) for runner in self.runners.values())
+            total += handled
+            if handled == 0:
+                return total
+
+    def table_name(self, logical_id: str) -> str:
+        """The physical name of a template table."""
+        if self.resources is None:
+            raise RuntimeError("create_resources() must run first")
+        return self.resources[logical_id].ref
+
+    def summary(self) -> str:
+        """Where everything listens, for humans."""
+        lines = [f"Ripple local stack {self.stack_name!r} is up"]
+        if self.api is not None:
+            lines.append(f"  API            {self.api.url}")
+        lines.append(f"  emulator       {self.emulator_url}{'' if self._emulator else ' (reused)'}")
+        lines.append(f"  redis          {self.redis_url}{'' if self._redis else ' (reused)'}")
+        if self.resources is not None:
+            for logical_id, name in self.resources.table_names().items():
+                lines.append(f"  table          {logical_id}: {name}")
+            for logical_id, url in self.resources.queue_urls().items():
+                lines.append(f"  queue          {logical_id}: {url}")
+        for key, runner in self.runners.items():
+            lines.append(f"  stream runner  {key} <- {runner.stream_arn}")
+        for url in sorted({r.failure_queue_url for r in self.runners.values() if r.failure_queue_url}):
+            lines.append(f"  failure queue  {url}")
+        lines.append(f"  state dir      {self.state_dir}")
+        return "\n".join(lines)

@@ -1,0 +1,110 @@
+"""The runner's pure parts: record shape, property parsing, backoff and checkpoints."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ripple_local.esm import CheckpointStore, MappingConfig, RetryBackoff, lambda_record
+
+STREAM_ARN = "arn:aws:dynamodb:eu-west-1:123456789012:table/t/stream/2024-01-01T00:00:00.000"
+
+
+def test_lambda_record_has_lambdas_shape() -> None:
+    # Given a record as boto3 returns it from GetRecords
+    raw = {
+        "eventID": "e1",
+        "eventName": "MODIFY",
+        "eventVersion": "1.0",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "dynamodb": {
+            "ApproximateCreationDateTime": datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=UTC),
+            "Keys": {"pk": {"S": "a"}},
+            "NewImage": {"pk": {"S": "a"}, "blob": {"B": b"\x00\x01"}, "set": {"BS": [b"\xff"]}},
+            "OldImage": {"pk": {"S": "a"}, "n": {"N": "1"}},
+            "SequenceNumber": "100",
+            "SizeBytes": 42,
+            "StreamViewType": "NEW_AND_OLD_IMAGES",
+        },
+    }
+    # When it is converted
+    record = lambda_record(raw, STREAM_ARN)
+    # Then it is what Lambda hands a handler
+    assert record == {
+        "eventID": "e1",
+        "eventName": "MODIFY",
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "eu-west-1",
+        "dynamodb": {
+            "ApproximateCreationDateTime": 1704164645,
+            "Keys": {"pk": {"S": "a"}},
+            "NewImage": {"pk": {"S": "a"}, "blob": {"B": "AAE="}, "set": {"BS": ["/w=="]}},
+            "OldImage": {"pk": {"S": "a"}, "n": {"N": "1"}},
+            "SequenceNumber": "100",
+            "SizeBytes": 42,
+            "StreamViewType": "NEW_AND_OLD_IMAGES",
+        },
+        "eventSourceARN": STREAM_ARN,
+    }
+    json.dumps(record)  # and it is plain JSON
+
+
+def test_mapping_config_reads_resolved_string_properties() -> None:
+    config = MappingConfig.from_properties(
+        {
+            "Stream": STREAM_ARN,
+            "StartingPosition": "TRIM_HORIZON",
+            "BatchSize": "50",
+            "MaximumBatchingWindowInSeconds": "0",
+            "MaximumRetryAttempts": "3",
+            "BisectBatchOnFunctionError": "true",
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "DestinationConfig": {"OnFailure": {"Destination": "arn:aws:sqs:us-east-1:1:q"}},
+        }
+    )
+    assert config == MappingConfig(
+        batch_size=50,
+        starting_position="TRIM_HORIZON",
+        maximum_retry_attempts=3,
+        bisect_on_error=True,
+        report_batch_item_failures=True,
+        on_failure_destination="arn:aws:sqs:us-east-1:1:q",
+        batching_window_s=0.0,
+    )
+
+
+def test_mapping_config_defaults_are_lambdas() -> None:
+    config = MappingConfig.from_properties({"Stream": STREAM_ARN})
+    assert config.batch_size == 100 and config.maximum_retry_attempts == -1
+    assert not config.bisect_on_error and not config.report_batch_item_failures
+    assert config.starting_position == "LATEST" and config.on_failure_destination is None
+
+
+def test_retry_backoff_is_exponential_and_capped() -> None:
+    backoff = RetryBackoff(initial_s=0.1, multiplier=2.0, maximum_s=0.5)
+    assert [backoff.delay(n) for n in (1, 2, 3, 4, 5)] == [0.1, 0.2, 0.4, 0.5, 0.5]
+
+
+def test_checkpoints_survive_a_new_store_and_leave_no_temp_files(tmp_path: Path) -> None:
+    # Given checkpoints written by one store
+    store = CheckpointStore(tmp_path)
+    store.put("fn|arn", "shard-1", "105")
+    store.put("fn|arn", "shard-1", "107")
+    store.mark_ended("fn|arn", "shard-0")
+    # When a new store reads the same state directory
+    reopened = CheckpointStore(tmp_path)
+    # Then it sees the last commit, and only the JSON file is there
+    assert reopened.get("fn|arn", "shard-1") == "107"
+    assert reopened.get("fn|arn", "shard-2") is None
+    assert reopened.is_ended("fn|arn", "shard-0") and not reopened.is_ended("fn|arn", "shard-1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints.json"]
+
+
+def test_a_corrupt_checkpoint_file_is_set_aside(tmp_path: Path) -> None:
+    (tmp_path / "checkpoints.json").write_text("{not json")
+    store = CheckpointStore(tmp_path)
+    assert store.get("fn|arn", "shard-1") is None
+    assert (tmp_path / "checkpoints.corrupt").exists()

@@ -1,0 +1,88 @@
+"""template.yaml is valid and matches the code: functions 1:1 with functions/, API events
+1:1 with the Chalice routes, every stream consumer configured for partial failures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ripple_local.cfn import load_template
+from ripple_local.functions import function_names, stream_event_sources
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = load_template(ROOT / "template.yaml")
+RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
+
+
+def test_cfn_lint_is_clean() -> None:
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "cfn-lint"), str(ROOT / "template.yaml")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_one_function_folder_per_template_function() -> None:
+    code_uris = {RESOURCES[f]["Properties"]["CodeUri"] for f in function_names(TEMPLATE)}
+    folders = {f"functions/{p.name}" for p in (ROOT / "functions").iterdir() if p.is_dir()}
+    assert code_uris == folders
+    for function_id in function_names(TEMPLATE):
+        props = RESOURCES[function_id]["Properties"]
+        module = props["Handler"].split(".")[0]
+        assert (ROOT / props["CodeUri"] / f"{module}.py").is_file()
+
+
+def test_layer_is_the_ripple_package() -> None:
+    layer = RESOURCES["RippleLayer"]
+    assert layer["Properties"]["ContentUri"] == "layers/ripple"
+    assert layer["Metadata"]["BuildMethod"].startswith("python3")
+    assert (ROOT / "layers/ripple/ripple/__init__.py").is_file()
+    assert (ROOT / "layers/ripple/requirements.txt").is_file()
+
+
+def test_every_stream_consumer_reports_partial_failures_and_parks_poison() -> None:
+    sources = stream_event_sources(TEMPLATE)
+    assert {s.function_id for s in sources} == {"FanoutFunction", "CacheRefresherFunction"}
+    for source in sources:
+        props = source.properties
+        assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert props["BisectBatchOnFunctionError"] is True
+        assert 0 <= props["MaximumRetryAttempts"] <= 10
+        assert props["DestinationConfig"]["OnFailure"]["Destination"] == {
+            "Fn::GetAtt": ["StreamFailureQueue", "Arn"]
+        }
+        table = props["Stream"]["Fn::GetAtt"][0]
+        assert RESOURCES[table]["Properties"]["StreamSpecification"]["StreamViewType"] == "NEW_AND_OLD_IMAGES"
+
+
+def _chalice_routes() -> set[tuple[str, str]]:
+    """The app's routes, read in a child process so this process's container stays unbuilt."""
+    code = (
+        "import json, importlib.util as u;"
+        "s = u.spec_from_file_location('api_app', 'functions/api/app.py'); m = u.module_from_spec(s);"
+        "s.loader.exec_module(m);"
+        "print(json.dumps([[p, meth] for p, e in m.app.routes.items() for meth in e]))"
+    )
+    env = {
+        "JWT_SECRET": "x" * 40,
+        "PYTHONPATH": f"{ROOT / 'layers/ripple'}",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return {(path, method.upper()) for path, method in json.loads(out.stdout.strip().splitlines()[-1])}
+
+
+@pytest.mark.parametrize("function_id", ["ApiFunction"])
+def test_api_events_match_the_chalice_routes(function_id: str) -> None:
+    events = RESOURCES[function_id]["Properties"]["Events"].values()
+    declared = {
+        (e["Properties"]["Path"], e["Properties"]["Method"].upper()) for e in events if e["Type"] == "Api"
+    }
+    assert declared == _chalice_routes()
