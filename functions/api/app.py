@@ -1,13 +1,17 @@
 """The Ripple HTTP API: a Chalice app behind API Gateway.
 
-Handlers are thin: parse the request, call one service, shape the response. Errors of
-every kind leave as ``{"error": {"code", "message"}}`` (see ``ripple.http.errors``).
+Handlers are thin: authenticate, rate-limit, validate, call one service, shape the
+response. Errors of every kind leave as ``{"error": {"code", "message"}}``
+(``ripple.http.errors``). The routes here, ``openapi.json`` beside this file and the Api
+events of template.yaml are kept identical by tests.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
@@ -16,8 +20,10 @@ from chalice.app import Request
 
 from ripple import validation
 from ripple.auth.tokens import Claims
+from ripple.cache.rate_limit import Limit
 from ripple.container import get_container
-from ripple.domain import Page, Post
+from ripple.domain import Page, Post, User
+from ripple.errors import NotFoundError, ValidationError
 from ripple.http.errors import status_and_body, translate_chalice_body
 from ripple.http.requests import bearer_token, parse_json_body
 from ripple.observability import logger, metrics, tracer
@@ -25,6 +31,11 @@ from ripple.observability import logger, metrics, tracer
 app = Chalice(app_name="ripple")
 container = get_container()
 settings = container.settings
+OPENAPI = json.loads((Path(__file__).parent / "openapi.json").read_text())
+
+WRITES_PER_USER = Limit("writes:user", settings.rate_limit_writes_per_minute)
+WRITES_PER_IP = Limit("writes:ip", settings.rate_limit_ip_writes_per_minute)
+AUTH_PER_IP = Limit("auth:ip", settings.rate_limit_auth_per_minute)
 
 app.register_middleware(
     ConvertToMiddleware(logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST))
@@ -52,14 +63,15 @@ def json_errors(view: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return view(*args, **kwargs)
         except Exception as exc:
-            status, body = status_and_body(exc)
+            status, body, headers = status_and_body(exc)
             if status >= 500:
                 logger.exception("request failed", extra={"path": request().path})
-            return Response(body=body, status_code=status)
+            return Response(body=body, status_code=status, headers=dict(headers))
 
     return wrapper
 
 
+# ------------------------------------------------------------------ request helpers
 def request() -> Request:
     current = app.current_request
     assert current is not None, "only called while handling a request"
@@ -71,8 +83,25 @@ def body() -> Any:
     return parse_json_body(raw.encode() if isinstance(raw, str) else raw, settings.max_body_bytes)
 
 
+def source_ip() -> str:
+    identity = request().context.get("identity") or {}
+    return str(identity.get("sourceIp") or "unknown")
+
+
 def authenticated() -> Claims:
     return container.tokens.verify(bearer_token(request().headers))
+
+
+def writer() -> Claims:
+    """An authenticated user about to write: counted against the per-user and per-IP limits."""
+    me = authenticated()
+    container.rate_limiter.check(WRITES_PER_USER, me.user_id)
+    container.rate_limiter.check(WRITES_PER_IP, source_ip())
+    return me
+
+
+def auth_attempt() -> None:
+    container.rate_limiter.check(AUTH_PER_IP, source_ip())
 
 
 def query(name: str) -> str | None:
@@ -80,84 +109,188 @@ def query(name: str) -> str | None:
     return None if params is None else params.get(name)
 
 
-def page_of_posts(page: Page[Post]) -> dict[str, Any]:
+def posts_page(page: Page[Post]) -> dict[str, Any]:
     return {"items": [p.to_public() for p in page.items], "next_cursor": page.next_cursor}
+
+
+def users_page(page: Page[User]) -> dict[str, Any]:
+    return {"items": [u.to_public() for u in page.items], "next_cursor": page.next_cursor}
+
+
+def user_id_param(value: str) -> str:
+    return validation.entity_id(value, "user")
+
+
+def post_id_param(value: str) -> str:
+    return validation.entity_id(value, "post")
 
 
 # ------------------------------------------------------------------ auth
 @app.route("/auth/signup", methods=["POST"])
 @json_errors
 def signup() -> Response:
+    auth_attempt()
     username, password = validation.credentials(body())
     session = container.accounts.signup(username, password)
-    return Response(
-        body={"user": session.user.to_public(), **session.tokens.to_public()},
-        status_code=201,
-    )
+    return Response(body={"user": session.user.to_public(), **session.tokens.to_public()}, status_code=201)
 
 
 @app.route("/auth/login", methods=["POST"])
 @json_errors
 def login() -> dict[str, Any]:
+    auth_attempt()
     username, password = validation.credentials(body())
     session = container.accounts.login(username, password)
     return {"user": session.user.to_public(), **session.tokens.to_public()}
+
+
+@app.route("/auth/refresh", methods=["POST"])
+@json_errors
+def refresh() -> dict[str, Any]:
+    auth_attempt()
+    session = container.accounts.refresh(validation.refresh_token(body()))
+    return {"user": session.user.to_public(), **session.tokens.to_public()}
+
+
+@app.route("/auth/logout", methods=["POST"])
+@json_errors
+def logout() -> Response:
+    auth_attempt()
+    container.accounts.logout(validation.refresh_token(body()))
+    return Response(body="", status_code=204)
+
+
+# ------------------------------------------------------------------ users
+@app.route("/me", methods=["GET"])
+@json_errors
+def me() -> dict[str, Any]:
+    return container.user_service.get(authenticated().user_id).to_public()
+
+
+@app.route("/me", methods=["PATCH"])
+@json_errors
+def update_me() -> dict[str, Any]:
+    claims = writer()
+    display_name, bio = validation.profile_update(body())
+    return container.user_service.update_profile(claims.user_id, display_name, bio).to_public()
+
+
+@app.route("/users/{user_id}", methods=["GET"])
+@json_errors
+def get_user(user_id: str) -> dict[str, Any]:
+    authenticated()
+    return container.user_service.get(user_id_param(user_id)).to_public()
+
+
+@app.route("/users/by-name/{username}", methods=["GET"])
+@json_errors
+def get_user_by_name(username: str) -> dict[str, Any]:
+    authenticated()
+    try:
+        name = validation.username(username)
+    except ValidationError as exc:  # a name that cannot exist is simply not found
+        raise NotFoundError(f"user '{username}' not found") from exc
+    return container.user_service.by_username(name).to_public()
 
 
 # ------------------------------------------------------------------ follows
 @app.route("/users/{user_id}/follow", methods=["POST"])
 @json_errors
 def follow(user_id: str) -> dict[str, Any]:
-    me = authenticated()
-    followee = validation.entity_id(user_id, "user")
-    created = container.follow_service.follow(me.user_id, followee)
+    claims = writer()
+    followee = user_id_param(user_id)
+    created = container.follow_service.follow(claims.user_id, followee)
     return {"following": True, "user_id": followee, "changed": created}
 
 
 @app.route("/users/{user_id}/follow", methods=["DELETE"])
 @json_errors
 def unfollow(user_id: str) -> dict[str, Any]:
-    me = authenticated()
-    followee = validation.entity_id(user_id, "user")
-    removed = container.follow_service.unfollow(me.user_id, followee)
+    claims = writer()
+    followee = user_id_param(user_id)
+    removed = container.follow_service.unfollow(claims.user_id, followee)
     return {"following": False, "user_id": followee, "changed": removed}
 
 
+@app.route("/users/{user_id}/followers", methods=["GET"])
+@json_errors
+def followers(user_id: str) -> dict[str, Any]:
+    authenticated()
+    limit = validation.page_limit(query("limit"))
+    return users_page(container.follow_service.followers(user_id_param(user_id), limit, query("cursor")))
+
+
+@app.route("/users/{user_id}/following", methods=["GET"])
+@json_errors
+def following(user_id: str) -> dict[str, Any]:
+    authenticated()
+    limit = validation.page_limit(query("limit"))
+    return users_page(container.follow_service.following(user_id_param(user_id), limit, query("cursor")))
+
+
 # ------------------------------------------------------------------ posts
+@app.route("/users/{user_id}/posts", methods=["GET"])
+@json_errors
+def user_posts(user_id: str) -> dict[str, Any]:
+    claims = authenticated()
+    limit = validation.page_limit(query("limit"))
+    page = container.post_service.by_author(user_id_param(user_id), limit, query("cursor"), claims.user_id)
+    return posts_page(page)
+
+
 @app.route("/posts", methods=["POST"])
 @json_errors
 def create_post() -> Response:
-    me = authenticated()
+    claims = writer()
     text = validation.post_text(body(), max_chars=settings.post_max_chars)
-    post = container.post_service.create(me.user_id, text)
+    post = container.post_service.create(claims.user_id, text)
     return Response(body=post.to_public(), status_code=201)
 
 
 @app.route("/posts/{post_id}", methods=["GET"])
 @json_errors
 def get_post(post_id: str) -> dict[str, Any]:
-    authenticated()
-    return container.post_service.get(validation.entity_id(post_id, "post")).to_public()
+    claims = authenticated()
+    return container.post_service.get(post_id_param(post_id), claims.user_id).to_public()
 
 
 @app.route("/posts/{post_id}", methods=["DELETE"])
 @json_errors
 def delete_post(post_id: str) -> Response:
-    me = authenticated()
-    container.post_service.delete(validation.entity_id(post_id, "post"), me.user_id, me.roles)
+    claims = writer()
+    container.post_service.delete(post_id_param(post_id), claims.user_id, claims.roles)
     return Response(body="", status_code=204)
+
+
+@app.route("/posts/{post_id}/like", methods=["POST"])
+@json_errors
+def like(post_id: str) -> dict[str, Any]:
+    claims = writer()
+    return container.post_service.like(claims.user_id, post_id_param(post_id)).for_reader(True).to_public()
+
+
+@app.route("/posts/{post_id}/like", methods=["DELETE"])
+@json_errors
+def unlike(post_id: str) -> dict[str, Any]:
+    claims = writer()
+    return container.post_service.unlike(claims.user_id, post_id_param(post_id)).for_reader(False).to_public()
 
 
 # ------------------------------------------------------------------ feed
 @app.route("/feed", methods=["GET"])
 @json_errors
 def home_feed() -> dict[str, Any]:
-    me = authenticated()
+    claims = authenticated()
     limit = validation.page_limit(query("limit"))
-    return page_of_posts(container.feed_reader.home(me.user_id, limit, query("cursor")))
+    return posts_page(container.feed_reader.home(claims.user_id, limit, query("cursor")))
 
 
-# ------------------------------------------------------------------ health
+# ------------------------------------------------------------------ meta
+@app.route("/openapi.json", methods=["GET"])
+def openapi() -> dict[str, Any]:
+    return OPENAPI
+
+
 @app.route("/health/live", methods=["GET"])
 def health_live() -> dict[str, Any]:
     return {"status": "ok"}

@@ -35,6 +35,7 @@ def stack(emulator: str, redis_server: str, tmp_path_factory: pytest.TempPathFac
     ).prepare()
     os.environ["FEED_CACHE_MAX_ITEMS"] = str(TEST_FEED_CACHE_MAX_ITEMS)
     os.environ["PASSWORD_SCRYPT_N"] = str(2**12)
+    os.environ["RATE_LIMIT_WRITES_PER_MINUTE"] = "40"  # high enough for the tests, low enough to hit
     for source in stream_event_sources(local.template):
         local.runners[runner_key(source.function_id, source.event_name)] = local.make_runner(source)
     yield local

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ripple.container import Container
+from ripple.domain import User
 from ripple.ids import new_ulid
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -27,3 +29,9 @@ SAMPLE_POST = "01JDQ7Z8M3K2P4R6T8V0W2X4Y6"
 
 def fresh_ids() -> dict[str, str]:
     return {SAMPLE_AUTHOR: new_ulid(), SAMPLE_FOLLOWER: new_ulid(), SAMPLE_POST: new_ulid()}
+
+
+def ensure_users(container: Container, *user_ids: str) -> None:
+    """Create bare users with these ids (follows and posts need their users to exist)."""
+    for user_id in user_ids:
+        container.users.create(User(user_id=user_id, username=f"u{user_id.lower()}", created_at=1), "x")

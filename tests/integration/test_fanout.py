@@ -11,7 +11,14 @@ import pytest
 from ripple.container import Container
 from ripple.domain import FeedEntry, Post
 from ripple.ids import new_ulid
-from tests.integration.support import SAMPLE_AUTHOR, SAMPLE_FOLLOWER, SAMPLE_POST, fresh_ids, load_event
+from tests.integration.support import (
+    SAMPLE_AUTHOR,
+    SAMPLE_FOLLOWER,
+    SAMPLE_POST,
+    ensure_users,
+    fresh_ids,
+    load_event,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -25,6 +32,7 @@ def test_post_insert_writes_author_and_follower_feeds_idempotently(
 ) -> None:
     ids = fresh_ids()
     author, follower, post_id = ids[SAMPLE_AUTHOR], ids[SAMPLE_FOLLOWER], ids[SAMPLE_POST]
+    ensure_users(container, author, follower)
     container.follows.follow(follower, author)
     event = load_event("fanout/posts_insert.json", **ids)
 
@@ -41,6 +49,7 @@ def test_post_insert_writes_author_and_follower_feeds_idempotently(
 def test_post_remove_retracts_from_every_feed(container: Container, fanout_handler: Any) -> None:
     ids = fresh_ids()
     author, follower = ids[SAMPLE_AUTHOR], ids[SAMPLE_FOLLOWER]
+    ensure_users(container, author, follower)
     container.follows.follow(follower, author)
     fanout_handler(load_event("fanout/posts_insert.json", **ids))
     assert feed_of(container, follower)
@@ -57,6 +66,7 @@ def test_follow_insert_backfills_recent_posts_and_remove_retracts(
     ids = fresh_ids()
     author, follower = ids[SAMPLE_AUTHOR], ids[SAMPLE_FOLLOWER]
     backfill = container.settings.backfill_posts
+    ensure_users(container, author, follower)
     posts = [
         Post(post_id=new_ulid(1_700_000_000_000 + i), author_id=author, text=f"p{i}", created_at=1)
         for i in range(backfill + 3)
@@ -76,6 +86,7 @@ def test_large_audience_is_written_in_batches(container: Container, fanout_handl
     ids = fresh_ids()
     author = ids[SAMPLE_AUTHOR]
     followers = [new_ulid() for _ in range(60)]  # three BatchWriteItem calls of 25
+    ensure_users(container, author, *followers)
     for f in followers:
         container.follows.follow(f, author)
     fanout_handler(load_event("fanout/posts_insert.json", **ids))

@@ -110,7 +110,7 @@ def test_reads_survive_redis_being_unreachable(stack: LocalStack, container: Con
     reader = FeedReader(
         container.feed,
         FeedCache(dead, max_items=10, ttl_seconds=60),
-        PostHydrator(container.posts, PostCache(dead, ttl_seconds=60)),
+        PostHydrator(container.posts, container.likes, PostCache(dead, ttl_seconds=60)),
     )
     page = reader.home(b, 10)
     assert [p.post_id for p in page.items] == [post.post_id]

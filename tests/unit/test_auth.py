@@ -39,7 +39,8 @@ def test_forged_signature_is_refused(tokens: TokenService) -> None:
 
 def test_expired_token_is_refused(tokens: TokenService) -> None:
     now = int(time.time())
-    expired = jwt.encode({"sub": "U1", "typ": ACCESS, "iat": now - 120, "exp": now - 60}, SECRET, "HS256")
+    claims = {"sub": "U1", "typ": ACCESS, "iat": now - 120, "exp": now - 60, "jti": "j1"}
+    expired = jwt.encode(claims, SECRET, "HS256")
     with pytest.raises(AuthenticationError, match="expired"):
         tokens.verify(expired)
 
@@ -50,7 +51,7 @@ def test_alg_none_is_refused(tokens: TokenService) -> None:
 
     now = int(time.time())
     header = b64({"alg": "none", "typ": "JWT"})
-    payload = b64({"sub": "U1", "typ": ACCESS, "iat": now, "exp": now + 60})
+    payload = b64({"sub": "U1", "typ": ACCESS, "iat": now, "exp": now + 60, "jti": "j1"})
     unsigned = f"{header}.{payload}."
     with pytest.raises(AuthenticationError):
         tokens.verify(unsigned)

@@ -3,7 +3,7 @@
 import pytest
 from pynamodb.exceptions import PutError
 
-from ripple.errors import ConflictError, PayloadTooLargeError, ValidationError
+from ripple.errors import ConflictError, PayloadTooLargeError, RateLimitedError, ValidationError
 from ripple.http.errors import status_and_body, translate_chalice_body
 from ripple.http.requests import bearer_token, parse_json_body
 
@@ -35,7 +35,10 @@ def test_error_mapping() -> None:
     assert status_and_body(ConflictError("taken", code="username_taken")) == (
         409,
         {"error": {"code": "username_taken", "message": "taken"}},
+        {},
     )
+    status, body, headers = status_and_body(RateLimitedError("slow down", retry_after=17))
+    assert (status, body["error"]["code"], headers) == (429, "rate_limited", {"Retry-After": "17"})
     assert status_and_body(RuntimeError("secret detail"))[0] == 500
     assert "secret detail" not in str(status_and_body(RuntimeError("secret detail")))
 
@@ -49,7 +52,8 @@ def test_throttling_after_retries_is_503() -> None:
     try:
         raise PutError("Failed to put item") from Throttled()
     except PutError as exc:
-        status, body = status_and_body(exc)
+        status, body, headers = status_and_body(exc)
+    assert headers == {"Retry-After": "1"}
     assert status == 503
     assert body["error"]["code"] == "service_unavailable"
 

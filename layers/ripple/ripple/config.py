@@ -41,6 +41,8 @@ class Settings:
     posts_table: str = "ripple-posts"
     follows_table: str = "ripple-follows"
     feed_table: str = "ripple-feed"
+    likes_table: str = "ripple-likes"
+    refresh_tokens_table: str = "ripple-refresh-tokens"
     redis_host: str = "127.0.0.1"
     redis_port: int = 6379
     redis_tls: bool = False
@@ -59,6 +61,10 @@ class Settings:
     max_body_bytes: int = 16 * 1024
     # scrypt cost; 2**14 is the interactive-login recommendation (RFC 7914).
     password_scrypt_n: int = 2**14
+    # Fixed one-minute windows in Redis; 0 disables a limit.
+    rate_limit_writes_per_minute: int = 60
+    rate_limit_ip_writes_per_minute: int = 300
+    rate_limit_auth_per_minute: int = 20
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -74,6 +80,8 @@ class Settings:
             posts_table=e.get("POSTS_TABLE", d.posts_table),
             follows_table=e.get("FOLLOWS_TABLE", d.follows_table),
             feed_table=e.get("FEED_TABLE", d.feed_table),
+            likes_table=e.get("LIKES_TABLE", d.likes_table),
+            refresh_tokens_table=e.get("REFRESH_TOKENS_TABLE", d.refresh_tokens_table),
             redis_host=e.get("REDIS_HOST", d.redis_host),
             redis_port=_int(e, "REDIS_PORT", d.redis_port),
             redis_tls=_bool(e, "REDIS_TLS", d.redis_tls),
@@ -89,6 +97,13 @@ class Settings:
             post_max_chars=_int(e, "POST_MAX_CHARS", d.post_max_chars),
             max_body_bytes=_int(e, "MAX_BODY_BYTES", d.max_body_bytes),
             password_scrypt_n=_int(e, "PASSWORD_SCRYPT_N", d.password_scrypt_n),
+            rate_limit_writes_per_minute=_int(
+                e, "RATE_LIMIT_WRITES_PER_MINUTE", d.rate_limit_writes_per_minute
+            ),
+            rate_limit_ip_writes_per_minute=_int(
+                e, "RATE_LIMIT_IP_WRITES_PER_MINUTE", d.rate_limit_ip_writes_per_minute
+            ),
+            rate_limit_auth_per_minute=_int(e, "RATE_LIMIT_AUTH_PER_MINUTE", d.rate_limit_auth_per_minute),
         )
 
 

@@ -16,11 +16,14 @@ from ripple.auth.tokens import TokenService
 from ripple.cache.client import create_redis
 from ripple.cache.feed_cache import FeedCache
 from ripple.cache.post_cache import PostCache
+from ripple.cache.rate_limit import RateLimiter
 from ripple.config import Settings, get_settings
 from ripple.repositories.feed import FeedRepository
 from ripple.repositories.follows import FollowRepository
+from ripple.repositories.likes import LikeRepository
 from ripple.repositories.models import bind_models
 from ripple.repositories.posts import PostRepository
+from ripple.repositories.refresh_tokens import RefreshTokenRepository
 from ripple.repositories.users import UserRepository
 from ripple.services.accounts import AccountService
 from ripple.services.cache_refresh import CacheRefresher
@@ -28,6 +31,7 @@ from ripple.services.fanout import FanoutConsumer, FanoutService
 from ripple.services.feed import FeedReader, PostHydrator
 from ripple.services.follows import FollowService
 from ripple.services.posts import PostService
+from ripple.services.users import UserService
 
 
 class Container:
@@ -69,6 +73,18 @@ class Container:
         return FeedRepository()
 
     @cached_property
+    def likes(self) -> LikeRepository:
+        return LikeRepository()
+
+    @cached_property
+    def refresh_tokens(self) -> RefreshTokenRepository:
+        return RefreshTokenRepository()
+
+    @cached_property
+    def rate_limiter(self) -> RateLimiter:
+        return RateLimiter(self.redis)
+
+    @cached_property
     def feed_cache(self) -> FeedCache:
         return FeedCache(self.redis, self.settings.feed_cache_max_items, self.settings.feed_cache_ttl_seconds)
 
@@ -85,7 +101,13 @@ class Container:
 
     @cached_property
     def accounts(self) -> AccountService:
-        return AccountService(self.users, PasswordHasher(self.settings.password_scrypt_n), self.tokens)
+        return AccountService(
+            self.users, self.refresh_tokens, PasswordHasher(self.settings.password_scrypt_n), self.tokens
+        )
+
+    @cached_property
+    def user_service(self) -> UserService:
+        return UserService(self.users)
 
     @cached_property
     def follow_service(self) -> FollowService:
@@ -93,11 +115,11 @@ class Container:
 
     @cached_property
     def post_service(self) -> PostService:
-        return PostService(self.posts, self.feed, self.feed_cache, self.post_cache)
+        return PostService(self.posts, self.likes, self.users, self.feed, self.feed_cache, self.post_cache)
 
     @cached_property
     def feed_reader(self) -> FeedReader:
-        return FeedReader(self.feed, self.feed_cache, PostHydrator(self.posts, self.post_cache))
+        return FeedReader(self.feed, self.feed_cache, PostHydrator(self.posts, self.likes, self.post_cache))
 
     @cached_property
     def fanout(self) -> FanoutService:
@@ -109,7 +131,9 @@ class Container:
 
     @cached_property
     def cache_refresher(self) -> CacheRefresher:
-        return CacheRefresher(self.feed_cache)
+        return CacheRefresher(
+            self.feed_cache, self.post_cache, self.settings.feed_table, self.settings.posts_table
+        )
 
 
 @lru_cache(maxsize=1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -14,15 +14,23 @@ class User:
     username: str
     created_at: int  # epoch milliseconds
     display_name: str = ""
+    bio: str = ""
     roles: tuple[str, ...] = ()
+    follower_count: int = 0
+    following_count: int = 0
+    post_count: int = 0
 
     def to_public(self) -> dict[str, Any]:
-        """The shape every API response uses for a user (never the password hash)."""
+        """The shape every API response uses for a user (never the password hash or roles)."""
         return {
             "user_id": self.user_id,
             "username": self.username,
             "display_name": self.display_name,
+            "bio": self.bio,
             "created_at": self.created_at,
+            "follower_count": self.follower_count,
+            "following_count": self.following_count,
+            "post_count": self.post_count,
         }
 
 
@@ -40,17 +48,29 @@ class Post:
     author_id: str
     text: str
     created_at: int  # epoch milliseconds
+    like_count: int = 0
+    liked_by_me: bool | None = None  # None when the reader is unknown
 
     def to_public(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "post_id": self.post_id,
+            "author_id": self.author_id,
+            "text": self.text,
+            "created_at": self.created_at,
+            "like_count": self.like_count,
+        }
+        if self.liked_by_me is not None:
+            body["liked_by_me"] = self.liked_by_me
+        return body
+
+    def to_cache(self) -> dict[str, Any]:
         return {
             "post_id": self.post_id,
             "author_id": self.author_id,
             "text": self.text,
             "created_at": self.created_at,
+            "like_count": self.like_count,
         }
-
-    def to_cache(self) -> dict[str, Any]:
-        return self.to_public()
 
     @classmethod
     def from_cache(cls, data: dict[str, Any]) -> Post:
@@ -59,7 +79,11 @@ class Post:
             author_id=str(data["author_id"]),
             text=str(data["text"]),
             created_at=int(data["created_at"]),
+            like_count=int(data.get("like_count", 0)),
         )
+
+    def for_reader(self, liked: bool) -> Post:
+        return replace(self, liked_by_me=liked)
 
 
 @dataclass(frozen=True, order=True)
@@ -75,7 +99,7 @@ class FeedEntry:
 
 @dataclass(frozen=True)
 class Page(Generic[T]):
-    """A page of a newest-first list; ``next_cursor`` is None on the last page."""
+    """A page of a list; ``next_cursor`` is None on the last page."""
 
     items: list[T] = field(default_factory=list)
     next_cursor: str | None = None

@@ -47,6 +47,17 @@ class PayloadTooLargeError(RippleError):
     code = "payload_too_large"
 
 
+class RateLimitedError(RippleError):
+    """Too many requests in the current window; ``retry_after`` seconds until it resets."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
+
+
 class ServiceUnavailableError(RippleError):
     """A dependency (DynamoDB) failed after retries: the client may try again."""
 

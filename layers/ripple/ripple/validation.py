@@ -93,3 +93,36 @@ def page_limit(raw: str | None) -> int:
     if not 1 <= limit <= MAX_PAGE_LIMIT:
         raise ValidationError(f"'limit' must be between 1 and {MAX_PAGE_LIMIT}")
     return limit
+
+
+DISPLAY_NAME_MAX, BIO_MAX = 50, 160
+
+
+def profile_update(body: Any) -> tuple[str | None, str | None]:
+    """Validate ``PATCH /me``: {display_name?, bio?}, at least one of them."""
+    obj = require_object(body, allowed={"display_name", "bio"}, required=set())
+    if not obj:
+        raise ValidationError("nothing to update: give 'display_name' and/or 'bio'")
+    display_name = _bounded_text(obj, "display_name", DISPLAY_NAME_MAX)
+    bio = _bounded_text(obj, "bio", BIO_MAX)
+    return display_name, bio
+
+
+def _bounded_text(obj: Mapping[str, Any], name: str, max_chars: int) -> str | None:
+    if name not in obj:
+        return None
+    value = unicodedata.normalize("NFC", _string(obj, name)).strip()
+    if len(value) > max_chars:
+        raise ValidationError(f"'{name}' must be at most {max_chars} characters")
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        raise ValidationError(f"'{name}' must not contain control characters")
+    return value
+
+
+def refresh_token(body: Any) -> str:
+    """Validate ``POST /auth/refresh`` and ``/auth/logout``: {refresh_token}."""
+    obj = require_object(body, allowed={"refresh_token"}, required={"refresh_token"})
+    token = _string(obj, "refresh_token")
+    if not token or len(token) > 4096:
+        raise ValidationError("'refresh_token' is not a token")
+    return token

@@ -63,7 +63,11 @@ def test_prepared_stack_runs_template_streams_end_to_end(
             return {"batchItemFailures": []}
 
         def refresher(event: dict[str, Any], context: Any) -> None:
-            refreshed.extend(r["dynamodb"]["Keys"]["post_id"]["S"] for r in event["Records"])
+            refreshed.extend(
+                r["dynamodb"]["Keys"]["post_id"]["S"]
+                for r in event["Records"]
+                if "FeedTable" in r["eventSourceARN"]
+            )
 
         stack.start_runners(handlers={"FanoutFunction": fanout, "CacheRefresherFunction": refresher})
         for post_id in ("p1", "p2", "p3"):
@@ -77,7 +81,7 @@ def test_prepared_stack_runs_template_streams_end_to_end(
         assert posts_runner.config.batch_size == 50 and posts_runner.config.maximum_retry_attempts == 3
         assert stack.resources is not None
         assert posts_runner.failure_queue_url == stack.resources.queue_urls()["StreamFailureQueue"]
-        assert stack.runner("CacheRefresherFunction").config.maximum_retry_attempts == 5
+        assert stack.runner("CacheRefresherFunction", "FeedStream").config.maximum_retry_attempts == 5
         assert f"{stack_name}-FeedTable" in stack.summary()
     finally:
         stack.stop()

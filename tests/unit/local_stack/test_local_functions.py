@@ -30,9 +30,10 @@ def test_stream_event_sources_list_every_dynamodb_event(template: dict[str, Any]
     assert [(s.function_id, s.event_name) for s in sources] == [
         ("FanoutFunction", "PostsStream"),
         ("FanoutFunction", "FollowsStream"),
+        ("CacheRefresherFunction", "PostsStream"),
         ("CacheRefresherFunction", "FeedStream"),
     ]
-    feed = sources[2].properties
+    feed = sources[3].properties
     assert feed["BatchSize"] == 100 and feed["MaximumRetryAttempts"] == 5
     assert feed["Stream"] == {"Fn::GetAtt": ["FeedTable", "StreamArn"]}
 

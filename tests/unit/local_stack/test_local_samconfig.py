@@ -16,6 +16,8 @@ def test_local_environment_of_the_real_samconfig() -> None:
         "Stage": "local",
         "RedisTls": "false",
         "LogLevel": "INFO",
+        "RateLimitAuthPerMinute": "600",
+        "RateLimitIpWritesPerMinute": "6000",
     }
     environment = load_sam_environment(ROOT / "samconfig.toml", "local")
     assert environment.stack_name == "ripple-local"

@@ -24,6 +24,8 @@ class TokenPair:
     access_token: str
     refresh_token: str
     expires_in: int
+    refresh_token_id: str
+    refresh_expires_at: int  # epoch seconds
 
     def to_public(self) -> dict[str, object]:
         return {
@@ -52,21 +54,26 @@ class TokenService:
         self._refresh_ttl = refresh_ttl
 
     def issue(self, user_id: str, roles: tuple[str, ...] = ()) -> TokenPair:
+        now = int(time.time())
+        refresh_id = uuid.uuid4().hex
         return TokenPair(
-            access_token=self._encode(user_id, ACCESS, self._access_ttl, roles),
-            refresh_token=self._encode(user_id, REFRESH, self._refresh_ttl, roles),
+            access_token=self._encode(user_id, ACCESS, now, self._access_ttl, roles, uuid.uuid4().hex),
+            refresh_token=self._encode(user_id, REFRESH, now, self._refresh_ttl, roles, refresh_id),
             expires_in=self._access_ttl,
+            refresh_token_id=refresh_id,
+            refresh_expires_at=now + self._refresh_ttl,
         )
 
-    def _encode(self, user_id: str, token_type: str, ttl: int, roles: tuple[str, ...]) -> str:
-        now = int(time.time())
+    def _encode(
+        self, user_id: str, token_type: str, now: int, ttl: int, roles: tuple[str, ...], token_id: str
+    ) -> str:
         payload = {
             "sub": user_id,
             "typ": token_type,
             "roles": list(roles),
             "iat": now,
             "exp": now + ttl,
-            "jti": uuid.uuid4().hex,
+            "jti": token_id,
         }
         return jwt.encode(payload, self._secret, algorithm=ALGORITHM)
 
@@ -76,7 +83,7 @@ class TokenService:
                 token,
                 self._secret,
                 algorithms=[ALGORITHM],
-                options={"require": ["exp", "iat", "sub", "typ"]},
+                options={"require": ["exp", "iat", "sub", "typ", "jti"]},
             )
         except jwt.ExpiredSignatureError as exc:
             raise AuthenticationError("token has expired", code="token_expired") from exc

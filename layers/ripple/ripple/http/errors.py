@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ripple.errors import RippleError, ServiceUnavailableError
+from ripple.errors import RateLimitedError, RippleError, ServiceUnavailableError
 
 INTERNAL = (500, "internal_error", "an internal error occurred")
 
@@ -23,16 +23,19 @@ def error_body(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
 
-def status_and_body(exc: Exception) -> tuple[int, dict[str, Any]]:
+def status_and_body(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
     """Domain errors keep their status and code; DynamoDB throttling after retries is a
-    503 the client may retry; anything else is a 500 whose details stay in the logs."""
+    503 the client may retry; anything else is a 500 whose details stay in the logs.
+    Returns (status, body, extra headers)."""
+    if isinstance(exc, RateLimitedError):
+        return exc.status, error_body(exc.code, exc.message), {"Retry-After": str(exc.retry_after)}
     if isinstance(exc, RippleError):
-        return exc.status, error_body(exc.code, exc.message)
+        return exc.status, error_body(exc.code, exc.message), {}
     if _is_throttling(exc):
         unavailable = ServiceUnavailableError("the service is busy, please retry")
-        return unavailable.status, error_body(unavailable.code, unavailable.message)
+        return unavailable.status, error_body(unavailable.code, unavailable.message), {"Retry-After": "1"}
     status, code, message = INTERNAL
-    return status, error_body(code, message)
+    return status, error_body(code, message), {}
 
 
 def translate_chalice_body(body: Any) -> dict[str, Any] | None:

@@ -22,8 +22,13 @@ class UserModel(Model):
     username = UnicodeAttribute()
     password_hash = UnicodeAttribute()
     display_name = UnicodeAttribute(default="")
+    bio = UnicodeAttribute(default="")
     roles = UnicodeSetAttribute(null=True)
     created_at = NumberAttribute()
+    # Counters move only through atomic ADDs, in the transaction that changes what they count.
+    follower_count = NumberAttribute(default=0)
+    following_count = NumberAttribute(default=0)
+    post_count = NumberAttribute(default=0)
 
 
 class UsernameModel(Model):
@@ -52,6 +57,7 @@ class PostModel(Model):
     post_id = UnicodeAttribute(range_key=True)
     text = UnicodeAttribute()
     created_at = NumberAttribute()
+    like_count = NumberAttribute(default=0)
     by_post_id = PostIdIndex()
 
 
@@ -84,7 +90,33 @@ class FeedItemModel(Model):
     created_at = NumberAttribute()
 
 
-ALL_MODELS: tuple[type[Model], ...] = (UserModel, UsernameModel, PostModel, FollowModel, FeedItemModel)
+class LikeModel(Model):
+    class Meta:
+        table_name = "likes"
+
+    post_id = UnicodeAttribute(hash_key=True)
+    user_id = UnicodeAttribute(range_key=True)
+    created_at = NumberAttribute()
+
+
+class RefreshTokenModel(Model):
+    class Meta:
+        table_name = "refresh-tokens"
+
+    token_id = UnicodeAttribute(hash_key=True)
+    user_id = UnicodeAttribute()
+    expires_at = NumberAttribute()  # epoch seconds; the table's TTL attribute
+
+
+ALL_MODELS: tuple[type[Model], ...] = (
+    UserModel,
+    UsernameModel,
+    PostModel,
+    FollowModel,
+    FeedItemModel,
+    LikeModel,
+    RefreshTokenModel,
+)
 
 
 def bind_models(settings: Settings) -> None:
@@ -95,6 +127,8 @@ def bind_models(settings: Settings) -> None:
         PostModel: settings.posts_table,
         FollowModel: settings.follows_table,
         FeedItemModel: settings.feed_table,
+        LikeModel: settings.likes_table,
+        RefreshTokenModel: settings.refresh_tokens_table,
     }
     for model, table_name in names.items():
         meta = model.Meta

@@ -1,4 +1,7 @@
-"""Posts, partitioned by author so "a user's newest posts" is a single Query."""
+"""Posts, partitioned by author so "a user's newest posts" is a single Query.
+
+Creating and deleting a post move the author's post_count in the same transaction.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +10,38 @@ from collections.abc import Iterable
 from pynamodb.exceptions import DoesNotExist
 
 from ripple.domain import Post
-from ripple.repositories.models import PostModel
+from ripple.errors import AuthenticationError
+from ripple.repositories.models import PostModel, UserModel
+from ripple.repositories.transactions import ConditionFailed, transaction
 
 
 def _to_post(m: PostModel) -> Post:
-    return Post(post_id=m.post_id, author_id=m.author_id, text=m.text, created_at=int(m.created_at))
+    return Post(
+        post_id=m.post_id,
+        author_id=m.author_id,
+        text=m.text,
+        created_at=int(m.created_at),
+        like_count=int(m.like_count or 0),
+    )
 
 
 class PostRepository:
     def create(self, post: Post) -> None:
-        PostModel(
+        row = PostModel(
             author_id=post.author_id, post_id=post.post_id, text=post.text, created_at=post.created_at
-        ).save(condition=PostModel.post_id.does_not_exist())
+        )
+        try:
+            with transaction() as tx:
+                tx.save(row, condition=PostModel.post_id.does_not_exist())
+                tx.update(
+                    UserModel(user_id=post.author_id),
+                    actions=[UserModel.post_count.add(1)],
+                    condition=UserModel.user_id.exists(),
+                )
+        except ConditionFailed as exc:
+            if exc.index == 1:
+                raise AuthenticationError("your account no longer exists", code="invalid_token") from exc
+            raise
 
     def get(self, post_id: str) -> Post | None:
         """Find a post by id alone (through the by_post_id index, then the table)."""
@@ -42,12 +65,23 @@ class PostRepository:
     def recent_by_author(self, author_id: str, limit: int, before: str | None = None) -> list[Post]:
         """The author's newest posts (ids below ``before`` if given), newest first."""
         condition = PostModel.post_id < before if before else None
-        return [
-            _to_post(m)
-            for m in PostModel.query(
-                author_id, range_key_condition=condition, scan_index_forward=False, limit=limit
-            )
-        ]
+        query = PostModel.query(
+            author_id,
+            range_key_condition=condition,
+            scan_index_forward=False,
+            limit=limit,
+            consistent_read=True,
+        )
+        return [_to_post(m) for m in query]
 
-    def delete(self, author_id: str, post_id: str) -> None:
-        PostModel(author_id=author_id, post_id=post_id).delete()
+    def delete(self, author_id: str, post_id: str) -> bool:
+        """Delete the post; False if it was already gone (a concurrent delete)."""
+        try:
+            with transaction() as tx:
+                tx.delete(
+                    PostModel(author_id=author_id, post_id=post_id), condition=PostModel.post_id.exists()
+                )
+                tx.update(UserModel(user_id=author_id), actions=[UserModel.post_count.add(-1)])
+        except ConditionFailed:
+            return False
+        return True

@@ -1,13 +1,16 @@
-"""Users and their unique usernames."""
+"""Users, their unique usernames and their counters."""
 
 from __future__ import annotations
 
-from pynamodb.exceptions import DoesNotExist, TransactWriteError
-from pynamodb.transactions import TransactWrite
+from collections.abc import Iterable
+
+from pynamodb.exceptions import DoesNotExist, UpdateError
+from pynamodb.expressions.update import Action
 
 from ripple.domain import Credentials, User
 from ripple.errors import ConflictError
 from ripple.repositories.models import UserModel, UsernameModel
+from ripple.repositories.transactions import ConditionFailed, transaction
 
 
 def _to_user(m: UserModel) -> User:
@@ -15,8 +18,12 @@ def _to_user(m: UserModel) -> User:
         user_id=m.user_id,
         username=m.username,
         display_name=m.display_name or "",
+        bio=m.bio or "",
         created_at=int(m.created_at),
         roles=tuple(sorted(m.roles or ())),
+        follower_count=int(m.follower_count or 0),
+        following_count=int(m.following_count or 0),
+        post_count=int(m.post_count or 0),
     )
 
 
@@ -29,19 +36,16 @@ class UserRepository:
             username=user.username,
             password_hash=password_hash,
             display_name=user.display_name,
+            bio=user.bio,
             roles=set(user.roles) or None,
             created_at=user.created_at,
         )
-        connection = UserModel._get_connection().connection  # same endpoint and timeouts
         try:
-            with TransactWrite(connection=connection) as tx:
+            with transaction() as tx:
                 tx.save(claim, condition=UsernameModel.username.does_not_exist())
                 tx.save(row, condition=UserModel.user_id.does_not_exist())
-        except TransactWriteError as exc:
-            reasons = [r.code for r in (exc.cancellation_reasons or []) if r is not None]
-            if "ConditionalCheckFailed" in reasons:
-                raise ConflictError(f"username '{user.username}' is taken", code="username_taken") from exc
-            raise
+        except ConditionFailed as exc:
+            raise ConflictError(f"username '{user.username}' is taken", code="username_taken") from exc
 
     def get(self, user_id: str) -> User | None:
         try:
@@ -49,8 +53,18 @@ class UserRepository:
         except DoesNotExist:
             return None
 
+    def get_many(self, user_ids: Iterable[str]) -> dict[str, User]:
+        unique = list(dict.fromkeys(user_ids))
+        return {m.user_id: _to_user(m) for m in UserModel.batch_get(unique)} if unique else {}
+
     def exists(self, user_id: str) -> bool:
         return self.get(user_id) is not None
+
+    def id_by_username(self, username: str) -> str | None:
+        try:
+            return str(UsernameModel.get(username).user_id)
+        except DoesNotExist:
+            return None
 
     def credentials_by_username(self, username: str) -> Credentials | None:
         try:
@@ -59,3 +73,25 @@ class UserRepository:
         except DoesNotExist:
             return None
         return Credentials(user=_to_user(row), password_hash=row.password_hash)
+
+    def update_profile(self, user_id: str, display_name: str | None, bio: str | None) -> User | None:
+        """Set the given fields; None if the user does not exist."""
+        actions: list[Action] = []
+        if display_name is not None:
+            actions.append(UserModel.display_name.set(display_name))
+        if bio is not None:
+            actions.append(UserModel.bio.set(bio))
+        row = UserModel(user_id=user_id)
+        try:
+            row.update(actions=actions, condition=UserModel.user_id.exists())
+        except UpdateError as exc:
+            if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
+                return None
+            raise
+        return _to_user(row)
+
+    def set_roles(self, user_id: str, roles: Iterable[str]) -> None:
+        """Grant roles (an operator's action; there is no API for it)."""
+        granted = set(roles)
+        action = UserModel.roles.set(granted) if granted else UserModel.roles.remove()
+        UserModel(user_id=user_id).update(actions=[action])

@@ -11,6 +11,7 @@ from ripple.cursor import decode_cursor, encode_cursor
 from ripple.domain import Page, Post
 from ripple.observability import count, logger
 from ripple.repositories.feed import FeedRepository
+from ripple.repositories.likes import LikeRepository
 from ripple.repositories.posts import PostRepository
 
 # A cold feed is rebuilt with this many items at once, so the next pages are cache hits.
@@ -20,11 +21,12 @@ WARM_ITEMS = 100
 class PostHydrator:
     """Turns feed refs into post bodies: post cache first, then one BatchGetItem."""
 
-    def __init__(self, posts: PostRepository, post_cache: PostCache) -> None:
+    def __init__(self, posts: PostRepository, likes: LikeRepository, post_cache: PostCache) -> None:
         self._posts = posts
+        self._likes = likes
         self._cache = post_cache
 
-    def hydrate(self, refs: Sequence[FeedRef]) -> list[Post]:
+    def hydrate(self, refs: Sequence[FeedRef], reader_id: str | None = None) -> list[Post]:
         ids = [r.post_id for r in refs]
         try:
             found = self._cache.get_many(ids)
@@ -43,7 +45,11 @@ class PostHydrator:
                 except CacheError:
                     count("CacheErrors")
         # A post deleted after it was fanned out is skipped (its retraction is on its way).
-        return [found[i] for i in ids if i in found]
+        posts = [found[i] for i in ids if i in found]
+        if reader_id is None or not posts:
+            return posts
+        liked = self._likes.liked(reader_id, [p.post_id for p in posts])
+        return [p.for_reader(p.post_id in liked) for p in posts]
 
 
 class FeedReader:
@@ -62,7 +68,7 @@ class FeedReader:
         count("FeedReads")
         refs, has_more = self._read_refs(user_id, after, limit)
         next_cursor = encode_cursor(refs[-1].post_id) if has_more and refs else None
-        return Page(items=self._hydrator.hydrate(refs), next_cursor=next_cursor)
+        return Page(items=self._hydrator.hydrate(refs, reader_id=user_id), next_cursor=next_cursor)
 
     def _read_refs(self, user_id: str, after: str | None, limit: int) -> tuple[list[FeedRef], bool]:
         try:

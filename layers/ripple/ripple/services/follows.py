@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ripple.cursor import decode_cursor, encode_cursor
+from ripple.domain import Page, User
 from ripple.errors import NotFoundError, ValidationError
 from ripple.observability import count
 from ripple.repositories.follows import FollowRepository
@@ -17,9 +19,7 @@ class FollowService:
         """Idempotent: following someone you already follow changes nothing."""
         if follower_id == followee_id:
             raise ValidationError("you cannot follow yourself", code="cannot_follow_self")
-        if not self._users.exists(followee_id):
-            raise NotFoundError(f"user {followee_id!r} not found")
-        created = self._follows.follow(follower_id, followee_id)
+        created = self._follows.follow(follower_id, followee_id)  # NotFoundError if no such user
         if created:
             count("FollowsCreated")
         return created
@@ -33,3 +33,25 @@ class FollowService:
         if removed:
             count("FollowsRemoved")
         return removed
+
+    def followers(self, user_id: str, limit: int, cursor: str | None) -> Page[User]:
+        """Who follows ``user_id``, in id order, a page at a time."""
+        self._require_user(user_id)
+        ids = self._follows.followers(user_id, limit + 1, decode_cursor(cursor))
+        return self._page_of_users(ids, limit)
+
+    def following(self, user_id: str, limit: int, cursor: str | None) -> Page[User]:
+        """Whom ``user_id`` follows, in id order, a page at a time."""
+        self._require_user(user_id)
+        ids = self._follows.following(user_id, limit + 1, decode_cursor(cursor))
+        return self._page_of_users(ids, limit)
+
+    def _require_user(self, user_id: str) -> None:
+        if not self._users.exists(user_id):
+            raise NotFoundError(f"user {user_id!r} not found")
+
+    def _page_of_users(self, ids: list[str], limit: int) -> Page[User]:
+        page_ids = ids[:limit]
+        users = self._users.get_many(page_ids)
+        next_cursor = encode_cursor(page_ids[-1]) if len(ids) > limit else None
+        return Page(items=[users[i] for i in page_ids if i in users], next_cursor=next_cursor)

@@ -1,4 +1,4 @@
-"""Creating, reading and deleting posts.
+"""Creating, reading, listing, liking and deleting posts.
 
 Read-your-writes: besides the post itself, creation writes the author's own feed item
 synchronously (fan-out writes the same deterministic item again later, harmlessly), so
@@ -12,12 +12,15 @@ import time
 from ripple.cache.errors import CacheError
 from ripple.cache.feed_cache import FeedCache, FeedRef
 from ripple.cache.post_cache import PostCache
-from ripple.domain import FeedEntry, Post
+from ripple.cursor import decode_cursor, encode_cursor
+from ripple.domain import FeedEntry, Page, Post
 from ripple.errors import ForbiddenError, NotFoundError
 from ripple.ids import new_ulid
 from ripple.observability import count, logger
 from ripple.repositories.feed import FeedRepository
+from ripple.repositories.likes import LikeRepository
 from ripple.repositories.posts import PostRepository
+from ripple.repositories.users import UserRepository
 
 ADMIN_ROLE = "admin"
 
@@ -26,11 +29,15 @@ class PostService:
     def __init__(
         self,
         posts: PostRepository,
+        likes: LikeRepository,
+        users: UserRepository,
         feed: FeedRepository,
         feed_cache: FeedCache,
         post_cache: PostCache,
     ) -> None:
         self._posts = posts
+        self._likes = likes
+        self._users = users
         self._feed = feed
         self._feed_cache = feed_cache
         self._post_cache = post_cache
@@ -44,20 +51,70 @@ class PostService:
         try:
             self._post_cache.put_many([post])
             self._feed_cache.add(author_id, FeedRef.of(own))
-        except CacheError as exc:  # the feed stream will repair the cache
+        except CacheError as exc:  # the streams will repair the caches
             logger.warning("cache update after post failed", extra={"error": str(exc)})
             count("CacheErrors")
         count("PostsCreated")
         return post
 
-    def get(self, post_id: str) -> Post:
+    def get(self, post_id: str, reader_id: str | None = None) -> Post:
+        post = self._cached(post_id) or self._load(post_id)
+        if reader_id is not None:
+            post = post.for_reader(post_id in self._likes.liked(reader_id, [post_id]))
+        return post
+
+    def by_author(self, author_id: str, limit: int, cursor: str | None, reader_id: str | None) -> Page[Post]:
+        """The author's posts, newest first (strongly consistent: your own show at once)."""
+        if not self._users.exists(author_id):
+            raise NotFoundError(f"user {author_id!r} not found")
+        posts = self._posts.recent_by_author(author_id, limit + 1, before=decode_cursor(cursor))
+        page = posts[:limit]
+        if reader_id is not None:
+            liked = self._likes.liked(reader_id, [p.post_id for p in page])
+            page = [p.for_reader(p.post_id in liked) for p in page]
+        return Page(items=page, next_cursor=encode_cursor(page[-1].post_id) if len(posts) > limit else None)
+
+    def like(self, user_id: str, post_id: str) -> Post:
+        post = self._load(post_id)
+        if self._likes.like(user_id, post.author_id, post_id):
+            count("LikesCreated")
+        return self._after_like_change(post_id)
+
+    def unlike(self, user_id: str, post_id: str) -> Post:
+        post = self._load(post_id)
+        if self._likes.unlike(user_id, post.author_id, post_id):
+            count("LikesRemoved")
+        return self._after_like_change(post_id)
+
+    def delete(self, post_id: str, user_id: str, roles: tuple[str, ...] = ()) -> None:
+        """Only the author, or an admin, may delete; fan-out then retracts it from feeds."""
+        post = self._load(post_id)
+        is_admin = ADMIN_ROLE in roles
+        if post.author_id != user_id and not is_admin:
+            raise ForbiddenError("you can only delete your own posts")
+        if not self._posts.delete(post.author_id, post.post_id):
+            raise NotFoundError(f"post {post_id!r} not found")
+        logger.info(
+            "audit: post deleted",
+            extra={"audit": "post_deleted", "post_id": post_id, "by": user_id, "admin_role_used": is_admin},
+        )
+        self._evict(post_id)
+        count("PostsDeleted")
+
+    def _after_like_change(self, post_id: str) -> Post:
+        """The post with its new count; the cached copy is evicted (the posts stream
+        refreshes it too), so no reader keeps seeing the old count."""
+        self._evict(post_id)
+        return self._load(post_id)
+
+    def _cached(self, post_id: str) -> Post | None:
         try:
-            cached = self._post_cache.get_many([post_id]).get(post_id)
+            return self._post_cache.get_many([post_id]).get(post_id)
         except CacheError:
             count("CacheErrors")
-            cached = None
-        if cached is not None:
-            return cached
+            return None
+
+    def _load(self, post_id: str) -> Post:
         post = self._posts.get(post_id)
         if post is None:
             raise NotFoundError(f"post {post_id!r} not found")
@@ -67,21 +124,8 @@ class PostService:
             count("CacheErrors")
         return post
 
-    def delete(self, post_id: str, user_id: str, roles: tuple[str, ...] = ()) -> None:
-        """Only the author, or an admin, may delete; fan-out then retracts it from feeds."""
-        post = self._posts.get(post_id)
-        if post is None:
-            raise NotFoundError(f"post {post_id!r} not found")
-        is_admin = ADMIN_ROLE in roles
-        if post.author_id != user_id and not is_admin:
-            raise ForbiddenError("you can only delete your own posts")
-        self._posts.delete(post.author_id, post.post_id)
-        logger.info(
-            "audit: post deleted",
-            extra={"audit": "post_deleted", "post_id": post_id, "by": user_id, "admin": is_admin},
-        )
+    def _evict(self, post_id: str) -> None:
         try:
             self._post_cache.delete(post_id)
-        except CacheError:  # hydration also drops posts that no longer exist
+        except CacheError:  # hydration drops posts that no longer exist; TTL bounds staleness
             count("CacheErrors")
-        count("PostsDeleted")
