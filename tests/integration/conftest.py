@@ -16,10 +16,13 @@ from ripple_local.esm import RetryBackoff
 from ripple_local.functions import stream_event_sources
 from ripple_local.lambda_context import LambdaContextFactory
 from ripple_local.stack import LocalStack, runner_key
+from tests.integration.support import (
+    TEST_FANOUT_PAGE_SIZE,
+    TEST_FEED_CACHE_MAX_ITEMS,
+    TEST_HIGH_FOLLOWER_THRESHOLD,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-# Small limits in tests so trimming and cache-tail paging are exercised (see README).
-TEST_FEED_CACHE_MAX_ITEMS = 10
 
 
 @pytest.fixture(scope="session")
@@ -36,6 +39,8 @@ def stack(emulator: str, redis_server: str, tmp_path_factory: pytest.TempPathFac
     os.environ["FEED_CACHE_MAX_ITEMS"] = str(TEST_FEED_CACHE_MAX_ITEMS)
     os.environ["PASSWORD_SCRYPT_N"] = str(2**12)
     os.environ["RATE_LIMIT_WRITES_PER_MINUTE"] = "40"  # high enough for the tests, low enough to hit
+    os.environ["FANOUT_PAGE_SIZE"] = str(TEST_FANOUT_PAGE_SIZE)
+    os.environ["HIGH_FOLLOWER_THRESHOLD"] = str(TEST_HIGH_FOLLOWER_THRESHOLD)
     for source in stream_event_sources(local.template):
         local.runners[runner_key(source.function_id, source.event_name)] = local.make_runner(source)
     yield local

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 from ripple.container import Container
-from ripple.domain import User
+from ripple.domain import Post, User
 from ripple.ids import new_ulid
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
+# Small limits in tests so trimming, cache-tail paging, continuation jobs and the
+# high-follower path are all exercised (the conftest puts them in the environment).
+TEST_FEED_CACHE_MAX_ITEMS = 10
+TEST_FANOUT_PAGE_SIZE = 4
+TEST_HIGH_FOLLOWER_THRESHOLD = 12
 
 
 def load_event(name: str, **replace: str) -> dict[str, Any]:
@@ -27,11 +33,29 @@ SAMPLE_FOLLOWER = "01JDQ0000000000000000BBBBB"
 SAMPLE_POST = "01JDQ7Z8M3K2P4R6T8V0W2X4Y6"
 
 
+SAMPLE_CREATED_AT = "1732579200000"
+
+
 def fresh_ids() -> dict[str, str]:
-    return {SAMPLE_AUTHOR: new_ulid(), SAMPLE_FOLLOWER: new_ulid(), SAMPLE_POST: new_ulid()}
+    """Fresh ids for the sample events' author, follower and post, and a creation time of
+    now (posts are fanned out to those who followed before they were made)."""
+    return {
+        SAMPLE_AUTHOR: new_ulid(),
+        SAMPLE_FOLLOWER: new_ulid(),
+        SAMPLE_POST: new_ulid(),
+        SAMPLE_CREATED_AT: str(int(time.time() * 1000) + 1000),
+    }
 
 
 def ensure_users(container: Container, *user_ids: str) -> None:
     """Create bare users with these ids (follows and posts need their users to exist)."""
     for user_id in user_ids:
         container.users.create(User(user_id=user_id, username=f"u{user_id.lower()}", created_at=1), "x")
+
+
+def store_sample_post(container: Container, ids: dict[str, str]) -> Post:
+    """The row behind events/fanout/posts_*.json (fan-out re-checks that its post exists)."""
+    created_at = int(ids.get(SAMPLE_CREATED_AT, SAMPLE_CREATED_AT))
+    post = Post(post_id=ids[SAMPLE_POST], author_id=ids[SAMPLE_AUTHOR], text="sample", created_at=created_at)
+    container.posts.create(post)
+    return post

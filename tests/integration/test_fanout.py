@@ -11,13 +11,16 @@ import pytest
 from ripple.container import Container
 from ripple.domain import FeedEntry, Post
 from ripple.ids import new_ulid
+from ripple_local.stack import LocalStack
 from tests.integration.support import (
     SAMPLE_AUTHOR,
     SAMPLE_FOLLOWER,
     SAMPLE_POST,
+    TEST_FANOUT_PAGE_SIZE,
     ensure_users,
     fresh_ids,
     load_event,
+    store_sample_post,
 )
 
 pytestmark = pytest.mark.integration
@@ -34,6 +37,7 @@ def test_post_insert_writes_author_and_follower_feeds_idempotently(
     author, follower, post_id = ids[SAMPLE_AUTHOR], ids[SAMPLE_FOLLOWER], ids[SAMPLE_POST]
     ensure_users(container, author, follower)
     container.follows.follow(follower, author)
+    store_sample_post(container, ids)
     event = load_event("fanout/posts_insert.json", **ids)
 
     assert fanout_handler(event) == {"batchItemFailures": []}
@@ -51,6 +55,7 @@ def test_post_remove_retracts_from_every_feed(container: Container, fanout_handl
     author, follower = ids[SAMPLE_AUTHOR], ids[SAMPLE_FOLLOWER]
     ensure_users(container, author, follower)
     container.follows.follow(follower, author)
+    store_sample_post(container, ids)
     fanout_handler(load_event("fanout/posts_insert.json", **ids))
     assert feed_of(container, follower)
 
@@ -82,14 +87,20 @@ def test_follow_insert_backfills_recent_posts_and_remove_retracts(
     assert feed_of(container, follower) == []
 
 
-def test_large_audience_is_written_in_batches(container: Container, fanout_handler: Any) -> None:
+def test_large_audience_is_written_in_pages_of_continuation_jobs(
+    container: Container, fanout_handler: Any, stack: LocalStack
+) -> None:
     ids = fresh_ids()
     author = ids[SAMPLE_AUTHOR]
     followers = [new_ulid() for _ in range(60)]  # three BatchWriteItem calls of 25
     ensure_users(container, author, *followers)
+    store_sample_post(container, ids)
     for f in followers:
         container.follows.follow(f, author)
     fanout_handler(load_event("fanout/posts_insert.json", **ids))
+    # The first page is written inline; the rest follow as fan-out job records.
+    assert sum(bool(feed_of(container, f)) for f in followers) == TEST_FANOUT_PAGE_SIZE
+    stack.drain()
     assert all(feed_of(container, f)[0].post_id == ids[SAMPLE_POST] for f in followers)
 
 

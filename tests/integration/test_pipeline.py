@@ -11,10 +11,9 @@ import redis
 from ripple.cache.feed_cache import FeedCache
 from ripple.cache.post_cache import PostCache
 from ripple.container import Container
-from ripple.services.feed import FeedReader, PostHydrator
+from ripple.services.feed import FeedReader, PostHydrator, PulledAuthors
 from ripple_local.stack import LocalStack
-
-from .conftest import TEST_FEED_CACHE_MAX_ITEMS
+from tests.integration.support import TEST_FEED_CACHE_MAX_ITEMS
 
 pytestmark = pytest.mark.integration
 
@@ -111,6 +110,8 @@ def test_reads_survive_redis_being_unreachable(stack: LocalStack, container: Con
         container.feed,
         FeedCache(dead, max_items=10, ttl_seconds=60),
         PostHydrator(container.posts, container.likes, PostCache(dead, ttl_seconds=60)),
+        container.posts,
+        PulledAuthors(container.users, container.follows),
     )
     page = reader.home(b, 10)
     assert [p.post_id for p in page.items] == [post.post_id]

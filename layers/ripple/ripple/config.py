@@ -42,6 +42,7 @@ class Settings:
     follows_table: str = "ripple-follows"
     feed_table: str = "ripple-feed"
     likes_table: str = "ripple-likes"
+    fanout_jobs_table: str = "ripple-fanout-jobs"
     refresh_tokens_table: str = "ripple-refresh-tokens"
     redis_host: str = "127.0.0.1"
     redis_port: int = 6379
@@ -57,6 +58,10 @@ class Settings:
     feed_cache_ttl_seconds: int = 7 * 24 * 3600
     post_cache_ttl_seconds: int = 24 * 3600
     backfill_posts: int = 20
+    # Above this many followers an author's posts are pulled at read time, not pushed.
+    high_follower_threshold: int = 10_000
+    # Followers written per fan-out step; more continue as a follow-up job record.
+    fanout_page_size: int = 1000
     post_max_chars: int = 500
     max_body_bytes: int = 16 * 1024
     # scrypt cost; 2**14 is the interactive-login recommendation (RFC 7914).
@@ -81,6 +86,7 @@ class Settings:
             follows_table=e.get("FOLLOWS_TABLE", d.follows_table),
             feed_table=e.get("FEED_TABLE", d.feed_table),
             likes_table=e.get("LIKES_TABLE", d.likes_table),
+            fanout_jobs_table=e.get("FANOUT_JOBS_TABLE", d.fanout_jobs_table),
             refresh_tokens_table=e.get("REFRESH_TOKENS_TABLE", d.refresh_tokens_table),
             redis_host=e.get("REDIS_HOST", d.redis_host),
             redis_port=_int(e, "REDIS_PORT", d.redis_port),
@@ -94,6 +100,8 @@ class Settings:
             feed_cache_ttl_seconds=_int(e, "FEED_CACHE_TTL_SECONDS", d.feed_cache_ttl_seconds),
             post_cache_ttl_seconds=_int(e, "POST_CACHE_TTL_SECONDS", d.post_cache_ttl_seconds),
             backfill_posts=_int(e, "BACKFILL_POSTS", d.backfill_posts),
+            high_follower_threshold=_int(e, "HIGH_FOLLOWER_THRESHOLD", d.high_follower_threshold),
+            fanout_page_size=_int(e, "FANOUT_PAGE_SIZE", d.fanout_page_size),
             post_max_chars=_int(e, "POST_MAX_CHARS", d.post_max_chars),
             max_body_bytes=_int(e, "MAX_BODY_BYTES", d.max_body_bytes),
             password_scrypt_n=_int(e, "PASSWORD_SCRYPT_N", d.password_scrypt_n),

@@ -18,6 +18,7 @@ from ripple.cache.feed_cache import FeedCache
 from ripple.cache.post_cache import PostCache
 from ripple.cache.rate_limit import RateLimiter
 from ripple.config import Settings, get_settings
+from ripple.repositories.fanout_jobs import FanoutJobRepository
 from ripple.repositories.feed import FeedRepository
 from ripple.repositories.follows import FollowRepository
 from ripple.repositories.likes import LikeRepository
@@ -28,7 +29,7 @@ from ripple.repositories.users import UserRepository
 from ripple.services.accounts import AccountService
 from ripple.services.cache_refresh import CacheRefresher
 from ripple.services.fanout import FanoutConsumer, FanoutService
-from ripple.services.feed import FeedReader, PostHydrator
+from ripple.services.feed import FeedReader, PostHydrator, PulledAuthors
 from ripple.services.follows import FollowService
 from ripple.services.posts import PostService
 from ripple.services.users import UserService
@@ -119,15 +120,35 @@ class Container:
 
     @cached_property
     def feed_reader(self) -> FeedReader:
-        return FeedReader(self.feed, self.feed_cache, PostHydrator(self.posts, self.likes, self.post_cache))
+        return FeedReader(
+            self.feed,
+            self.feed_cache,
+            PostHydrator(self.posts, self.likes, self.post_cache),
+            self.posts,
+            PulledAuthors(self.users, self.follows),
+        )
 
     @cached_property
     def fanout(self) -> FanoutService:
-        return FanoutService(self.posts, self.follows, self.feed, self.settings.backfill_posts)
+        return FanoutService(
+            self.posts,
+            self.follows,
+            self.users,
+            self.feed,
+            FanoutJobRepository(),
+            backfill_posts=self.settings.backfill_posts,
+            page_size=self.settings.fanout_page_size,
+            high_follower_threshold=self.settings.high_follower_threshold,
+        )
 
     @cached_property
     def fanout_consumer(self) -> FanoutConsumer:
-        return FanoutConsumer(self.fanout, self.settings.posts_table, self.settings.follows_table)
+        return FanoutConsumer(
+            self.fanout,
+            self.settings.posts_table,
+            self.settings.follows_table,
+            self.settings.fanout_jobs_table,
+        )
 
     @cached_property
     def cache_refresher(self) -> CacheRefresher:

@@ -44,3 +44,14 @@ def is_ulid(value: str) -> bool:
         and value[0] in "01234567"
         and all(c in _DECODE for c in value)
     )
+
+
+def ulid_floor(ms: int) -> str:
+    """The smallest ULID of millisecond ``ms``: every id created at or after ``ms`` sorts
+    at or above it, every id created before sorts below it."""
+    value = ms << 80
+    chars = []
+    for _ in range(ULID_LENGTH):
+        chars.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))

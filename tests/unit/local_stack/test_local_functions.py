@@ -29,11 +29,12 @@ def test_stream_event_sources_list_every_dynamodb_event(template: dict[str, Any]
     sources = stream_event_sources(template)
     assert [(s.function_id, s.event_name) for s in sources] == [
         ("FanoutFunction", "PostsStream"),
+        ("FanoutFunction", "JobsStream"),
         ("FanoutFunction", "FollowsStream"),
         ("CacheRefresherFunction", "PostsStream"),
         ("CacheRefresherFunction", "FeedStream"),
     ]
-    feed = sources[3].properties
+    feed = sources[4].properties
     assert feed["BatchSize"] == 100 and feed["MaximumRetryAttempts"] == 5
     assert feed["Stream"] == {"Fn::GetAtt": ["FeedTable", "StreamArn"]}
 

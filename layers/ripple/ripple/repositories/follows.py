@@ -83,9 +83,15 @@ class FollowRepository:
 
     def followers(self, followee_id: str, limit: int, after: str | None = None) -> list[str]:
         """A page of follower ids in id order, strictly after ``after``."""
+        return [follower for follower, _ in self.followers_since(followee_id, limit, after)]
+
+    def followers_since(
+        self, followee_id: str, limit: int, after: str | None = None
+    ) -> list[tuple[str, int]]:
+        """A page of (follower id, followed_at ms) in id order, strictly after ``after``."""
         condition = FollowModel.follower_id > after if after else None
         query = FollowModel.by_followee.query(followee_id, range_key_condition=condition, limit=limit)
-        return [row.follower_id for row in query]
+        return [(row.follower_id, int(row.created_at)) for row in query]
 
     def following(self, follower_id: str, limit: int, after: str | None = None) -> list[str]:
         """A page of followee ids in id order, strictly after ``after``."""
@@ -94,3 +100,20 @@ class FollowRepository:
             row.followee_id
             for row in FollowModel.query(follower_id, range_key_condition=condition, limit=limit)
         ]
+
+    def followed_among(self, follower_id: str, candidates: list[str]) -> set[str]:
+        """Which of ``candidates`` the follower follows (one BatchGetItem per 100)."""
+        keys = [(follower_id, c) for c in dict.fromkeys(candidates) if c != follower_id]
+        return {row.followee_id for row in FollowModel.batch_get(keys)} if keys else set()
+
+    def followed_at(self, follower_id: str, followee_id: str) -> int | None:
+        """When the edge was created (epoch ms), or None if there is none."""
+        for row in FollowModel.query(
+            follower_id, FollowModel.followee_id == followee_id, consistent_read=True
+        ):
+            return int(row.created_at)
+        return None
+
+    def all_following(self, follower_id: str) -> list[tuple[str, int]]:
+        """Every (followee_id, followed_at) of a user (for checks and rebuilds)."""
+        return [(row.followee_id, int(row.created_at)) for row in FollowModel.query(follower_id)]

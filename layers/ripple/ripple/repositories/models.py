@@ -8,10 +8,19 @@ from template.yaml by the local stack, never by these models).
 from __future__ import annotations
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute, UnicodeSetAttribute
-from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 
 from ripple.config import Settings
+
+
+class HighFollowerIndex(GlobalSecondaryIndex["UserModel"]):
+    class Meta:
+        index_name = "by_high_follower"
+        projection = KeysOnlyProjection()
+
+    high_follower = NumberAttribute(hash_key=True)
+    user_id = UnicodeAttribute(range_key=True)
 
 
 class UserModel(Model):
@@ -29,6 +38,9 @@ class UserModel(Model):
     follower_count = NumberAttribute(default=0)
     following_count = NumberAttribute(default=0)
     post_count = NumberAttribute(default=0)
+    # Set (to 1, sticky) once the account passes the high-follower threshold.
+    high_follower = NumberAttribute(null=True)
+    by_high_follower = HighFollowerIndex()
 
 
 class UsernameModel(Model):
@@ -64,10 +76,11 @@ class PostModel(Model):
 class FolloweeIndex(GlobalSecondaryIndex["FollowModel"]):
     class Meta:
         index_name = "by_followee"
-        projection = KeysOnlyProjection()
+        projection = IncludeProjection(["created_at"])
 
     followee_id = UnicodeAttribute(hash_key=True)
     follower_id = UnicodeAttribute(range_key=True)
+    created_at = NumberAttribute()
 
 
 class FollowModel(Model):
@@ -99,6 +112,21 @@ class LikeModel(Model):
     created_at = NumberAttribute()
 
 
+class FanoutJobModel(Model):
+    """One page of followers still to receive (or lose) a post."""
+
+    class Meta:
+        table_name = "fanout-jobs"
+
+    job_id = UnicodeAttribute(hash_key=True)  # "{kind}#{post_id}#{after}": deterministic
+    kind = UnicodeAttribute()  # "push" | "retract"
+    author_id = UnicodeAttribute()
+    post_id = UnicodeAttribute()
+    created_at = NumberAttribute()
+    after = UnicodeAttribute()  # the last follower id already handled
+    expires_at = NumberAttribute()  # TTL (epoch seconds)
+
+
 class RefreshTokenModel(Model):
     class Meta:
         table_name = "refresh-tokens"
@@ -115,6 +143,7 @@ ALL_MODELS: tuple[type[Model], ...] = (
     FollowModel,
     FeedItemModel,
     LikeModel,
+    FanoutJobModel,
     RefreshTokenModel,
 )
 
@@ -128,6 +157,7 @@ def bind_models(settings: Settings) -> None:
         FollowModel: settings.follows_table,
         FeedItemModel: settings.feed_table,
         LikeModel: settings.likes_table,
+        FanoutJobModel: settings.fanout_jobs_table,
         RefreshTokenModel: settings.refresh_tokens_table,
     }
     for model, table_name in names.items():

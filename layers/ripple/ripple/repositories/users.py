@@ -95,3 +95,26 @@ class UserRepository:
         granted = set(roles)
         action = UserModel.roles.set(granted) if granted else UserModel.roles.remove()
         UserModel(user_id=user_id).update(actions=[action])
+
+    def follower_count(self, user_id: str) -> int:
+        try:
+            return int(UserModel.get(user_id, consistent_read=True).follower_count or 0)
+        except DoesNotExist:
+            return 0
+
+    def is_high_follower(self, user_id: str) -> bool:
+        try:
+            return bool(UserModel.get(user_id, attributes_to_get=["high_follower"]).high_follower)
+        except DoesNotExist:
+            return False
+
+    def mark_high_follower(self, user_id: str) -> None:
+        """Sticky: an account that once passed the threshold stays pulled, so its posts
+        made while pulled never vanish from feeds when its audience shrinks."""
+        UserModel(user_id=user_id).update(
+            actions=[UserModel.high_follower.set(1)], condition=UserModel.user_id.exists()
+        )
+
+    def high_follower_ids(self) -> list[str]:
+        """The registry of pulled authors (a sparse index: small by construction)."""
+        return [row.user_id for row in UserModel.by_high_follower.query(1)]

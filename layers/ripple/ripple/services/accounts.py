@@ -70,8 +70,14 @@ class AccountService:
         return Session(user=user, tokens=self._issue(user))
 
     def logout(self, refresh_token: str) -> None:
-        """Revoke the refresh token (idempotent); access tokens expire on their own."""
-        claims = self._tokens.verify(refresh_token, expected_type=REFRESH)
+        """Revoke the refresh token (idempotent: an expired one is already useless);
+        access tokens expire on their own."""
+        try:
+            claims = self._tokens.verify(refresh_token, expected_type=REFRESH)
+        except AuthenticationError as exc:
+            if exc.code == "token_expired":
+                return
+            raise
         self._refresh_tokens.consume(claims.token_id, claims.user_id)
         logger.info("audit: logout", extra={"audit": "logout", "user_id": claims.user_id})
 

@@ -1,0 +1,46 @@
+"""Fan-out continuation jobs: one item per page of followers still to be handled."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from pynamodb.exceptions import PutError
+
+from ripple.repositories.models import FanoutJobModel
+
+JOB_TTL_SECONDS = 24 * 3600  # long after any retry; TTL sweeps them
+PUSH, RETRACT = "push", "retract"
+
+
+@dataclass(frozen=True)
+class FanoutJob:
+    kind: str  # PUSH | RETRACT
+    author_id: str
+    post_id: str
+    created_at: int
+    after: str  # last follower id already handled
+
+    @property
+    def job_id(self) -> str:
+        return f"{self.kind}#{self.post_id}#{self.after}"
+
+
+class FanoutJobRepository:
+    def enqueue(self, job: FanoutJob) -> bool:
+        """Create the job unless it exists (a redelivered record re-enqueues nothing)."""
+        try:
+            FanoutJobModel(
+                job_id=job.job_id,
+                kind=job.kind,
+                author_id=job.author_id,
+                post_id=job.post_id,
+                created_at=job.created_at,
+                after=job.after,
+                expires_at=int(time.time()) + JOB_TTL_SECONDS,
+            ).save(condition=FanoutJobModel.job_id.does_not_exist())
+        except PutError as exc:
+            if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
