@@ -30,12 +30,12 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     state = tmp_path_factory.mktemp("stack")
-    api_port = _free_port()
+    api_port, emulator_port, redis_port = _free_port(), _free_port(), _free_port()
     cmd = [
         sys.executable, "-m", "ripple_local", "up",
         "--api-port", str(api_port),
-        "--emulator-port", str(_free_port()),
-        "--redis-port", str(_free_port()),
+        "--emulator-port", str(emulator_port),
+        "--redis-port", str(redis_port),
         "--state-dir", str(state),
     ]  # fmt: skip
     env = {
@@ -45,6 +45,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     log = (state / "stack.log").open("wb")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     api = Api(f"http://127.0.0.1:{api_port}")
+    # Where the stack's services listen, for tools run against it (`python -m ripple_local ...`).
+    api.emulator_url = f"http://127.0.0.1:{emulator_port}"
+    api.redis_url = f"redis://127.0.0.1:{redis_port}"
+    api.state_dir = state
     deadline = time.monotonic() + 120
     while True:
         if proc.poll() is not None:

@@ -43,7 +43,8 @@ def fresh_ids() -> dict[str, str]:
         SAMPLE_AUTHOR: new_ulid(),
         SAMPLE_FOLLOWER: new_ulid(),
         SAMPLE_POST: new_ulid(),
-        SAMPLE_CREATED_AT: str(int(time.time() * 1000) + 1000),
+        # a minute ahead: every follow a test makes first is older than the post
+        SAMPLE_CREATED_AT: str(int(time.time() * 1000) + 60_000),
     }
 
 

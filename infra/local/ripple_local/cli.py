@@ -18,6 +18,7 @@ from types import FrameType
 
 from ripple_local.aws import LOCAL_REGION, AwsClients
 from ripple_local.cfn import load_template, parameter_values
+from ripple_local.commands import register as register_commands
 from ripple_local.resources import create_resources
 from ripple_local.samconfig import load_sam_environment
 from ripple_local.stack import SAMCONFIG_FILE, TEMPLATE_FILE, LocalStack
@@ -65,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
         "create-resources", parents=[common], help="create the template's resources on an emulator"
     )
     create.add_argument("--emulator-url", required=True)
+    register_commands(commands, common)  # check-convergence, rebuild-feed, rebuild-cache, replay-failures
     return parser
 
 
@@ -129,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
     )
     root = args.root_dir.resolve() if args.root_dir is not None else find_root()
+    if hasattr(args, "run"):  # a command from ripple_local.commands
+        return int(args.run(args, root))
     if args.command == "up":
         return _up(args, root)
     return _create_resources(args, root)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from ripple.config import Settings
 
@@ -16,5 +18,9 @@ def create_redis(settings: Settings) -> redis.Redis:
         socket_timeout=settings.redis_timeout_seconds,
         socket_connect_timeout=settings.redis_timeout_seconds,
         health_check_interval=30,
+        # No client-side retries: redis-py's default (10 with backoff) turns a dead Redis
+        # into seconds per call; the caller falls back to DynamoDB (reads) or the stream
+        # retries the record (writes).
+        retry=Retry(NoBackoff(), 0),
         decode_responses=True,
     )

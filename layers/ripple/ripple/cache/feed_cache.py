@@ -42,9 +42,11 @@ redis.call('EXPIRE', key, ttl)
 return 1
 """
 
-# KEYS: feed; ARGV: after ('' = top of feed), max_items, ttl, sentinel, complete, members...
+# KEYS: feed, warming-marker; ARGV: after ('' = top of feed), max_items, ttl, sentinel, complete, members...
 _WARM_SCRIPT = """
 local key = KEYS[1]
+-- the rebuild is done: from now on only a cached feed takes new items
+redis.call('DEL', KEYS[2])
 local after, max_items, ttl, sentinel, complete = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
 if after ~= '' then
   local lowest = redis.call('ZRANGE', key, 0, 0)[1]
@@ -136,7 +138,8 @@ class FeedCache:
         """Store a page read from DynamoDB: at the top (``after`` None), or below the
         cached prefix when that prefix already reaches down to ``after`` (no gap)."""
         args: list[str | int] = [after or "", self._max_items, self._ttl, SENTINEL, "1" if complete else "0"]
-        return bool(self._warm(keys=[feed_key(user_id)], args=args + [r.member for r in refs]))
+        keys = [feed_key(user_id), _warming_key(user_id)]
+        return bool(self._warm(keys=keys, args=args + [r.member for r in refs]))
 
     @translated
     def add(self, user_id: str, ref: FeedRef) -> bool:
@@ -178,4 +181,5 @@ class FeedCache:
 
     @translated
     def drop(self, user_id: str) -> None:
-        self._redis.delete(feed_key(user_id))
+        """Forget the cached feed (and any rebuild in flight): the next read rebuilds it."""
+        self._redis.delete(feed_key(user_id), _warming_key(user_id))

@@ -126,8 +126,19 @@ class FanoutService:
         return written
 
     def follow_removed(self, follower_id: str, followee_id: str) -> int:
-        """Remove the followee's posts from the follower's feed."""
+        """Remove the followee's posts from the follower's feed.
+
+        If the follower has followed again since (the stream delivers this old unfollow
+        late), keep what the current follow owns: posts since it, and its backfill."""
         entries = self._feed.entries_by_author(follower_id, followee_id)
+        refollowed_at = self._follows.followed_at(follower_id, followee_id)
+        if refollowed_at is not None:
+            floor = ulid_floor(refollowed_at)
+            backfill = {
+                p.post_id
+                for p in self._posts.recent_by_author(followee_id, self._backfill_posts, before=floor)
+            }
+            entries = [e for e in entries if e.post_id < floor and e.post_id not in backfill]
         removed = self._feed.delete_many((e.user_id, e.post_id) for e in entries)
         count("FanoutItemsRetracted", removed)
         return removed

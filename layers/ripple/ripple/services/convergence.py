@@ -1,0 +1,469 @@
+"""Convergence: does every home feed hold exactly what DynamoDB's truth says it should?
+
+Fan-out runs on at-least-once streams with retries, bisection and an on-failure queue, so
+"the feeds converge" needs a definition a program can check. The expected home feed of
+reader U is a function of the truth tables alone (posts, follows, users), mirroring the
+rules ``ripple.services.fanout`` implements:
+
+* every post of U (the author's own item: written at once, and again by fan-out);
+* for each followee F that is *not* a high-follower account: every post of F made at or
+  after the follow (``post_id >= ulid_floor(followed_at)``; fan-out pushes a post to those
+  who followed before it was made), plus F's ``backfill_posts`` newest posts from before
+  the follow (what the follow's backfill copies);
+* a high-follower followee's posts are pulled at read time, so its items are neither
+  required nor extra (posts pushed before the account was marked may remain).
+
+The feed table must equal that set. The cached feed in Redis (derived from the table) must
+be a contiguous newest-first prefix of it, the sentinel member meaning "nothing older
+exists" (the invariant of ``ripple.cache.feed_cache``); an uncached feed is not checked.
+
+Repairs follow from "the table derives from the truth, Redis from the table":
+:meth:`ConvergenceChecker.rebuild_feed` makes the table equal to the expected set and drops
+the cached copy; :meth:`ConvergenceChecker.rebuild_cache` only drops (the next read warms).
+
+A check is a point-in-time comparison: while the pipeline is busy it reports lag as
+differences, so callers that want "settled" poll until ``ok``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import TYPE_CHECKING, Any
+
+from ripple.cache.errors import CacheError
+from ripple.cache.feed_cache import SENTINEL, FeedCache, FeedRef
+from ripple.cache.post_cache import PostCache
+from ripple.domain import FeedEntry
+from ripple.ids import ulid_floor
+from ripple.repositories.feed import FeedRepository
+from ripple.repositories.feed_scan import FeedScanRepository, PostStamp
+from ripple.repositories.follows import FollowRepository
+from ripple.repositories.posts import PostRepository
+from ripple.repositories.users import UserRepository
+
+if TYPE_CHECKING:
+    from ripple.container import Container
+
+# Why an item is expected (reported with missing items, so a reader of the report can tell
+# a lost fan-out from a lost backfill).
+OWN, FOLLOWED, BACKFILL = "own", "followed", "backfill"
+# How many ids one summary line lists before eliding the rest.
+SHOWN_IDS = 5
+
+
+@dataclass(frozen=True)
+class ExpectedFeed:
+    """What one reader's feed table should hold, and whose items are not judged."""
+
+    user_id: str
+    entries: Mapping[str, FeedEntry]  # post_id -> entry
+    reasons: Mapping[str, str]  # post_id -> OWN | FOLLOWED | BACKFILL
+    tolerated_authors: frozenset[str]  # followed high-follower accounts
+
+    def judges(self, entry: FeedEntry) -> bool:
+        """False for items of tolerated authors that are not otherwise expected."""
+        return entry.post_id in self.entries or entry.author_id not in self.tolerated_authors
+
+    def holds(self, entry: FeedEntry) -> bool:
+        """True if ``entry`` is expected exactly (same post, same author)."""
+        wanted = self.entries.get(entry.post_id)
+        return wanted is not None and wanted.author_id == entry.author_id
+
+
+@dataclass(frozen=True)
+class CacheCheck:
+    """The Redis side of one reader's check (members are ``post_id:author_id``)."""
+
+    cached: bool
+    complete: bool = False  # the sentinel is present
+    size: int = 0  # members, without the sentinel
+    missing: tuple[str, ...] = ()  # expected inside the cached range, absent
+    extra: tuple[str, ...] = ()  # cached but not expected
+    misordered: tuple[str, ...] = ()  # members not strictly below their predecessor
+    error: str | None = None  # Redis could not be read: nothing is known
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not (self.missing or self.extra or self.misordered)
+
+    @property
+    def differences(self) -> int:
+        return len(self.missing) + len(self.extra) + len(self.misordered)
+
+
+@dataclass(frozen=True)
+class UserConvergence:
+    """One reader: the feed table against the truth, and Redis against both."""
+
+    user_id: str
+    expected: int
+    stored: int
+    missing: tuple[FeedEntry, ...]
+    extra: tuple[FeedEntry, ...]
+    cache: CacheCheck
+    reasons: Mapping[str, str] = field(default_factory=dict)  # post_id -> reason, for missing
+    exists: bool = True  # False for an id that names no user (a typo must not pass as "ok")
+
+    @property
+    def table_ok(self) -> bool:
+        return not (self.missing or self.extra)
+
+    @property
+    def ok(self) -> bool:
+        return self.exists and self.table_ok and self.cache.ok
+
+    @property
+    def differences(self) -> int:
+        return len(self.missing) + len(self.extra) + self.cache.differences
+
+    def describe(self) -> str:
+        """One line for humans; empty details when all is well."""
+        if not self.exists:
+            return f"user {self.user_id}: no such user"
+        parts = [f"user {self.user_id}: table {self.stored}/{self.expected} items"]
+        if self.missing:
+            parts.append(
+                "missing " + _ids(f"{e.post_id}({self.reasons.get(e.post_id, '?')})" for e in self.missing)
+            )
+        if self.extra:
+            parts.append("extra " + _ids(f"{e.post_id}(by {e.author_id})" for e in self.extra))
+        cache = self.cache
+        if cache.error is not None:
+            parts.append(f"cache unreadable: {cache.error}")
+        elif not cache.cached:
+            parts.append("not cached")
+        else:
+            parts.append(f"cache {cache.size} items{' + sentinel' if cache.complete else ''}")
+            for label, members in (
+                ("cache_missing", cache.missing),
+                ("cache_extra", cache.extra),
+                ("misordered", cache.misordered),
+            ):
+                if members:
+                    parts.append(f"{label} {_ids(members)}")
+        return "; ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "user_id": self.user_id,
+            "ok": self.ok,
+            "exists": self.exists,
+            "expected": self.expected,
+            "stored": self.stored,
+            "missing": [
+                {"post_id": e.post_id, "author_id": e.author_id, "reason": self.reasons.get(e.post_id)}
+                for e in self.missing
+            ],
+            "extra": [{"post_id": e.post_id, "author_id": e.author_id} for e in self.extra],
+            "cache": {
+                "cached": self.cache.cached,
+                "complete": self.cache.complete,
+                "size": self.cache.size,
+                "missing": list(self.cache.missing),
+                "extra": list(self.cache.extra),
+                "misordered": list(self.cache.misordered),
+                "error": self.cache.error,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class ConvergenceReport:
+    """The result of one check over some readers."""
+
+    users: tuple[UserConvergence, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(u.ok for u in self.users)
+
+    @property
+    def diverged(self) -> list[UserConvergence]:
+        return [u for u in self.users if not u.ok]
+
+    @property
+    def differences(self) -> int:
+        return sum(u.differences for u in self.users)
+
+    def for_user(self, user_id: str) -> UserConvergence:
+        for user in self.users:
+            if user.user_id == user_id:
+                return user
+        raise KeyError(user_id)
+
+    def summary(self) -> str:
+        cached = sum(u.cache.cached for u in self.users)
+        if self.ok:
+            return (
+                f"converged: {len(self.users)} users checked, 0 differences "
+                f"({cached} cached feeds checked too)"
+            )
+        lines = [
+            f"NOT converged: {len(self.diverged)} of {len(self.users)} users differ "
+            f"({self.differences} differences; {cached} feeds cached)"
+        ]
+        lines += [f"  {u.describe()}" for u in self.diverged]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "users_checked": len(self.users),
+            "differences": self.differences,
+            "users": [u.to_dict() for u in self.users],
+        }
+
+
+@dataclass(frozen=True)
+class FeedRepair:
+    """What :meth:`ConvergenceChecker.rebuild_feed` changed."""
+
+    user_id: str
+    written: int
+    deleted: int
+    cache_dropped: bool  # False if Redis was unreachable (the cached copy may be stale)
+
+
+@dataclass(frozen=True)
+class CacheRepair:
+    """What :meth:`ConvergenceChecker.rebuild_cache` dropped."""
+
+    feeds: int  # feed keys dropped (whether or not they were cached)
+    posts: int  # post bodies dropped
+
+
+class _Truth:
+    """Per-run memo of truth reads: one Query per author and one lookup per followee for a
+    whole check, however many of the checked readers follow them."""
+
+    def __init__(self, users: UserRepository, scan: FeedScanRepository) -> None:
+        self._users = users
+        self._scan = scan
+        self._posts: dict[str, list[PostStamp]] = {}
+        self._high: dict[str, bool] = {}
+
+    def posts(self, author_id: str) -> list[PostStamp]:
+        if author_id not in self._posts:
+            self._posts[author_id] = self._scan.post_stamps(author_id)
+        return self._posts[author_id]
+
+    def is_high_follower(self, user_id: str) -> bool:
+        if user_id not in self._high:
+            self._high[user_id] = self._users.is_high_follower(user_id)
+        return self._high[user_id]
+
+
+class ConvergenceChecker:
+    """Compares home feeds (table and Redis) with what the truth tables imply; repairs them."""
+
+    def __init__(
+        self,
+        users: UserRepository,
+        follows: FollowRepository,
+        posts: PostRepository,
+        feed: FeedRepository,
+        scan: FeedScanRepository,
+        feed_cache: FeedCache,
+        post_cache: PostCache,
+        *,
+        backfill_posts: int,
+    ) -> None:
+        self._users = users
+        self._follows = follows
+        self._posts = posts
+        self._feed = feed
+        self._scan = scan
+        self._feed_cache = feed_cache
+        self._post_cache = post_cache
+        self._backfill_posts = backfill_posts
+
+    @classmethod
+    def from_container(cls, container: Container) -> ConvergenceChecker:
+        """Built from the same repositories, caches and settings the functions use."""
+        return cls(
+            container.users,
+            container.follows,
+            container.posts,
+            container.feed,
+            FeedScanRepository(),
+            container.feed_cache,
+            container.post_cache,
+            backfill_posts=container.settings.backfill_posts,
+        )
+
+    # ------------------------------------------------------------------ checking
+    def user_ids(self) -> list[str]:
+        """Every user, in id order (what "all users" means for checks and repairs)."""
+        return sorted(self._scan.user_ids())
+
+    def check(self, user_ids: Iterable[str] | None = None) -> ConvergenceReport:
+        """Check the given readers (None: every user; named ones must exist)."""
+        truth = _Truth(self._users, self._scan)
+        if user_ids is None:
+            ids, known = self.user_ids(), None
+        else:
+            ids = list(dict.fromkeys(user_ids))
+            known = set(self._users.get_many(ids))
+        return ConvergenceReport(
+            tuple(self._check_user(user_id, truth, known is None or user_id in known) for user_id in ids)
+        )
+
+    def expected(self, user_id: str) -> ExpectedFeed:
+        """The feed the truth tables imply for ``user_id`` (see the module docstring)."""
+        return self._expected(user_id, _Truth(self._users, self._scan))
+
+    def _expected(self, user_id: str, truth: _Truth) -> ExpectedFeed:
+        entries: dict[str, FeedEntry] = {}
+        reasons: dict[str, str] = {}
+
+        def expect(post: PostStamp, reason: str) -> None:
+            entries[post.post_id] = FeedEntry(user_id, post.post_id, post.author_id, post.created_at)
+            reasons[post.post_id] = reason
+
+        for post in truth.posts(user_id):
+            expect(post, OWN)
+        tolerated: set[str] = set()
+        for followee, followed_at in self._follows.all_following(user_id):
+            if followee == user_id:
+                continue
+            if truth.is_high_follower(followee):
+                tolerated.add(followee)
+                continue
+            floor, backfilled = ulid_floor(followed_at), 0
+            for post in truth.posts(followee):  # newest first
+                if post.post_id >= floor:
+                    expect(post, FOLLOWED)
+                elif backfilled < self._backfill_posts:
+                    expect(post, BACKFILL)
+                    backfilled += 1
+                else:
+                    break
+        return ExpectedFeed(user_id, entries, reasons, frozenset(tolerated))
+
+    def _check_user(self, user_id: str, truth: _Truth, exists: bool = True) -> UserConvergence:
+        # Downstream before upstream: a change landing between the reads then shows as lag
+        # (missing), never as an item the truth has not caught up with.
+        cached = self._cached_members(user_id)
+        stored = self._scan.feed_entries(user_id)
+        expected = self._expected(user_id, truth)
+        missing, extra = _differences(stored, expected)
+        # Tolerated items that are stored belong in the cached prefix too (it mirrors the table).
+        reference = [FeedRef.of(e).member for e in expected.entries.values()]
+        reference += [FeedRef.of(e).member for e in stored if not expected.judges(e)]
+        if isinstance(cached, CacheError):
+            cache = CacheCheck(cached=False, error=str(cached) or "unreachable")
+        else:
+            cache = check_cached_feed(cached, reference)
+        return UserConvergence(
+            user_id=user_id,
+            expected=len(expected.entries),
+            stored=len(stored),
+            missing=tuple(missing),
+            extra=tuple(extra),
+            cache=cache,
+            reasons={e.post_id: expected.reasons[e.post_id] for e in missing},
+            exists=exists,
+        )
+
+    def _cached_members(self, user_id: str) -> list[str] | CacheError:
+        try:
+            return self._feed_cache.members(user_id)
+        except CacheError as exc:
+            return exc
+
+    # ------------------------------------------------------------------ repairing
+    def rebuild_feed(self, user_id: str) -> FeedRepair:
+        """Make the reader's feed table equal to the expected set (BatchWriteItem through
+        the feed repository) and drop the cached copy so the next read rebuilds it.
+
+        The stored items are read before the truth, so every delete and write is justified
+        by a truth at least as new as what it replaces; an item written for a post deleted
+        meanwhile is taken out again, as fan-out does.
+        """
+        stored = self._scan.feed_entries(user_id)
+        expected = self.expected(user_id)
+        missing, extra = _differences(stored, expected)
+        deleted = self._feed.delete_many((user_id, e.post_id) for e in extra)
+        written = self._feed.put_many(missing)
+        if missing:
+            alive = self._posts.get_many((e.author_id, e.post_id) for e in missing)
+            self._feed.delete_many((user_id, e.post_id) for e in missing if e.post_id not in alive)
+        return FeedRepair(user_id, written=written, deleted=deleted, cache_dropped=self._drop_feed(user_id))
+
+    def _drop_feed(self, user_id: str) -> bool:
+        try:
+            self._feed_cache.drop(user_id)
+        except CacheError:
+            return False
+        return True
+
+    def rebuild_cache(self, user_ids: Iterable[str] | None = None, *, posts: bool = False) -> CacheRepair:
+        """Drop cached feeds (None: every user's) and, with ``posts``, the cached bodies of
+        every post in them. Redis is derived data, so dropping is a correct rebuild: the
+        next read warms it from DynamoDB. Raises CacheError if Redis is unreachable."""
+        ids = self.user_ids() if user_ids is None else list(dict.fromkeys(user_ids))
+        dropped_posts: set[str] = set()
+        for user_id in ids:
+            if posts:
+                post_ids = {FeedRef.from_member(m).post_id for m in self._feed_cache.members(user_id)}
+                post_ids |= {e.post_id for e in self._scan.feed_entries(user_id)}
+                for post_id in sorted(post_ids - dropped_posts - {SENTINEL}):
+                    self._post_cache.delete(post_id)
+                    dropped_posts.add(post_id)
+            self._feed_cache.drop(user_id)
+        return CacheRepair(feeds=len(ids), posts=len(dropped_posts))
+
+
+def _differences(
+    stored: Sequence[FeedEntry], expected: ExpectedFeed
+) -> tuple[list[FeedEntry], list[FeedEntry]]:
+    """(missing, extra) of a feed table partition, both newest first; an item stored under
+    the wrong author is both (the key is the post, so a rebuild deletes then rewrites it)."""
+    stored_ids = {e.post_id: e for e in stored}
+    missing = [
+        e
+        for post_id, e in sorted(expected.entries.items(), reverse=True)
+        if not (post_id in stored_ids and expected.holds(stored_ids[post_id]))
+    ]
+    extra = [e for e in stored if expected.judges(e) and not expected.holds(e)]
+    return missing, extra
+
+
+def check_cached_feed(members: Sequence[str], reference: Iterable[str]) -> CacheCheck:
+    """Judge a cached feed against the members it should mirror (``post_id:author_id``).
+
+    ``members`` are as ``FeedCache.members`` lists them: by rank, which with every score 0
+    is newest first by member. The set must be a contiguous newest-first prefix of
+    ``reference``: everything from the newest down to its lowest member (down to the end,
+    with the sentinel), nothing else, and in order (a member out of order has a wrong
+    score, and paging by lex would misread it). No members means no cached feed: Redis
+    deletes empty sets.
+    """
+    if not members:
+        return CacheCheck(cached=False)
+    misordered = tuple(after for before, after in pairwise(members) if after >= before)
+    items = [m for m in members if m != SENTINEL]
+    complete = len(items) < len(members)
+    wanted = sorted(set(reference), reverse=True)
+    if complete or not items:
+        in_range = wanted
+    else:
+        lowest = min(items)
+        in_range = [m for m in wanted if m >= lowest]
+    present, allowed = set(items), set(wanted)
+    return CacheCheck(
+        cached=True,
+        complete=complete,
+        size=len(items),
+        missing=tuple(m for m in in_range if m not in present),
+        extra=tuple(m for m in items if m not in allowed),
+        misordered=misordered,
+    )
+
+
+def _ids(values: Iterable[str]) -> str:
+    shown = list(values)
+    head = ", ".join(shown[:SHOWN_IDS])
+    return f"[{head}{f', ... +{len(shown) - SHOWN_IDS}' if len(shown) > SHOWN_IDS else ''}]"

@@ -1,0 +1,118 @@
+"""Convergence of the whole running stack: drive it over HTTP, then ask the operator's tool,
+``python -m ripple_local check-convergence``, run against that stack as a separate process,
+whether every home feed (table and Redis) equals what the truth tables imply."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ripple_local.aws import client
+from tests.e2e.client import MEASUREMENTS, Api
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+SETTLE_DEADLINE_S = 30.0
+FEED_TABLE = "ripple-local-FeedTable"  # physical name: {stack name}-{logical id}
+
+
+def ripple_local(stack: Api, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m ripple_local ARGS`` against the running stack, as an operator runs it."""
+    argv = [
+        sys.executable, "-m", "ripple_local", *args,
+        "--emulator-url", stack.emulator_url,
+        "--redis-url", stack.redis_url,
+        "--stack-name", "ripple-local",
+        "--state-dir", str(stack.state_dir / "check"),
+        "--log-level", "WARNING",
+    ]  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "layers/ripple"), str(ROOT / "infra/local")]),
+    }
+    return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def check_convergence(stack: Api, *user_ids: str) -> subprocess.CompletedProcess[str]:
+    """The checker's JSON report (all users when no ids are given); exit 1 unless converged."""
+    return ripple_local(stack, "check-convergence", *user_ids, "--json")
+
+
+def ok(response: Any, status: int = 200) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    return response.json() if response.content else {}
+
+
+def test_the_running_stack_converges(stack: Api) -> None:
+    # Given five users who follow each other ...
+    u = [stack.signup(f"conv{i}") for i in range(5)]
+    for follower, followee in ((1, 0), (2, 0), (3, 0), (0, 1), (2, 1), (4, 2), (3, 4)):
+        ok(stack.call("POST", f"/users/{u[followee]['user_id']}/follow", u[follower]["token"]))
+    # ... and read their feeds, so Redis holds them and the check covers it
+    for user in u:
+        stack.feed(user["token"])
+
+    # When they post, like, delete and unfollow
+    posts: dict[int, list[str]] = {i: [] for i in range(5)}
+    for round_ in range(3):
+        for i in (0, 1, 2, 4):
+            post = ok(stack.call("POST", "/posts", u[i]["token"], json={"text": f"{i}/{round_}"}), 201)
+            posts[i].append(post["post_id"])
+    ok(stack.call("POST", f"/posts/{posts[0][0]}/like", u[1]["token"]))
+    ok(stack.call("POST", f"/posts/{posts[1][1]}/like", u[0]["token"]))
+    ok(stack.call("DELETE", f"/posts/{posts[0][1]}", u[0]["token"]), 204)
+    ok(stack.call("DELETE", f"/users/{u[0]['user_id']}/follow", u[3]["token"]))
+    ok(stack.call("POST", f"/users/{u[3]['user_id']}/follow", u[1]["token"]))
+    last_write = time.monotonic()
+
+    # Then, once the pipeline settles, the checker finds no difference anywhere
+    attempts, run_s = 0, 0.0
+    while True:
+        attempts += 1
+        started = time.monotonic()
+        result = check_convergence(stack)
+        run_s = time.monotonic() - started
+        if result.returncode == 0 or time.monotonic() - last_write > SETTLE_DEADLINE_S:
+            break
+        time.sleep(0.2)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    report = json.loads(result.stdout)
+    assert report["ok"] and report["differences"] == 0
+    checked = {r["user_id"]: r for r in report["users"]}
+    assert {user["user_id"] for user in u} <= set(checked)
+    assert all(checked[user["user_id"]]["cache"]["cached"] for user in u)
+    # ... and it checked what it should: u3 unfollowed u0 and sees none of u0's posts
+    feed_of_3 = {item["post_id"] for item in stack.feed(u[3]["token"], limit=50)["items"]}
+    assert feed_of_3.isdisjoint(posts[0]) and set(posts[4]) <= feed_of_3
+    assert posts[0][1] not in {i["post_id"] for i in stack.feed(u[1]["token"], limit=50)["items"]}
+
+    settled_s = time.monotonic() - last_write
+    MEASUREMENTS.append(
+        f"convergence check (CLI, {report['users_checked']} users): settled {settled_s:.1f}s after "
+        f"the last write, {attempts} run(s), last run {run_s:.1f}s"
+    )
+
+    # And a feed item lost from the table is what the CLI reports, with a non-zero exit ...
+    victim, lost = u[2]["user_id"], posts[0][2]
+    dynamodb = client("dynamodb", stack.emulator_url)
+    dynamodb.delete_item(TableName=FEED_TABLE, Key={"user_id": {"S": victim}, "post_id": {"S": lost}})
+    broken = check_convergence(stack, victim)
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    [entry] = json.loads(broken.stdout)["users"]
+    assert [(m["post_id"], m["reason"]) for m in entry["missing"]] == [(lost, "followed")]
+    # ... until `rebuild-feed` repairs it (and drops the cached copy for the next read)
+    repaired = ripple_local(stack, "rebuild-feed", victim)
+    assert repaired.returncode == 0 and "wrote 1, deleted 0" in repaired.stdout, repaired.stdout
+    # (the next read rebuilds Redis; checked only after it, because a drop within 10 s of a
+    # read lets the refresher re-create a gapped set: the xfail in tests/integration)
+    assert lost in {i["post_id"] for i in stack.feed(u[2]["token"], limit=50)["items"]}
+    after = check_convergence(stack, victim)
+    assert after.returncode == 0, after.stdout
