@@ -116,3 +116,20 @@ def test_reads_survive_redis_being_unreachable(stack: LocalStack, container: Con
     page = reader.home(b, 10)
     assert [p.post_id for p in page.items] == [post.post_id]
     assert page.items[0].text == "still readable"
+
+
+def test_most_read_cold_feeds_are_warmed(stack: LocalStack, container: Container) -> None:
+    a, hot, cold = signup(container, "a"), signup(container, "hot"), signup(container, "cold")
+    for reader in (hot, cold):
+        container.follow_service.follow(reader, a)
+    container.post_service.create(a, "warm me")
+    stack.drain()
+    for _ in range(50):  # far more reads than any other reader in this session
+        feed_ids(container, hot)
+    feed_ids(container, cold)
+    assert container.feed_cache.most_read(1) == [hot]
+    for reader in (hot, cold):
+        container.feed_cache.drop(reader)  # e.g. a failover to an empty node
+
+    assert container.feed_warmer.warm(top=1) == [hot]
+    assert container.feed_cache.is_cached(hot) and not container.feed_cache.is_cached(cold)

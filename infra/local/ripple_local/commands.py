@@ -74,6 +74,13 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     replay.set_defaults(run=_replay_failures)
 
+    warm = commands.add_parser(
+        "warm-feeds", parents=parents, help="warm cold cached feeds: these readers', or the most-read ones"
+    )
+    warm.add_argument("user_ids", nargs="*", metavar="USER_ID", help="readers (default: the --top most read)")
+    warm.add_argument("--top", type=int, default=100, help="how many of the most-read feeds (default 100)")
+    warm.set_defaults(run=_warm_feeds)
+
 
 def _require_stack(emulator_url: str, stack_name: str) -> None:
     """Refuse to run against an emulator that lacks the stack (prepare() would create it empty)."""
@@ -159,3 +166,15 @@ def _replay_failures(args: argparse.Namespace, root: Path) -> int:
     replayed = sum(r.replayed for r in results)
     print(f"{replayed} replayed, {len(results) - replayed} kept", flush=True)
     return 0 if replayed == len(results) else 1
+
+
+def _warm_feeds(args: argparse.Namespace, root: Path) -> int:
+    from ripple.config import Settings
+    from ripple.container import Container
+
+    with attached_stack(args, root) as stack:
+        warmed = Container(Settings.from_env(stack.environment)).feed_warmer.warm(
+            args.user_ids or None, args.top
+        )
+    print(f"warmed {len(warmed)} cold feeds", flush=True)
+    return 0

@@ -29,7 +29,7 @@ from ripple.repositories.users import UserRepository
 from ripple.services.accounts import AccountService
 from ripple.services.cache_refresh import CacheRefresher
 from ripple.services.fanout import FanoutConsumer, FanoutService
-from ripple.services.feed import FeedReader, PostHydrator, PulledAuthors
+from ripple.services.feed import FeedReader, FeedWarmer, PostHydrator, PulledAuthors
 from ripple.services.follows import FollowService
 from ripple.services.posts import PostService
 from ripple.services.users import UserService
@@ -127,6 +127,10 @@ class Container:
             self.posts,
             PulledAuthors(self.users, self.follows),
         )
+
+    @cached_property
+    def feed_warmer(self) -> FeedWarmer:
+        return FeedWarmer(self.feed_reader, self.feed_cache)
 
     @cached_property
     def fanout(self) -> FanoutService:
