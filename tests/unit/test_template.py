@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 
 from ripple_local.cfn import load_template
 from ripple_local.functions import function_names, stream_event_sources
+from tests.unit.test_openapi import chalice_routes
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = load_template(ROOT / "template.yaml")
@@ -62,28 +62,10 @@ def test_every_stream_consumer_reports_partial_failures_and_parks_poison() -> No
         assert view in {"NEW_IMAGE", "NEW_AND_OLD_IMAGES"}
 
 
-def _chalice_routes() -> set[tuple[str, str]]:
-    """The app's routes, read in a child process so this process's container stays unbuilt."""
-    code = (
-        "import json, importlib.util as u;"
-        "s = u.spec_from_file_location('api_app', 'functions/api/app.py'); m = u.module_from_spec(s);"
-        "s.loader.exec_module(m);"
-        "print(json.dumps([[p, meth] for p, e in m.app.routes.items() for meth in e]))"
-    )
-    env = {
-        "JWT_SECRET": "x" * 40,
-        "PYTHONPATH": f"{ROOT / 'layers/ripple'}",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    return {(path, method.upper()) for path, method in json.loads(out.stdout.strip().splitlines()[-1])}
-
-
 @pytest.mark.parametrize("function_id", ["ApiFunction"])
 def test_api_events_match_the_chalice_routes(function_id: str) -> None:
     events = RESOURCES[function_id]["Properties"]["Events"].values()
     declared = {
         (e["Properties"]["Path"], e["Properties"]["Method"].upper()) for e in events if e["Type"] == "Api"
     }
-    assert declared == _chalice_routes()
+    assert declared == set(chalice_routes())
