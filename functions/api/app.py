@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,9 @@ from ripple.auth.tokens import Claims
 from ripple.cache.rate_limit import Limit
 from ripple.container import get_container
 from ripple.domain import Page, Post, User
-from ripple.errors import NotFoundError, ValidationError
+from ripple.errors import ForbiddenError, NotFoundError, ValidationError
 from ripple.http.errors import status_and_body, translate_chalice_body
+from ripple.http.instrumentation import record_request, route_template
 from ripple.http.requests import bearer_token, parse_json_body
 from ripple.observability import logger, metrics, tracer
 
@@ -42,6 +44,21 @@ app.register_middleware(
 )
 app.register_middleware(ConvertToMiddleware(tracer.capture_lambda_handler))
 app.register_middleware(ConvertToMiddleware(metrics.log_metrics))
+
+
+@app.middleware("http")
+def request_metrics(event: Request, get_response: Callable[[Request], Response]) -> Response:
+    """Count and time every request by route template (never the raw path), method and status."""
+    started = time.perf_counter()
+    status = 500  # if get_response raises, Chalice answers 500
+    try:
+        response = get_response(event)
+        status = response.status_code
+        return response
+    finally:
+        record_request(
+            route_template(event.context), event.method, status, (time.perf_counter() - started) * 1000
+        )
 
 
 @app.middleware("http")
@@ -294,3 +311,20 @@ def openapi() -> dict[str, Any]:
 @app.route("/health/live", methods=["GET"])
 def health_live() -> dict[str, Any]:
     return {"status": "ok"}
+
+
+@app.route("/health/ready", methods=["GET"])
+def health_ready() -> Response:
+    status, body = container.health.ready()
+    return Response(body=body, status_code=status)
+
+
+@app.route("/health/deep", methods=["GET"])
+@json_errors
+def health_deep() -> Response:
+    # Admin only: it writes to DynamoDB and can hold an invocation for up to 10 s.
+    claims = authenticated()
+    if "admin" not in claims.roles:
+        raise ForbiddenError("the deep health check is for admins")
+    status, body = container.health.deep()
+    return Response(body=body, status_code=status)

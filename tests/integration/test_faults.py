@@ -106,6 +106,7 @@ def own_stack(
         stack_name=f"faults-{uuid.uuid4().hex[:8]}",
         with_api=False,
         with_runners=False,
+        with_metrics=False,
         retry_backoff=backoff,
         environ={},  # the session's os.environ stays as it is
     )

@@ -56,6 +56,13 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--api-port", type=int, default=3000)
     up.add_argument("--emulator-port", type=int, default=4566)
     up.add_argument("--redis-port", type=int, default=6379)
+    up.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="Prometheus exporter port (default 9464, or a free port if that is taken; 0 = any free port)",
+    )
+    up.add_argument("--no-metrics", action="store_true", help="run no Prometheus exporter")
     up.add_argument("--emulator-url", default=None, help="reuse a running emulator instead of starting moto")
     up.add_argument("--redis-url", default=None, help="reuse a running Redis (redis://host:port)")
     up.add_argument(
@@ -98,6 +105,8 @@ def _up(args: argparse.Namespace, root: Path) -> int:
         state_dir=args.state_dir,
         stack_name=args.stack_name,
         config_env=args.config_env,
+        metrics_port=args.metrics_port,
+        with_metrics=not args.no_metrics,
     )
     stack.start()
     try:

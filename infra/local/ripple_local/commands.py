@@ -108,6 +108,7 @@ def attached_stack(args: argparse.Namespace, root: Path) -> Iterator[LocalStack]
         config_env=args.config_env,
         with_api=False,
         with_runners=False,
+        with_metrics=False,
     )
     stack.prepare()
     try:

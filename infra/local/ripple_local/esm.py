@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
@@ -45,6 +45,7 @@ __all__ = [
     "MappingStats",
     "RetryBackoff",
     "StreamEventSourceMapping",
+    "StreamObserver",
     "lambda_record",
 ]
 
@@ -52,6 +53,28 @@ logger = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any], Any], Any]
 ContextFactory = Callable[[], Any]
+
+
+class StreamObserver(Protocol):
+    """Receives what only the poller knows, as Lambda's own metrics would show it (for
+    example ``ripple_local.metrics_exporter.StreamRunnerMetrics``). Calls must be cheap; an
+    observer that raises is logged and ignored, never allowed to disturb delivery."""
+
+    def delivered(self, records: int, ages_ms: Sequence[float]) -> None:
+        """One invocation with ``records`` records; the age of each whose creation time is known."""
+
+    def retried(self, records: int) -> None:
+        """Records about to be delivered again (a retry that counts against MaximumRetryAttempts)."""
+
+    def bisected(self) -> None:
+        """A failed batch was split in two."""
+
+    def gave_up(self, records: int, sent_to_failure_queue: bool) -> None:
+        """Records that exhausted their retries: sent on-failure, or dropped without a destination."""
+
+    def poll_failed(self) -> None:
+        """A polling round failed (emulator down, stream gone)."""
+
 
 # Event source mapping properties this runner honours; others are accepted with a warning.
 _EMULATED = frozenset(
@@ -220,6 +243,7 @@ class _Shard:
     parent_id: str | None
     iterator: str | None = None
     ended: bool = False
+    opened_at: float = 0.0  # when ``iterator``'s chain was last opened from the checkpoint
 
 
 class _Stopped(Exception):
@@ -230,6 +254,16 @@ def _utc_iso(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _ages_ms(records: Sequence[_Record], now: datetime) -> list[float]:
+    """Milliseconds since each record's ApproximateCreationDateTime (a naive time is UTC)."""
+    ages = []
+    for record in records:
+        if record.arrival is not None:
+            arrival = record.arrival if record.arrival.tzinfo else record.arrival.replace(tzinfo=UTC)
+            ages.append((now - arrival).total_seconds() * 1000)
+    return ages
 
 
 def _error_code(error: ClientError) -> str:
@@ -260,6 +294,7 @@ class StreamEventSourceMapping:
         idle_sleep_s: float = 0.05,
         max_idle_sleep_s: float = 0.25,
         shard_refresh_s: float = 5.0,
+        observer: StreamObserver | None = None,
     ) -> None:
         self.function_name = function_name
         self.handler = handler
@@ -275,6 +310,7 @@ class StreamEventSourceMapping:
         self.max_idle_sleep_s = max_idle_sleep_s
         self.shard_refresh_s = shard_refresh_s
         self.stats = MappingStats()
+        self.observer = observer  # may be attached later (the local stack's metrics exporter)
         # On AWS a function may have one mapping per stream, so the pair identifies it.
         self.mapping_id = f"{function_name}|{stream_arn}"
         self.function_arn = str(getattr(context_factory(), "invoked_function_arn", function_name))
@@ -343,6 +379,7 @@ class StreamEventSourceMapping:
                 handled = self.poll_once()
             except Exception:
                 self.stats.poll_errors += 1
+                self._observe("poll_failed")
                 logger.exception("%s: polling %s failed", self.name, self.stream_arn)
                 handled = 0
                 sleep = self.max_idle_sleep_s
@@ -361,6 +398,9 @@ class StreamEventSourceMapping:
         deadline = time.monotonic() + timeout
         total = 0
         self._shards_stale = True  # see shards created just before the call, too
+        with self._poll_lock:
+            for shard in self._shards.values():
+                self._reopen_from_checkpoint(shard)  # a cached iterator may be stale (see _poll_shard)
         while True:
             handled = self.poll_once()
             total += handled
@@ -452,7 +492,11 @@ class StreamEventSourceMapping:
 
     def _fetch(self, shard: _Shard) -> tuple[list[dict[str, Any]], str | None]:
         """GetRecords up to BatchSize, waiting up to the batching window for a fuller batch."""
-        iterator = shard.iterator if shard.iterator is not None else self._open_iterator(shard)
+        if shard.iterator is None:
+            iterator = self._open_iterator(shard)
+            shard.opened_at = time.monotonic()
+        else:
+            iterator = shard.iterator
         records: list[dict[str, Any]] = []
         deadline = time.monotonic() + self.config.batching_window_s
         while True:
@@ -498,7 +542,19 @@ class StreamEventSourceMapping:
             self._shards_stale = True
             self.checkpoints.mark_ended(self.mapping_id, shard.shard_id)
             logger.info("%s: shard %s fully processed", self.name, shard.shard_id)
+        elif not raw_records and time.monotonic() - shard.opened_at >= self.shard_refresh_s:
+            # An idle shard re-opens its iterator from the checkpoint every shard_refresh_s.
+            # moto replaces a table (and its stream shard) with a copy when it rolls back a
+            # cancelled transaction, and iterators issued before that never see another
+            # record; on AWS iterators expire after 15 minutes anyway.
+            self._reopen_from_checkpoint(shard)
         return len(raw_records)
+
+    def _reopen_from_checkpoint(self, shard: _Shard) -> None:
+        """Drop the cached iterator so the next poll re-opens it after the checkpoint. Only
+        with a checkpoint: before the first commit, a LATEST position exists only in it."""
+        if self.checkpoints.get(self.mapping_id, shard.shard_id) is not None:
+            shard.iterator = None
 
     # ------------------------------------------------------------------ batches
 
@@ -521,6 +577,7 @@ class StreamEventSourceMapping:
                     [_Batch(rest[middle:], batch.retries), _Batch(rest[:middle], batch.retries)]
                 )
                 self.stats.bisections += 1
+                self._observe("bisected")
                 logger.info("%s: batch of %d failed, bisecting", self.name, len(rest))
                 continue
             if self.config.bisect_on_error and not outcome.whole_batch and done:
@@ -532,6 +589,7 @@ class StreamEventSourceMapping:
                 continue
             retry = batch.retries + 1
             self.stats.retries += 1
+            self._observe("retried", len(rest))
             delay = self.retry_backoff.delay(retry)
             logger.info("%s: retry %d of %d records in %.3fs", self.name, retry, len(rest), delay)
             if self._stop_event.wait(delay):
@@ -541,6 +599,8 @@ class StreamEventSourceMapping:
     def _invoke(self, records: Sequence[_Record]) -> _Outcome:
         context = self.context_factory()
         request_id = str(getattr(context, "aws_request_id", ""))
+        if self.observer is not None:
+            self._observe("delivered", len(records), _ages_ms(records, datetime.now(UTC)))
         started = time.monotonic()
         try:
             response = self.handler({"Records": [record.event for record in records]}, context)
@@ -603,6 +663,7 @@ class StreamEventSourceMapping:
             message = self.failure_record(shard.shard_id, records, invocations, outcome)
             self.sqs.send_message(QueueUrl=self.failure_queue_url, MessageBody=json.dumps(message))
             self.stats.sent_to_failure_queue += 1
+            self._observe("gave_up", len(records), True)
             logger.error(
                 "%s: %d records %s..%s exhausted their retries; sent to %s",
                 self.name,
@@ -619,8 +680,18 @@ class StreamEventSourceMapping:
                 records[0].sequence_number,
                 records[-1].sequence_number,
             )
+            self._observe("gave_up", len(records), False)
         self.stats.records_failed += len(records)
         self.checkpoints.put(self.mapping_id, shard.shard_id, records[-1].sequence_number)
+
+    def _observe(self, event: str, *args: Any) -> None:
+        observer = self.observer
+        if observer is None:
+            return
+        try:
+            getattr(observer, event)(*args)
+        except Exception:
+            logger.exception("%s: stream observer failed on %s", self.name, event)
 
     def failure_record(
         self, shard_id: str, records: Sequence[_Record], invocations: int, outcome: _Outcome

@@ -4,6 +4,10 @@ One object that brings template.yaml up on a developer machine (``up``) or in a 
 order AWS would: data resources first, then the functions' configuration, then code, then
 the event sources. ``prepare()`` stops before code, for integration tests that drive Ripple's
 services directly.
+
+``start()`` also runs the Prometheus exporter (``ripple_local.metrics_exporter``, default
+port 9464) in a thread: the functions get ``RIPPLE_METRICS_SINK`` pointing at it, and the
+stream runners report retries, failure-queue sends and iterator age to it directly.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from ripple_local.aws import LOCAL_REGION, AwsClients, client
 from ripple_local.cfn import Resolver, load_template, parameter_values
 from ripple_local.checkpoints import CheckpointStore
 from ripple_local.environment import build_resolver, stack_environment
-from ripple_local.esm import Handler, RetryBackoff, StreamEventSourceMapping
+from ripple_local.esm import Handler, RetryBackoff, StreamEventSourceMapping, StreamObserver
 from ripple_local.functions import (
     StreamEventSource,
     function_names,
@@ -30,6 +34,7 @@ from ripple_local.functions import (
     stream_event_sources,
 )
 from ripple_local.lambda_context import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, LambdaContextFactory
+from ripple_local.metrics_exporter import DEFAULT_METRICS_PORT, SINK_ENV, MetricsExporter
 from ripple_local.processes import EmulatorProcess, RedisProcess, http_answers
 from ripple_local.resources import LocalResources, create_resources
 from ripple_local.samconfig import load_sam_environment
@@ -63,6 +68,10 @@ class LocalStack:
     The functions' environment goes into ``environ`` (os.environ by default) and is restored
     by stop(). Pass a plain dict only when no real function code is imported: handlers read
     os.environ.
+
+    ``metrics_port`` None means 9464, or a free port when 9464 is taken (a second stack, a test
+    session next to ``make up``); an explicit port must be free. ``with_metrics=False`` runs
+    no exporter.
     """
 
     def __init__(
@@ -84,6 +93,8 @@ class LocalStack:
         idle_sleep_s: float = 0.05,
         max_idle_sleep_s: float = 0.25,
         environ: MutableMapping[str, str] | None = None,
+        metrics_port: int | None = None,
+        with_metrics: bool = True,
     ) -> None:
         self.root_dir = Path(root_dir).resolve()
         self.api_port = api_port
@@ -101,6 +112,8 @@ class LocalStack:
         self.idle_sleep_s = idle_sleep_s
         self.max_idle_sleep_s = max_idle_sleep_s
         self.environ: MutableMapping[str, str] = os.environ if environ is None else environ
+        self.metrics_port = metrics_port
+        self.with_metrics = with_metrics
 
         self.template: dict[str, Any] = {}
         self.region = LOCAL_REGION
@@ -112,6 +125,7 @@ class LocalStack:
         self.checkpoints: CheckpointStore | None = None
         self.api: ApiServer | None = None
         self.runners: dict[str, StreamEventSourceMapping] = {}
+        self.metrics: MetricsExporter | None = None
         self._emulator: EmulatorProcess | None = None
         self._redis: RedisProcess | None = None
         self._saved_environ: dict[str, str | None] = {}
@@ -122,6 +136,8 @@ class LocalStack:
         """Everything: services, resources, environment, API and stream runners; then print where."""
         try:
             self.prepare()
+            if self.with_metrics:
+                self.start_metrics()
             if self.with_api:
                 self.start_api()
             if self.with_runners:
@@ -155,6 +171,7 @@ class LocalStack:
         if self.api is not None:
             self.api.stop()
             self.api = None
+        self.stop_metrics()
         self.restore_environment()
         for process in (self._redis, self._emulator):
             if process is not None:
@@ -217,11 +234,16 @@ class LocalStack:
         self.environment = stack_environment(
             self.template, function_names(self.template), self.resolver, self.emulator_url, self.region
         )
+        if self.metrics is not None:
+            self.environment[SINK_ENV] = self.metrics.sink_url
         for name, value in self.environment.items():
-            if name not in self._saved_environ:
-                self._saved_environ[name] = self.environ.get(name)
-            self.environ[name] = value
+            self._set_environ(name, value)
         return self.environment
+
+    def _set_environ(self, name: str, value: str) -> None:
+        if name not in self._saved_environ:
+            self._saved_environ[name] = self.environ.get(name)
+        self.environ[name] = value
 
     def restore_environment(self) -> None:
         """Undo apply_environment()."""
@@ -231,6 +253,50 @@ class LocalStack:
             else:
                 self.environ[name] = value
         self._saved_environ = {}
+
+    def start_metrics(self, port: int | None = None) -> MetricsExporter:
+        """Run the Prometheus exporter, point the functions' metrics at it (RIPPLE_METRICS_SINK)
+        and attach the stream runners. ``port`` overrides ``metrics_port`` (0 = a free port).
+        Works on a prepared stack too; stop_metrics() undoes it."""
+        if self.metrics is not None:
+            return self.metrics
+        wanted = port if port is not None else self.metrics_port
+        try:
+            exporter = MetricsExporter(self.host, DEFAULT_METRICS_PORT if wanted is None else wanted).start()
+        except OSError as error:
+            if wanted is not None:
+                raise RuntimeError(f"metrics port {self.host}:{wanted} is not available: {error}") from error
+            logger.warning("metrics port %d is taken (%s); using a free port", DEFAULT_METRICS_PORT, error)
+            exporter = MetricsExporter(self.host, 0).start()
+        self.metrics = exporter
+        if self.environment:
+            self.environment[SINK_ENV] = exporter.sink_url
+        self._set_environ(SINK_ENV, exporter.sink_url)
+        for key, runner in self.runners.items():
+            runner.observer = self._stream_observer(key)
+        return exporter
+
+    def stop_metrics(self) -> None:
+        """Stop the exporter, detach the runners and take RIPPLE_METRICS_SINK away again."""
+        if self.metrics is None:
+            return
+        for runner in self.runners.values():
+            runner.observer = None
+        self.metrics.stop()
+        self.metrics = None
+        self.environment.pop(SINK_ENV, None)
+        if SINK_ENV in self._saved_environ:
+            previous = self._saved_environ.pop(SINK_ENV)
+            if previous is None:
+                self.environ.pop(SINK_ENV, None)
+            else:
+                self.environ[SINK_ENV] = previous
+
+    def _stream_observer(self, key: str) -> StreamObserver | None:
+        if self.metrics is None:
+            return None
+        function_id, _, event_name = key.partition(".")
+        return self.metrics.stream_observer(function_id, event_name)
 
     def handler(self, function_id: str) -> Any:
         """The function's handler, imported once (after the environment is in place)."""
@@ -261,6 +327,7 @@ class LocalStack:
         if self.checkpoints is None:
             self.checkpoints = CheckpointStore(self.state_dir)
         properties = self.resolver.resolve(source.properties)
+        key = runner_key(source.function_id, source.event_name)
         return StreamEventSourceMapping(
             function_name=f"{self.stack_name}-{source.function_id}",
             handler=handler if handler is not None else self.handler(source.function_id),
@@ -274,9 +341,10 @@ class LocalStack:
                 self.template, source.function_id, self.stack_name, self.region, self.resources.account_id
             ),
             retry_backoff=retry_backoff or self.retry_backoff,
-            name=runner_key(source.function_id, source.event_name),
+            name=key,
             idle_sleep_s=self.idle_sleep_s,
             max_idle_sleep_s=self.max_idle_sleep_s,
+            observer=self._stream_observer(key),
         )
 
     def start_runners(
@@ -323,6 +391,8 @@ class LocalStack:
             lines.append(f"  API            {self.api.url}")
         lines.append(f"  emulator       {self.emulator_url}{'' if self._emulator else ' (reused)'}")
         lines.append(f"  redis          {self.redis_url}{'' if self._redis else ' (reused)'}")
+        if self.metrics is not None:
+            lines.append(f"  metrics        {self.metrics.url}  (Prometheus exposition)")
         if self.resources is not None:
             for logical_id, name in self.resources.table_names().items():
                 lines.append(f"  table          {logical_id}: {name}")

@@ -31,6 +31,7 @@ from ripple.services.cache_refresh import CacheRefresher
 from ripple.services.fanout import FanoutConsumer, FanoutService
 from ripple.services.feed import FeedReader, FeedWarmer, PostHydrator, PulledAuthors
 from ripple.services.follows import FollowService
+from ripple.services.health import HealthService, health_dynamodb_client
 from ripple.services.posts import PostService
 from ripple.services.users import UserService
 
@@ -126,6 +127,16 @@ class Container:
             PostHydrator(self.posts, self.likes, self.post_cache),
             self.posts,
             PulledAuthors(self.users, self.follows),
+        )
+
+    @cached_property
+    def health(self) -> HealthService:
+        return HealthService(
+            dynamodb=health_dynamodb_client(self.settings.region, self.settings.aws_endpoint_url),
+            feed_table=self.settings.feed_table,
+            redis_client=self.redis,
+            feed=self.feed,
+            feed_cache=self.feed_cache,
         )
 
     @cached_property
