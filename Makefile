@@ -29,3 +29,16 @@ lint: bootstrap
 
 clean:
 	rm -rf .local .pytest_cache .mypy_cache .ruff_cache .aws-sam
+
+## The benchmark: starts its own local stack on free ports, drives it over HTTP and writes
+## bench/report.md and its plots (about 12 minutes; not part of `make test`).
+bench: bootstrap
+	$(VENV)/bin/pip install -q -e '.[dev,bench]'
+	$(PY) -m bench run
+
+## The benchmark's smoke run (tiny parameters, under a minute), as a test.
+bench-smoke: bootstrap
+	$(VENV)/bin/pip install -q -e '.[dev,bench]'
+	$(PY) -m pytest tests/bench_smoke -q
+
+.PHONY: bench bench-smoke

@@ -24,7 +24,7 @@ from ripple.auth.tokens import Claims
 from ripple.cache.rate_limit import Limit
 from ripple.container import get_container
 from ripple.domain import Page, Post, User
-from ripple.errors import ForbiddenError, NotFoundError, ValidationError
+from ripple.errors import AuthenticationError, ForbiddenError, NotFoundError, ValidationError
 from ripple.http.errors import status_and_body, translate_chalice_body
 from ripple.http.instrumentation import record_request, route_template
 from ripple.http.requests import bearer_token, parse_json_body
@@ -106,7 +106,10 @@ def source_ip() -> str:
 
 
 def authenticated() -> Claims:
-    return container.tokens.verify(bearer_token(request().headers))
+    claims = container.tokens.verify(bearer_token(request().headers))
+    if not container.users.exists(claims.user_id):  # a deleted account's tokens die with it
+        raise AuthenticationError("your account no longer exists", code="invalid_token")
+    return claims
 
 
 def writer() -> Claims:

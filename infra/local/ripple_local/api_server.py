@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import json
 import logging
 import threading
 from collections.abc import Iterable, Mapping
@@ -114,6 +115,15 @@ class CompressingRequestHandler(ChaliceRequestHandler):
         # Set before the base __init__, which handles the whole request.
         self.minimum_compression_size = minimum_compression_size
         super().__init__(request, client_address, server, app_object, config)
+
+    def _method_not_allowed(self) -> None:
+        """Methods Chalice's local server has no handler for answer as API Gateway does: 405."""
+        body = json.dumps(
+            {"error": {"code": "method_not_allowed", "message": f"method {self.command} is not allowed"}}
+        )
+        self._send_http_response_with_body(405, {"Content-Type": "application/json"}, body.encode())
+
+    do_TRACE = do_CONNECT = _method_not_allowed
 
     def _send_http_response_with_body(self, code: int, headers: dict[str, Any], body: str | bytes) -> None:
         raw = body.encode("utf-8") if isinstance(body, str) else body

@@ -36,7 +36,14 @@ def _string(body: Mapping[str, Any], name: str) -> str:
     value = body.get(name)
     if not isinstance(value, str):
         raise ValidationError(f"'{name}' must be a string")
+    _require_valid_unicode(value, name)
     return value
+
+
+def _require_valid_unicode(value: str, name: str) -> None:
+    """JSON can carry unpaired surrogates (``"\\ud800"``) that no store or hash can encode."""
+    if any("\ud800" <= c <= "\udfff" for c in value):
+        raise ValidationError(f"'{name}' must be valid Unicode (no unpaired surrogates)")
 
 
 def username(value: Any, name: str = "username") -> str:
@@ -52,6 +59,7 @@ def username(value: Any, name: str = "username") -> str:
 def password(value: Any) -> str:
     if not isinstance(value, str):
         raise ValidationError("'password' must be a string")
+    _require_valid_unicode(value, "password")
     if not PASSWORD_MIN <= len(value) <= PASSWORD_MAX:
         raise ValidationError(f"'password' must be {PASSWORD_MIN}-{PASSWORD_MAX} characters")
     return value

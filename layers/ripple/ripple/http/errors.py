@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import botocore.exceptions
+
 from ripple.errors import RateLimitedError, RippleError, ServiceUnavailableError
 
 INTERNAL = (500, "internal_error", "an internal error occurred")
@@ -46,6 +48,17 @@ def translate_chalice_body(body: Any) -> dict[str, Any] | None:
     return None
 
 
+# DynamoDB answers a client may simply retry later: throttling and server-side failures.
+_RETRYABLE = {
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "InternalFailure",
+}
+
+
 def _is_throttling(exc: Exception) -> bool:
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -55,7 +68,12 @@ def _is_throttling(exc: Exception) -> bool:
         response = getattr(current, "response", None)
         if isinstance(response, dict):
             code = code or response.get("Error", {}).get("Code")
-        if code in {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}:
+        status = (
+            response.get("ResponseMetadata", {}).get("HTTPStatusCode") if isinstance(response, dict) else None
+        )
+        if code in _RETRYABLE or (isinstance(status, int) and status >= 500):
+            return True
+        if isinstance(current, botocore.exceptions.ConnectionError | botocore.exceptions.HTTPClientError):
             return True
         current = current.__cause__ or current.__context__
     return False

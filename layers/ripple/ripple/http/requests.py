@@ -25,6 +25,8 @@ def parse_json_body(raw: bytes | None, max_bytes: int) -> Any:
         raise ValidationError(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
     except RecursionError as exc:
         raise ValidationError("JSON is nested too deeply") from exc
+    except ValueError as exc:  # e.g. an integer literal longer than Python will convert
+        raise ValidationError(f"malformed JSON: {exc}") from exc
     if _depth(value) > MAX_JSON_DEPTH:
         raise ValidationError("JSON is nested too deeply")
     return value

@@ -41,7 +41,8 @@ class PostRepository:
         except ConditionFailed as exc:
             if exc.index == 1:
                 raise AuthenticationError("your account no longer exists", code="invalid_token") from exc
-            raise
+            # index 0: this fresh ULID already exists, so it is this request's own transaction,
+            # committed on an attempt whose response was lost and then retried: success.
 
     def get(self, post_id: str) -> Post | None:
         """Find a post by id alone (through the by_post_id index, then the table)."""

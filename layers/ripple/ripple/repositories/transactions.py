@@ -3,6 +3,7 @@ condition failed?"""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -25,7 +26,8 @@ def transaction() -> Iterator[TransactWrite]:
     """A TransactWrite on the models' connection; a failed condition becomes ConditionFailed."""
     connection = UserModel._get_connection().connection  # same endpoint and timeouts
     try:
-        with TransactWrite(connection=connection) as tx:
+        # The token makes DynamoDB apply a retried transaction (a lost response) only once.
+        with TransactWrite(connection=connection, client_request_token=uuid.uuid4().hex) as tx:
             yield tx
     except TransactWriteError as exc:
         for index, reason in enumerate(exc.cancellation_reasons or []):

@@ -9,7 +9,7 @@ from pynamodb.expressions.update import Action
 
 from ripple.domain import Credentials, User
 from ripple.errors import ConflictError
-from ripple.repositories.models import UserModel, UsernameModel
+from ripple.repositories.models import RefreshTokenModel, UserModel, UsernameModel
 from ripple.repositories.transactions import ConditionFailed, transaction
 
 
@@ -28,8 +28,9 @@ def _to_user(m: UserModel) -> User:
 
 
 class UserRepository:
-    def create(self, user: User, password_hash: str) -> None:
-        """Store the user and claim the username atomically; 409 if the name is taken."""
+    def create(self, user: User, password_hash: str, refresh_token: tuple[str, int] | None = None) -> None:
+        """Store the user, claim the username and (optionally) store the first refresh token,
+        atomically; 409 if the name is taken."""
         claim = UsernameModel(username=user.username, user_id=user.user_id)
         row = UserModel(
             user_id=user.user_id,
@@ -44,7 +45,12 @@ class UserRepository:
             with transaction() as tx:
                 tx.save(claim, condition=UsernameModel.username.does_not_exist())
                 tx.save(row, condition=UserModel.user_id.does_not_exist())
+                if refresh_token is not None:
+                    token_id, expires_at = refresh_token
+                    tx.save(RefreshTokenModel(token_id=token_id, user_id=user.user_id, expires_at=expires_at))
         except ConditionFailed as exc:
+            if self.id_by_username(user.username) == user.user_id:
+                return  # our own transaction, committed on an attempt whose response was lost
             raise ConflictError(f"username '{user.username}' is taken", code="username_taken") from exc
 
     def get(self, user_id: str) -> User | None:

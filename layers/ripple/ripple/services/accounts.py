@@ -41,10 +41,15 @@ class AccountService:
 
     def signup(self, username: str, password: str) -> Session:
         user = User(user_id=new_ulid(), username=username, created_at=int(time.time() * 1000))
-        self._users.create(user, self._hasher.hash(password))
+        # The first refresh token is stored in the same transaction as the user, so a sign-up
+        # either happened completely (and may be answered) or not at all (and may be retried).
+        pair = self._tokens.issue(user.user_id, user.roles)
+        self._users.create(
+            user, self._hasher.hash(password), refresh_token=(pair.refresh_token_id, pair.refresh_expires_at)
+        )
         logger.info("audit: signup", extra={"audit": "signup", "user_id": user.user_id})
         count("UsersSignedUp")
-        return Session(user=user, tokens=self._issue(user))
+        return Session(user=user, tokens=pair)
 
     def login(self, username: str, password: str) -> Session:
         found = self._users.credentials_by_username(username)

@@ -1,0 +1,347 @@
+"""The deployment artefacts: ``sam validate --lint`` passes, ``sam build`` (no container)
+builds the three functions and the layer for python3.12/arm64, and every built function
+imports in a fresh python3.12 that sees only its own build directory, the built layer and
+what the Lambda runtime provides (boto3) - so no dependency is missing from a
+requirements.txt, and nothing from the dev environment leaks in.
+
+aws-sam-cli's pins conflict with the project's, so it lives in its own virtualenv,
+``.venv-sam`` (created here on first use: about 30 s, from PyPI). ``sam build`` needs a
+python3.12 on PATH for the template's runtime; it is looked up on PATH and in pyenv.
+Nothing here talks to AWS: SAM_CLI_TELEMETRY=0, and validate/build work offline.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from ripple_local.cfn import load_template
+from ripple_local.functions import function_names
+from tests.unit.test_least_privilege import SAM_POLICY_TEMPLATES, Grant, granted
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = load_template(ROOT / "template.yaml")
+FUNCTIONS = function_names(TEMPLATE)
+SAM_CLI_VERSION = "1.170.0"
+SAM_VENV = ROOT / ".venv-sam"
+RUNTIME = "python3.12"
+AARCH64 = 183  # ELF e_machine of arm64 shared objects
+# Never part of a deployment artefact.
+DEV_ONLY = ("moto", "pytest", "cfnlint", "schemathesis", "hypothesis", "prometheus_client", "ruff", "mypy")
+# SAM attaches these managed policies itself (logs, Tracing: Active, VpcConfig, stream reading).
+BASE_MANAGED = {
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole",
+}
+STREAM_MANAGED = "arn:aws:iam::aws:policy/service-role/AWSLambdaDynamoDBExecutionRole"
+
+
+def _run(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 600, **kw: Any) -> str:
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, **kw)
+    assert result.returncode == 0, (
+        f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+    )
+    return result.stdout
+
+
+def _sam_works(sam: Path) -> bool:
+    try:
+        out = subprocess.run([str(sam), "--version"], capture_output=True, text=True, timeout=60)
+    except OSError:
+        return False
+    return out.returncode == 0 and SAM_CLI_VERSION in out.stdout
+
+
+@pytest.fixture(scope="session")
+def sam_cli() -> Path:
+    """``.venv-sam/bin/sam`` at the pinned version, installed on first use."""
+    sam = SAM_VENV / "bin" / "sam"
+    if not _sam_works(sam):
+        python = shutil.which("python3") or sys.executable
+        if not (SAM_VENV / "bin" / "python").exists():
+            _run([python, "-m", "venv", str(SAM_VENV)], timeout=120)
+        _run(
+            [str(SAM_VENV / "bin" / "pip"), "install", "--quiet", f"aws-sam-cli=={SAM_CLI_VERSION}"],
+            timeout=600,
+        )
+    assert _sam_works(sam), f"{sam} is not aws-sam-cli {SAM_CLI_VERSION}"
+    return sam
+
+
+def _answers(python: str) -> bool:
+    try:
+        out = subprocess.run([python, "--version"], capture_output=True, text=True, timeout=30)
+    except OSError:
+        return False
+    return out.returncode == 0 and out.stdout.startswith("Python 3.12")
+
+
+@pytest.fixture(scope="session")
+def python312() -> Path:
+    """A working python3.12 (a pyenv shim without a selected version does not count)."""
+    pyenv_root = os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))
+    candidates = [shutil.which("python3.12") or ""]
+    candidates += sorted(glob.glob(f"{pyenv_root}/versions/3.12*/bin/python3.12"), reverse=True)
+    candidates += ["/usr/bin/python3.12", "/usr/local/bin/python3.12"]
+    for candidate in candidates:
+        if candidate and _answers(candidate):
+            return Path(candidate)
+    pytest.skip(f"no python3.12 here: sam build needs one for Runtime {RUNTIME}")
+
+
+@pytest.fixture(scope="session")
+def sam_env(python312: Path) -> dict[str, str]:
+    """Offline, telemetry off, a region for the linter, python3.12 first on PATH."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAM_"))}
+    env.update(
+        AWS_DEFAULT_REGION="us-east-1",
+        SAM_CLI_TELEMETRY="0",
+        PATH=os.pathsep.join([str(python312.parent), env.get("PATH", "")]),
+    )
+    return env
+
+
+@pytest.fixture(scope="module")
+def build_dir(sam_cli: Path, sam_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``sam build`` (no container, no cache: nothing is written into the repository)."""
+    out = tmp_path_factory.mktemp("sam") / "build"
+    _run(
+        [str(sam_cli), "build", "--no-cached", "--build-dir", str(out), "--template-file", "template.yaml"],
+        env=sam_env,
+        cwd=ROOT,
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def lambda_runtime(python312: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What the Lambda runtime adds to a function: boto3 (the layer's requirements rely on it)."""
+    target = tmp_path_factory.mktemp("lambda-runtime")
+    _run(
+        [
+            str(python312),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--target",
+            str(target),
+            f"boto3=={boto3.__version__}",
+        ],
+        timeout=300,
+    )
+    return target
+
+
+def _placeholder_environment(function_id: str) -> dict[str, str]:
+    """The function's template environment with placeholders for what only a deployment
+    knows (table names, the Redis endpoint) and parameter defaults for the rest."""
+    parameters = TEMPLATE.get("Parameters") or {}
+    variables = dict((TEMPLATE["Globals"]["Function"].get("Environment") or {}).get("Variables") or {})
+    own = TEMPLATE["Resources"][function_id]["Properties"].get("Environment") or {}
+    variables.update(own.get("Variables") or {})
+    env: dict[str, str] = {}
+    for name, value in variables.items():
+        if isinstance(value, dict) and "Ref" in value and value["Ref"] in parameters:
+            env[name] = str(parameters[value["Ref"]].get("Default", ""))
+        elif isinstance(value, dict):
+            env[name] = "6379" if name.endswith("_PORT") else f"placeholder-{name.lower()}"
+        else:
+            env[name] = str(value)
+    return env
+
+
+_IMPORT_PROBE = r"""
+import importlib, json, sys, sysconfig
+module = importlib.import_module(sys.argv[1])
+handler = getattr(module, sys.argv[2])
+files = sorted({getattr(m, "__file__", None) or "" for m in list(sys.modules.values())} - {""})
+print(json.dumps({"handler": type(handler).__name__, "callable": callable(handler), "files": files,
+                  "stdlib": [sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]]}))
+"""
+
+
+# ------------------------------------------------------------------ validate
+def test_sam_validate_lint_passes(sam_cli: Path, sam_env: dict[str, str]) -> None:
+    out = _run(
+        [str(sam_cli), "validate", "--lint", "--template-file", "template.yaml"], env=sam_env, cwd=ROOT
+    )
+    assert "is a valid SAM Template" in out
+
+
+# ------------------------------------------------------------------ build
+def test_sam_build_builds_every_function_and_the_layer(build_dir: Path) -> None:
+    built = load_template(build_dir / "template.yaml")["Resources"]
+    for function_id in FUNCTIONS:
+        code = build_dir / built[function_id]["Properties"]["CodeUri"]
+        assert (code / "app.py").is_file(), function_id
+        assert not (code / "ripple").exists(), f"{function_id} bundles ripple: it belongs to the layer"
+    layer = build_dir / built["RippleLayer"]["Properties"]["ContentUri"] / "python"
+    for package in ("ripple", "pynamodb", "redis", "jwt", "aws_lambda_powertools", "aws_xray_sdk"):
+        assert (layer / package).is_dir(), f"the layer lacks {package}"
+    assert (build_dir / built["ApiFunction"]["Properties"]["CodeUri"] / "chalice").is_dir()
+
+
+def test_no_dev_dependency_leaks_into_the_artefacts(build_dir: Path) -> None:
+    leaked = sorted(
+        str(p.relative_to(build_dir)) for name in DEV_ONLY for p in build_dir.glob(f"*/**/{name}")
+    )
+    assert not leaked, leaked
+
+
+def test_native_code_is_built_for_arm64(build_dir: Path) -> None:
+    """Architectures: [arm64]: every shared object must be aarch64 (an x86_64 wheel would
+    import-fail on Lambda). Pure-Python fallbacks cover them when imported on x86 here."""
+    shared = list(build_dir.rglob("*.so"))
+    wrong = []
+    for path in shared:
+        header = path.read_bytes()[:20]
+        assert header[:4] == b"\x7fELF", path
+        if int.from_bytes(header[18:20], "little") != AARCH64:
+            wrong.append(str(path.relative_to(build_dir)))
+    assert not wrong, f"not arm64: {wrong}"
+
+
+@pytest.mark.parametrize("function_id", FUNCTIONS)
+def test_built_function_imports_with_only_its_dependencies_and_the_layer(
+    function_id: str, build_dir: Path, lambda_runtime: Path, python312: Path
+) -> None:
+    built = load_template(build_dir / "template.yaml")["Resources"]
+    code = build_dir / built[function_id]["Properties"]["CodeUri"]
+    layer = build_dir / built["RippleLayer"]["Properties"]["ContentUri"] / "python"
+    module, _, attribute = built[function_id]["Properties"]["Handler"].rpartition(".")
+    env = {
+        "PATH": "/usr/bin:/bin",
+        # Lambda's order: the function, then the layer, then the runtime's own packages.
+        "PYTHONPATH": os.pathsep.join([str(code), str(layer), str(lambda_runtime)]),
+        "PYTHONNOUSERSITE": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "AWS_LAMBDA_FUNCTION_NAME": f"ripple-{function_id}",
+        "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
+        **_placeholder_environment(function_id),
+    }
+    # -S: not even the interpreter's own site-packages; only PYTHONPATH and the stdlib.
+    result = subprocess.run(
+        [str(python312), "-S", "-c", _IMPORT_PROBE, module, attribute],
+        cwd=code,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, f"{function_id} does not import:\n{result.stderr[-4000:]}"
+    probe = json.loads(result.stdout.strip().splitlines()[-1])
+    assert probe["callable"], f"{function_id}: {attribute} is a {probe['handler']}, not callable"
+    allowed = [str(code), str(layer), str(lambda_runtime), *probe["stdlib"]]
+    outside = [f for f in probe["files"] if not any(f.startswith(root) for root in allowed)]
+    assert not outside, f"{function_id} imported from outside its artefacts: {outside}"
+
+
+# ------------------------------------------------------------------ policies as SAM expands them
+_SAM_PROBE = r"""
+import json, os, sys
+import samtranslator
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
+
+data = os.path.join(os.path.dirname(samtranslator.__file__), "policy_templates_data", "policy_templates.json")
+templates = json.load(open(data))["Templates"]
+template = yaml_parse(open(sys.argv[1]).read())
+for resource in template["Resources"].values():  # transform wants S3 locations, not folders
+    props = resource.get("Properties", {})
+    for key in ("CodeUri", "ContentUri"):
+        if isinstance(props.get(key), str):
+            props[key] = "s3://bucket/" + props[key]
+
+class NoManagedPolicies:
+    def load(self):
+        return {}
+
+out = transform(template, {}, NoManagedPolicies())
+roles = {lid: r["Properties"] for lid, r in out["Resources"].items() if r["Type"] == "AWS::IAM::Role"}
+print(json.dumps({"templates": {n: templates[n]["Definition"] for n in sys.argv[2:]}, "roles": roles}))
+"""
+
+
+@pytest.fixture(scope="module")
+def sam_expansion(sam_cli: Path, sam_env: dict[str, str]) -> dict[str, Any]:
+    """samtranslator's view: the policy templates' definitions and the generated IAM roles."""
+    out = _run(
+        [
+            str(sam_cli.parent / "python"),
+            "-c",
+            _SAM_PROBE,
+            str(ROOT / "template.yaml"),
+            *SAM_POLICY_TEMPLATES,
+        ],
+        env=sam_env,
+    )
+    expansion: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return expansion
+
+
+def test_the_unit_tests_copy_of_the_policy_templates_is_sams(sam_expansion: dict[str, Any]) -> None:
+    for name, actions in SAM_POLICY_TEMPLATES.items():
+        statements = sam_expansion["templates"][name]["Statement"]
+        assert [a for s in statements for a in s["Action"]] == list(actions), name
+
+
+def _resource_logical_id(resource: Any) -> str:
+    """A generated policy's resource as test_least_privilege names it."""
+    if isinstance(resource, dict) and "Fn::Sub" in resource:
+        text, variables = resource["Fn::Sub"]
+        ((_, reference),) = variables.items()
+        (kind, target) = next(iter(reference.items()))
+        logical = (
+            target if kind == "Ref" else (target[0] if isinstance(target, list) else target.split(".")[0])
+        )
+        return f"{logical}/index/*" if text.endswith("/index/*") else str(logical)
+    if isinstance(resource, dict) and "Fn::GetAtt" in resource:
+        target = resource["Fn::GetAtt"]
+        return str(target[0] if isinstance(target, list) else target.split(".")[0])
+    if isinstance(resource, dict) and "Ref" in resource:
+        return str(resource["Ref"])
+    raise AssertionError(f"unexpected resource {resource!r}")
+
+
+@pytest.mark.parametrize("function_id", FUNCTIONS)
+def test_generated_role_grants_exactly_the_template_policies(
+    function_id: str, sam_expansion: dict[str, Any]
+) -> None:
+    role = sam_expansion["roles"][f"{function_id}Role"]
+    generated: set[Grant] = set()
+    for policy in role.get("Policies", []):
+        for statement in policy["PolicyDocument"]["Statement"]:
+            assert statement["Effect"] == "Allow"
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            resources = (
+                statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            )
+            generated |= {Grant(a, _resource_logical_id(r)) for a in actions for r in resources}
+    assert generated == granted(TEMPLATE, function_id)
+    events = TEMPLATE["Resources"][function_id]["Properties"].get("Events") or {}
+    reads_streams = any(e["Type"] == "DynamoDB" for e in events.values())
+    assert set(role["ManagedPolicyArns"]) == BASE_MANAGED | ({STREAM_MANAGED} if reads_streams else set())
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_sam_cache_in_the_repository() -> Iterator[None]:
+    existed = (ROOT / ".aws-sam").exists()
+    yield
+    if not existed:
+        assert not (ROOT / ".aws-sam").exists(), "sam wrote .aws-sam into the repository"

@@ -1,0 +1,280 @@
+"""Least privilege: each function's ``Policies:`` in template.yaml grant exactly the tables,
+indexes, queues and secrets its code path touches, and write or delete only where it does.
+
+``NEEDS`` below is the truth, read from the code (the repositories each function's container
+path reaches; the source is named beside each line). The integration suite checks it against
+reality: tests/integration/test_hardening.py records every DynamoDB request the API and the
+fan-out function make (through ``ripple_local.fault_proxy``) and asserts each one is allowed
+here; tests/integration/test_sam_artifacts.py checks the policy-template table below against
+SAM's own definitions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ripple_local.cfn import load_template
+from ripple_local.functions import function_names
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = load_template(ROOT / "template.yaml")
+RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
+
+# The actions of the SAM policy templates this template uses (samtranslator's
+# policy_templates.json; tests/integration/test_sam_artifacts.py keeps the two identical).
+# Each DynamoDB template grants on the table and on ``table/index/*``.
+SAM_POLICY_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "DynamoDBCrudPolicy": (
+        "dynamodb:GetItem", "dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:Scan", "dynamodb:Query",
+        "dynamodb:UpdateItem", "dynamodb:BatchWriteItem", "dynamodb:BatchGetItem", "dynamodb:DescribeTable",
+        "dynamodb:ConditionCheckItem",
+    ),
+    "DynamoDBReadPolicy": (
+        "dynamodb:GetItem", "dynamodb:Scan", "dynamodb:Query", "dynamodb:BatchGetItem",
+        "dynamodb:DescribeTable",
+    ),
+    "DynamoDBWritePolicy": ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"),
+    "SQSSendMessagePolicy": ("sqs:SendMessage*",),
+    "AWSSecretsManagerGetSecretValuePolicy": ("secretsmanager:GetSecretValue",),
+}  # fmt: skip
+_TEMPLATE_PARAMETER = {
+    "DynamoDBCrudPolicy": "TableName",
+    "DynamoDBReadPolicy": "TableName",
+    "DynamoDBWritePolicy": "TableName",
+    "SQSSendMessagePolicy": "QueueName",
+    "AWSSecretsManagerGetSecretValuePolicy": "SecretArn",
+}
+
+# What each kind of DynamoDB action lets a function do to a table.
+READ = frozenset(
+    {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:DescribeTable"}
+    | {"dynamodb:ConditionCheckItem"}
+)
+WRITE = frozenset({"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"})
+DELETE = frozenset({"dynamodb:DeleteItem"})
+
+# (logical id of the table, actions the code performs on it, and on which index).
+# A table's index is addressed as "Table/index/name".
+NEEDS: dict[str, dict[str, frozenset[str]]] = {
+    "ApiFunction": {
+        # repositories/users.py: create (transaction Put), get/get_many/exists, update_profile,
+        # counters inside follow/post transactions (Update); services/feed.py PulledAuthors
+        # (Query of the by_high_follower index).
+        "UsersTable": frozenset(
+            {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
+        ),
+        "UsersTable/index/by_high_follower": frozenset({"dynamodb:Query"}),
+        # repositories/users.py: the username claim (transaction Put), id_by_username (Get).
+        "UsernamesTable": frozenset({"dynamodb:GetItem", "dynamodb:PutItem"}),
+        # repositories/posts.py: create/delete (transactions), get_by_key, get_many,
+        # recent_by_author; repositories/likes.py moves like_count (Update in a transaction).
+        "PostsTable": frozenset(
+            {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem"}
+            | {"dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+        ),
+        "PostsTable/index/by_post_id": frozenset({"dynamodb:Query"}),
+        # repositories/follows.py: follow/unfollow (transaction Put/Delete), following (Query),
+        # followed_among (BatchGet), followers (Query of by_followee).
+        "FollowsTable": frozenset(
+            {"dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"}
+        ),
+        "FollowsTable/index/by_followee": frozenset({"dynamodb:Query"}),
+        # repositories/feed.py: page (Query); services/posts.py writes the author's own item;
+        # services/health.py: ready (DescribeTable), deep (a probe item put and deleted).
+        "FeedTable": frozenset({"dynamodb:Query", "dynamodb:BatchWriteItem", "dynamodb:DescribeTable"}),
+        # repositories/likes.py: like/unlike (transaction Put/Delete), liked (BatchGet).
+        "LikesTable": frozenset({"dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"}),
+        # repositories/refresh_tokens.py: store (Put), consume (conditional Delete). Never read.
+        "RefreshTokensTable": frozenset({"dynamodb:PutItem", "dynamodb:DeleteItem"}),
+        # container.py: the JWT signing key.
+        "JwtSecret": frozenset({"secretsmanager:GetSecretValue"}),
+    },
+    "FanoutFunction": {
+        # services/fanout.py: run_job/_push_page re-check the post (Get); follow_added
+        # backfills (Query).
+        "PostsTable": frozenset({"dynamodb:GetItem", "dynamodb:Query"}),
+        # repositories/follows.py followers / followers_since (the by_followee index), and
+        # followed_at (the table): follow_removed keeps what a newer re-follow owns.
+        "FollowsTable": frozenset({"dynamodb:Query"}),
+        "FollowsTable/index/by_followee": frozenset({"dynamodb:Query"}),
+        # repositories/users.py follower_count, is_high_follower (Get), mark_high_follower (Update).
+        "UsersTable": frozenset({"dynamodb:GetItem", "dynamodb:UpdateItem"}),
+        # repositories/feed.py put_many/delete_many (BatchWriteItem), entries_by_author (Query).
+        "FeedTable": frozenset({"dynamodb:BatchWriteItem", "dynamodb:Query"}),
+        # repositories/fanout_jobs.py enqueue (conditional Put).
+        "FanoutJobsTable": frozenset({"dynamodb:PutItem"}),
+        # The OnFailure destination of its three stream events.
+        "StreamFailureQueue": frozenset({"sqs:SendMessage"}),
+    },
+    "CacheRefresherFunction": {
+        # services/cache_refresh.py works from the stream images and writes Redis only.
+        "StreamFailureQueue": frozenset({"sqs:SendMessage"}),
+    },
+}
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One Allow: an action on a resource named by logical id (``Table``, ``Table/index/*``)."""
+
+    action: str
+    resource: str
+
+
+def _logical_id(reference: Any) -> str:
+    """``!Ref X``, ``!GetAtt X.Arn``/``X.QueueName`` or a Sub naming ``${X}`` -> ``X``."""
+    if isinstance(reference, dict):
+        if "Ref" in reference:
+            return str(reference["Ref"])
+        if "Fn::GetAtt" in reference:
+            target = reference["Fn::GetAtt"]
+            return str(target[0] if isinstance(target, list) else str(target).split(".")[0])
+    raise AssertionError(f"a policy names a resource by something other than Ref/GetAtt: {reference!r}")
+
+
+def _template_grants(name: str, arguments: Mapping[str, Any]) -> set[Grant]:
+    if name not in SAM_POLICY_TEMPLATES:
+        raise AssertionError(f"policy template {name} is not in SAM_POLICY_TEMPLATES; add its actions")
+    target = _logical_id(arguments[_TEMPLATE_PARAMETER[name]])
+    resources = [target, f"{target}/index/*"] if name.startswith("DynamoDB") else [target]
+    return {Grant(action, resource) for action in SAM_POLICY_TEMPLATES[name] for resource in resources}
+
+
+def _statement_grants(statements: Iterable[Mapping[str, Any]]) -> set[Grant]:
+    grants: set[Grant] = set()
+    for statement in statements:
+        assert statement.get("Effect") == "Allow", statement
+        assert "NotAction" not in statement and "NotResource" not in statement, statement
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = (
+            statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        )
+        for resource in resources:
+            assert resource != "*", f"wildcard resource in {statement}"
+            grants |= {Grant(str(action), _logical_id(resource)) for action in actions}
+    return grants
+
+
+def granted(template: Mapping[str, Any], function_id: str) -> set[Grant]:
+    """Everything the function's ``Policies:`` allow (SAM templates expanded)."""
+    policies = template["Resources"][function_id]["Properties"].get("Policies") or []
+    assert isinstance(policies, list), f"{function_id}: Policies must be a list"
+    grants: set[Grant] = set()
+    for policy in policies:
+        assert isinstance(policy, dict) and len(policy) == 1, f"{function_id}: unexpected policy {policy!r}"
+        ((name, body),) = policy.items()
+        if name == "Statement":
+            grants |= _statement_grants(body)
+        else:
+            grants |= _template_grants(name, body)
+    return grants
+
+
+def allows(grants: Iterable[Grant], action: str, resource: str) -> bool:
+    """Would these grants allow ``action`` on ``resource`` (``Table`` or ``Table/index/name``)?"""
+    for grant in grants:
+        action_ok = grant.action == action or (
+            grant.action.endswith("*") and action.startswith(grant.action[:-1])
+        )
+        resource_ok = grant.resource == resource or (
+            grant.resource.endswith("/index/*") and resource.startswith(grant.resource[:-1])
+        )
+        if action_ok and resource_ok:
+            return True
+    return False
+
+
+def _base(resource: str) -> str:
+    return resource.split("/", 1)[0]
+
+
+def _classes(actions: Iterable[str]) -> set[str]:
+    """read / write / delete (DynamoDB), send (SQS), read (a secret)."""
+    kinds = set()
+    for action in actions:
+        if action in READ or action == "secretsmanager:GetSecretValue":
+            kinds.add("read")
+        elif action.startswith("sqs:SendMessage"):
+            kinds.add("send")
+        elif action in WRITE:
+            kinds.add("write")
+        elif action in DELETE:
+            kinds.add("delete")
+        else:
+            kinds.add(action)
+    return kinds
+
+
+FUNCTIONS = function_names(TEMPLATE)
+
+
+def test_needs_cover_every_function_of_the_template() -> None:
+    assert set(NEEDS) == set(FUNCTIONS)
+
+
+@pytest.mark.parametrize("function_id", FUNCTIONS)
+def test_every_needed_permission_is_granted(function_id: str) -> None:
+    grants = granted(TEMPLATE, function_id)
+    missing = [
+        (action, resource)
+        for resource, actions in NEEDS[function_id].items()
+        for action in actions
+        if not allows(grants, action, resource)
+    ]
+    assert not missing, f"{function_id} cannot do what its code does: {missing}"
+
+
+@pytest.mark.parametrize("function_id", FUNCTIONS)
+def test_no_resource_beyond_what_the_code_touches(function_id: str) -> None:
+    touched = {_base(resource) for resource in NEEDS[function_id]}
+    reachable = {_base(grant.resource) for grant in granted(TEMPLATE, function_id)}
+    assert reachable == touched, f"{function_id} may reach {sorted(reachable - touched)} it never uses"
+
+
+@pytest.mark.parametrize("function_id", FUNCTIONS)
+def test_writes_and_deletes_only_where_the_code_does(function_id: str) -> None:
+    """Per table: a function that only reads gets no write, one that never deletes no DeleteItem
+    (the SAM templates may add more actions of a kind already needed, e.g. Scan with Query)."""
+    needs_by_table: dict[str, set[str]] = {}
+    for resource, actions in NEEDS[function_id].items():
+        needs_by_table.setdefault(_base(resource), set()).update(actions)
+    grants_by_table: dict[str, set[str]] = {}
+    for grant in granted(TEMPLATE, function_id):
+        grants_by_table.setdefault(_base(grant.resource), set()).add(grant.action)
+    for table, needed in needs_by_table.items():
+        kinds_granted = _classes(grants_by_table.get(table, set()))
+        assert kinds_granted == _classes(needed), (function_id, table, sorted(kinds_granted))
+
+
+@pytest.mark.parametrize("function_id", FUNCTIONS)
+def test_no_wildcard_actions(function_id: str) -> None:
+    for grant in granted(TEMPLATE, function_id):
+        _, _, name = grant.action.partition(":")
+        assert name and name != "*", grant
+        assert grant.action == "sqs:SendMessage*" or "*" not in grant.action, grant
+
+
+def test_stream_consumers_may_park_poison_records_on_their_failure_queue() -> None:
+    for function_id in FUNCTIONS:
+        events = RESOURCES[function_id]["Properties"].get("Events") or {}
+        destinations = {
+            _logical_id(event["Properties"]["DestinationConfig"]["OnFailure"]["Destination"])
+            for event in events.values()
+            if event["Type"] == "DynamoDB"
+        }
+        for queue in destinations:
+            assert allows(granted(TEMPLATE, function_id), "sqs:SendMessage", queue), (function_id, queue)
+
+
+def test_the_api_alone_reads_the_jwt_secret() -> None:
+    readers = {
+        function_id
+        for function_id in FUNCTIONS
+        if allows(granted(TEMPLATE, function_id), "secretsmanager:GetSecretValue", "JwtSecret")
+    }
+    assert readers == {"ApiFunction"}
