@@ -978,8 +978,9 @@ def _figure6(add: Any, r: dict[str, Any]) -> None:
     add(
         f"Per post, fitted over {cost['probed_pushed']} probed pushed posts: write units = "
         f"{fits['wru']['a']:.1f} + "
-        f"{fits['wru']['b_per_follower']:.2f} x followers, read units = {fits['rru']['a']:.1f} + "
-        f"{fits['rru']['b_per_follower']:.3f} x followers. Cost per million posts by an author with "
+        f"{abs(fits['wru']['b_per_follower']):.2f} x followers, read units = {fits['rru']['a']:.1f} + "
+        f"{abs(fits['rru']['b_per_follower']):.3f} x followers (Theil-Sen fits). "
+        "Cost per million posts by an author with "
         + ", ".join(f"{k} followers: ${v:.0f}" for k, v in cost["per_million_posts_by_followers"].items())
         + " (pushed; above the threshold an author is pulled instead"
         + (
