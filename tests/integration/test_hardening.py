@@ -37,8 +37,9 @@ from boto3.dynamodb.types import TypeDeserializer
 from chalice.test import Client
 
 from ripple.container import Container
+from ripple.repositories.health_probe import health_dynamodb_client
 from ripple.repositories.models import ALL_MODELS
-from ripple.services.health import HealthService, health_dynamodb_client
+from ripple.services.health import HealthService
 from ripple_local.aws import client
 from ripple_local.fault_proxy import THROTTLE, FaultPlan, FaultProxy
 from ripple_local.functions import module_name

@@ -21,6 +21,7 @@ from ripple.config import Settings, get_settings
 from ripple.repositories.fanout_jobs import FanoutJobRepository
 from ripple.repositories.feed import FeedRepository
 from ripple.repositories.follows import FollowRepository
+from ripple.repositories.health_probe import health_dynamodb_client
 from ripple.repositories.likes import LikeRepository
 from ripple.repositories.models import bind_models
 from ripple.repositories.posts import PostRepository
@@ -31,7 +32,7 @@ from ripple.services.cache_refresh import CacheRefresher
 from ripple.services.fanout import FanoutConsumer, FanoutService
 from ripple.services.feed import FeedReader, FeedWarmer, PostHydrator, PulledAuthors
 from ripple.services.follows import FollowService
-from ripple.services.health import HealthService, health_dynamodb_client
+from ripple.services.health import HealthService
 from ripple.services.posts import PostService
 from ripple.services.users import UserService
 

@@ -13,7 +13,8 @@ import redis
 
 from ripple.cache.feed_cache import FeedCache
 from ripple.container import Container
-from ripple.services.health import HealthService, health_dynamodb_client
+from ripple.repositories.health_probe import health_dynamodb_client
+from ripple.services.health import HealthService
 from ripple_local.aws import LOCAL_REGION, client
 from ripple_local.processes import EmulatorProcess, RedisProcess
 from ripple_local.stack import LocalStack

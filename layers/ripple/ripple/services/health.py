@@ -13,9 +13,9 @@
   also observed by the refresher's ``FeedLag`` metric.
 
 Every call is bounded: the DynamoDB client given here should have short timeouts and no
-retries (see :func:`health_dynamodb_client`), Redis has the container's 250 ms timeouts,
-and the deep probe polls until ``deep_timeout_s`` at most. No Chalice here: the API maps
-the ``(http_status, body)`` results to responses.
+retries (``ripple.repositories.health_probe.health_dynamodb_client``), Redis has the
+container's 250 ms timeouts, and the deep probe polls until ``deep_timeout_s`` at most.
+No Chalice here: the API maps the ``(http_status, body)`` results to responses.
 """
 
 from __future__ import annotations
@@ -23,11 +23,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from typing import Any
-
-import boto3
-import redis
-from botocore.config import Config
+from typing import TYPE_CHECKING, Any
 
 from ripple.cache.errors import CacheError
 from ripple.cache.feed_cache import FeedCache, FeedRef
@@ -36,6 +32,9 @@ from ripple.ids import new_ulid
 from ripple.observability import logger
 from ripple.repositories.feed import FeedRepository
 
+if TYPE_CHECKING:  # the service only receives clients; building them is data access's job
+    import redis
+
 __all__ = [
     "DEGRADED",
     "OK",
@@ -43,7 +42,6 @@ __all__ = [
     "PROBE_READER_PREFIX",
     "UNAVAILABLE",
     "HealthService",
-    "health_dynamodb_client",
 ]
 
 OK, DEGRADED, UNAVAILABLE = "ok", "degraded", "unavailable"
@@ -56,21 +54,6 @@ PROBE_AUTHOR_ID = "health-probe"
 # seconds without arrival means the pipeline is stuck, not slow.
 DEEP_TIMEOUT_S = 10.0
 POLL_INTERVAL_S = 0.05
-# A health check that waits longer than this for DynamoDB reports it down.
-DYNAMODB_TIMEOUT_S = 1.0
-
-
-def health_dynamodb_client(
-    region: str, endpoint_url: str | None = None, timeout_s: float = DYNAMODB_TIMEOUT_S
-) -> Any:
-    """A DynamoDB client for probes: short timeouts and a single attempt, so a down or slow
-    DynamoDB makes the check fail quickly instead of hanging in botocore's retries."""
-    config = Config(
-        connect_timeout=timeout_s,
-        read_timeout=timeout_s,
-        retries={"max_attempts": 1, "mode": "standard"},
-    )
-    return boto3.client("dynamodb", region_name=region, endpoint_url=endpoint_url, config=config)
 
 
 def _ms(seconds: float) -> float:
