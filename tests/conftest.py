@@ -1,29 +1,58 @@
-"""Session-wide real services: one moto server and one redis-server on free ports.
+"""Session-wide real services: the AWS emulators of the chosen backend and one redis-server,
+on free ports.
 
 They start once per test session, lazily (only when a test asks for them), so unit tests stay
 service-free. Tests share them: use unique names (a uuid in the table / stack name) rather
 than resetting state.
+
+The backend is ``--backend`` (or ``RIPPLE_TEST_BACKEND``): ``dynamodb-local`` (the default:
+DynamoDB Local for DynamoDB and Streams, moto for SQS and Secrets Manager), ``moto`` or
+``localstack``. ``make test`` runs everything on the default and the ``contract`` subset on
+the other two (README "Emulators").
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from ripple_local.aws import client
-from ripple_local.processes import EmulatorProcess, RedisProcess
+from ripple_local.aws import Endpoints, client
+from ripple_local.emulators import DEFAULT_EMULATOR, EMULATORS, start_emulators
+from ripple_local.processes import RedisProcess
+
+BACKEND_VARIABLE = "RIPPLE_TEST_BACKEND"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backend",
+        choices=EMULATORS,
+        default=os.environ.get(BACKEND_VARIABLE) or DEFAULT_EMULATOR,
+        help=f"emulators the integration tests use (default: ${BACKEND_VARIABLE} or {DEFAULT_EMULATOR})",
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"ripple backend: {config.getoption('--backend')}"
 
 
 @pytest.fixture(scope="session")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URL of a moto server (AWS APIs over HTTP) for this session."""
-    process = EmulatorProcess.start_on_free_port(state_dir=tmp_path_factory.mktemp("emulator"))
+def backend(request: pytest.FixtureRequest) -> str:
+    """The emulator kind this session runs on (``dynamodb-local``, ``moto``, ``localstack``)."""
+    return str(request.config.getoption("--backend"))
+
+
+@pytest.fixture(scope="session")
+def emulator(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoints]:
+    """Where each AWS API is served for this session (started on free ports)."""
+    running = start_emulators(backend, tmp_path_factory.mktemp("emulator"))
     try:
-        yield process.url
+        yield running.endpoints
     finally:
-        process.stop()
+        running.stop()
 
 
 @pytest.fixture(scope="session")
@@ -37,8 +66,8 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def aws_client(emulator: str) -> Callable[[str], Any]:
-    """Build a boto3 client for a service on the session's emulator: ``aws_client("sqs")``."""
+def aws_client(emulator: Endpoints) -> Callable[[str], Any]:
+    """Build a boto3 client for a service on the session's emulators: ``aws_client("sqs")``."""
 
     def build(service: str) -> Any:
         return client(service, emulator)

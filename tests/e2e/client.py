@@ -16,6 +16,10 @@ class Api:
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
         self.session = requests.Session()
+        # Set by the stack fixture: where the stack's services are, for tools run against it.
+        self.endpoints: Any = None
+        self.redis_url = ""
+        self.state_dir: Any = None
 
     def call(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> requests.Response:
         headers = kwargs.pop("headers", {})

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import requests
 
+from ripple_local.aws import Endpoints
+from ripple_local.emulators import DYNAMODB_LOCAL
 from tests.e2e.client import MEASUREMENTS, Api
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,13 +30,16 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+def stack(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     state = tmp_path_factory.mktemp("stack")
     api_port, emulator_port, redis_port = _free_port(), _free_port(), _free_port()
+    dynamodb_port = _free_port()
     cmd = [
         sys.executable, "-m", "ripple_local", "up",
+        "--emulator", backend,
         "--api-port", str(api_port),
         "--emulator-port", str(emulator_port),
+        "--dynamodb-port", str(dynamodb_port),
         "--redis-port", str(redis_port),
         "--state-dir", str(state),
     ]  # fmt: skip
@@ -46,7 +51,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     api = Api(f"http://127.0.0.1:{api_port}")
     # Where the stack's services listen, for tools run against it (`python -m ripple_local ...`).
-    api.emulator_url = f"http://127.0.0.1:{emulator_port}"
+    dynamodb_url = f"http://127.0.0.1:{dynamodb_port}" if backend == DYNAMODB_LOCAL else None
+    api.endpoints = Endpoints.of(f"http://127.0.0.1:{emulator_port}", dynamodb_url)
     api.redis_url = f"redis://127.0.0.1:{redis_port}"
     api.state_dir = state
     deadline = time.monotonic() + 120

@@ -10,7 +10,7 @@
   succeeds in a window, the rest are 429 with ``Retry-After``, and other users are unaffected.
 
 Tokens that need the real signing key (expired, a user that does not exist) are signed with
-the stack's JWT secret, read from the emulator the stack runs (``stack.emulator_url``).
+the stack's JWT secret, read from the emulator the stack runs (``stack.endpoints``).
 """
 
 from __future__ import annotations
@@ -83,10 +83,10 @@ def _body(method: str, path: str) -> dict[str, Any] | None:
 @pytest.fixture(scope="module")
 def jwt_secret(stack: Api) -> str:
     """The stack's signing key, from the Secrets Manager secret it created on its emulator."""
-    emulator = getattr(stack, "emulator_url", None)
-    if not emulator:
-        pytest.skip("the e2e stack fixture does not expose emulator_url")
-    secrets = client("secretsmanager", str(emulator))
+    endpoints = getattr(stack, "endpoints", None)
+    if not endpoints:
+        pytest.skip("the e2e stack fixture does not expose its endpoints")
+    secrets = client("secretsmanager", endpoints)
     names = [s["Name"] for s in secrets.list_secrets()["SecretList"] if "JwtSecret" in s["Name"]]
     assert len(names) == 1, names
     return str(secrets.get_secret_value(SecretId=names[0])["SecretString"])

@@ -28,7 +28,8 @@ def ripple_local(stack: Api, *args: str) -> subprocess.CompletedProcess[str]:
     """``python -m ripple_local ARGS`` against the running stack, as an operator runs it."""
     argv = [
         sys.executable, "-m", "ripple_local", *args,
-        "--emulator-url", stack.emulator_url,
+        "--emulator-url", stack.endpoints.default,
+        "--dynamodb-url", stack.endpoints.dynamodb,
         "--redis-url", stack.redis_url,
         "--stack-name", "ripple-local",
         "--state-dir", str(stack.state_dir / "check"),
@@ -102,7 +103,7 @@ def test_the_running_stack_converges(stack: Api) -> None:
 
     # And a feed item lost from the table is what the CLI reports, with a non-zero exit ...
     victim, lost = u[2]["user_id"], posts[0][2]
-    dynamodb = client("dynamodb", stack.emulator_url)
+    dynamodb = client("dynamodb", stack.endpoints)
     dynamodb.delete_item(TableName=FEED_TABLE, Key={"user_id": {"S": victim}, "post_id": {"S": lost}})
     broken = check_convergence(stack, victim)
     assert broken.returncode == 1, broken.stdout + broken.stderr

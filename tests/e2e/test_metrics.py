@@ -73,6 +73,7 @@ def metered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeteredStack]:
         sys.executable, "-m", "ripple_local", "up",
         "--api-port", str(api_port),
         "--emulator-port", str(_free_port()),
+        "--dynamodb-port", str(_free_port()),
         "--redis-port", str(_free_port()),
         "--metrics-port", str(metrics_port),
         "--state-dir", str(state),

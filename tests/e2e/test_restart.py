@@ -29,8 +29,9 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from ripple.ids import new_ulid
-from ripple_local.aws import client
-from ripple_local.processes import EmulatorProcess, RedisProcess, free_port
+from ripple_local.aws import Endpoints, client
+from ripple_local.emulators import DEFAULT_EMULATOR, start_emulators
+from ripple_local.processes import RedisProcess, free_port
 from tests.e2e.client import MEASUREMENTS, Api
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -45,27 +46,27 @@ CONVERGENCE_DEADLINE_S = 120.0
 
 @dataclass
 class Services:
-    emulator: EmulatorProcess
+    endpoints: Endpoints
     redis: RedisProcess
     state_dir: Path
 
     @property
     def dynamodb(self) -> Any:
-        return client("dynamodb", self.emulator.url)
+        return client("dynamodb", self.endpoints)
 
 
 @pytest.fixture
 def services(tmp_path: Path) -> Iterator[Services]:
-    """moto and Redis that outlive any ``up`` process started against them."""
-    emulator = EmulatorProcess.start_on_free_port(state_dir=tmp_path / "moto")
+    """Emulators and Redis that outlive any ``up`` process started against them."""
+    emulators = start_emulators(DEFAULT_EMULATOR, tmp_path / "emulators")
     try:
         redis = RedisProcess.start_on_free_port(state_dir=tmp_path / "redis")
         try:
-            yield Services(emulator, redis, tmp_path / "state")
+            yield Services(emulators.endpoints, redis, tmp_path / "state")
         finally:
             redis.stop()
     finally:
-        emulator.stop()
+        emulators.stop()
 
 
 class Up:
@@ -80,7 +81,8 @@ class Up:
             "--stack-name", STACK_NAME,
             "--api-port", str(self.api_port),
             "--metrics-port", str(self.metrics_port),
-            "--emulator-url", services.emulator.url,
+            "--emulator-url", services.endpoints.default,
+            "--dynamodb-url", services.endpoints.dynamodb,
             "--redis-url", services.redis.url,
             "--state-dir", str(services.state_dir),
         ]  # fmt: skip
@@ -195,7 +197,7 @@ def _posts_checkpoint(state_dir: Path) -> str | None:
 
 def _posts_stream_sequences(services: Services) -> list[int]:
     """Every record's sequence number on the posts stream, from its beginning."""
-    dynamodb, streams = services.dynamodb, client("dynamodbstreams", services.emulator.url)
+    dynamodb, streams = services.dynamodb, client("dynamodbstreams", services.endpoints)
     arn = dynamodb.describe_table(TableName=f"{STACK_NAME}-PostsTable")["Table"]["LatestStreamArn"]
     sequences: list[int] = []
     for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:

@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 
 from ripple.container import Container, get_container
+from ripple_local.aws import Endpoints
 from ripple_local.esm import RetryBackoff
 from ripple_local.functions import stream_event_sources
 from ripple_local.lambda_context import LambdaContextFactory
 from ripple_local.stack import LocalStack, runner_key
+from tests.integration.proxied import h, harness  # noqa: F401 - fixtures of the proxied API
 from tests.integration.support import (
     TEST_FANOUT_PAGE_SIZE,
     TEST_FEED_CACHE_MAX_ITEMS,
@@ -26,10 +28,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
-def stack(emulator: str, redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+def stack(
+    emulator: Endpoints, redis_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalStack]:
     local = LocalStack(
         ROOT,
-        emulator_url=emulator,
+        endpoints=emulator,
         redis_url=redis_server,
         state_dir=tmp_path_factory.mktemp("state"),
         with_api=False,

@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from ripple_local.aws import LOCAL_REGION, AwsClients
+from ripple_local.aws import LOCAL_REGION, AwsClients, Endpoints
 from ripple_local.cfn import load_template, parameter_values
 from ripple_local.commands import register as register_commands
 from ripple_local.resources import create_resources
 from ripple_local.samconfig import load_sam_environment
-from ripple_local.stack import SAMCONFIG_FILE, TEMPLATE_FILE, LocalStack
+from ripple_local.stack import DEFAULT_EMULATOR, EMULATORS, SAMCONFIG_FILE, TEMPLATE_FILE, LocalStack
 
 __all__ = ["find_root", "main"]
 
@@ -53,8 +53,19 @@ def _parser() -> argparse.ArgumentParser:
     up = commands.add_parser(
         "up", parents=[common], help="run emulator, Redis, API and stream runners until Ctrl-C"
     )
+    up.add_argument(
+        "--emulator",
+        choices=EMULATORS,
+        default=DEFAULT_EMULATOR,
+        help="dynamodb-local: DynamoDB + Streams on DynamoDB Local, the rest on moto (default); "
+        "moto: everything on moto; localstack: everything on LocalStack (host mode)",
+    )
+    up.add_argument(
+        "--persist", action="store_true", help="keep DynamoDB Local's data in <state-dir>/dynamodb"
+    )
     up.add_argument("--api-port", type=int, default=3000)
-    up.add_argument("--emulator-port", type=int, default=4566)
+    up.add_argument("--emulator-port", type=int, default=4566, help="moto's (or LocalStack's) port")
+    up.add_argument("--dynamodb-port", type=int, default=8000, help="DynamoDB Local's port")
     up.add_argument("--redis-port", type=int, default=6379)
     up.add_argument(
         "--metrics-port",
@@ -63,7 +74,14 @@ def _parser() -> argparse.ArgumentParser:
         help="Prometheus exporter port (default 9464, or a free port if that is taken; 0 = any free port)",
     )
     up.add_argument("--no-metrics", action="store_true", help="run no Prometheus exporter")
-    up.add_argument("--emulator-url", default=None, help="reuse a running emulator instead of starting moto")
+    up.add_argument(
+        "--emulator-url", default=None, help="reuse a running emulator (all AWS APIs) instead of starting one"
+    )
+    up.add_argument(
+        "--dynamodb-url",
+        default=None,
+        help="reuse a running DynamoDB + Streams (with --emulator-url for the rest)",
+    )
     up.add_argument("--redis-url", default=None, help="reuse a running Redis (redis://host:port)")
     up.add_argument(
         "--state-dir", type=Path, default=None, help="logs and checkpoints (default: <root>/.local)"
@@ -73,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
         "create-resources", parents=[common], help="create the template's resources on an emulator"
     )
     create.add_argument("--emulator-url", required=True)
+    create.add_argument("--dynamodb-url", default=None, help="DynamoDB's endpoint, if not the emulator's")
     register_commands(commands, common)  # check-convergence, rebuild-feed, rebuild-cache, replay-failures
     return parser
 
@@ -95,12 +114,20 @@ def _wait_for_signal() -> None:
 
 
 def _up(args: argparse.Namespace, root: Path) -> int:
+    endpoints = None
+    if args.emulator_url is not None:
+        endpoints = Endpoints.of(args.emulator_url, args.dynamodb_url)
+    elif args.dynamodb_url is not None:
+        raise SystemExit("--dynamodb-url needs --emulator-url (where SQS and Secrets Manager are)")
     stack = LocalStack(
         root,
         api_port=args.api_port,
         emulator_port=args.emulator_port,
+        dynamodb_port=args.dynamodb_port,
         redis_port=args.redis_port,
-        emulator_url=args.emulator_url,
+        endpoints=endpoints,
+        emulator=args.emulator,
+        persist=args.persist,
         redis_url=args.redis_url,
         state_dir=args.state_dir,
         stack_name=args.stack_name,
@@ -126,7 +153,7 @@ def _create_resources(args: argparse.Namespace, root: Path) -> int:
     if samconfig.is_file():
         environment = load_sam_environment(samconfig, args.config_env)
         overrides, region = environment.parameter_overrides, environment.region or LOCAL_REGION
-    clients = AwsClients.for_endpoint(args.emulator_url, region)
+    clients = AwsClients.for_endpoints(Endpoints.of(args.emulator_url, args.dynamodb_url), region)
     resources = create_resources(template, clients, args.stack_name, parameter_values(template, overrides))
     for resource in resources.resources.values():
         print(f"{resource.logical_id:<24} {resource.type:<30} {resource.ref}")

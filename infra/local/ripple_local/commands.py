@@ -5,8 +5,9 @@
 ``python -m ripple_local rebuild-cache [USER_ID ...]``       drop cached feeds (none given: all)
 ``python -m ripple_local replay-failures``                   re-drive the on-failure queue
 
-They attach to the services ``up`` runs (``--emulator-url``, ``--redis-url``, default the
-ports ``make up`` uses) and to its resources by ``--stack-name``, through the same
+They attach to the services ``up`` runs (found in the ``stack.json`` it writes into its state
+directory; ``--emulator-url``, ``--dynamodb-url``, ``--redis-url`` override, and without
+either the ports ``make up`` uses) and to its resources by ``--stack-name``, through the same
 ``LocalStack.prepare()`` that ``up`` uses, so tables and the functions' environment are the
 template's. An emulator without that stack's tables is an error, not a new empty stack.
 
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ripple_local.aws import client
+from ripple_local.aws import Endpoints, client
 from ripple_local.replay import FailureReplayer
 from ripple_local.stack import LocalStack
 
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["attached_stack", "checker_for", "register"]
 
 DEFAULT_EMULATOR_URL = "http://127.0.0.1:4566"
+DEFAULT_DYNAMODB_URL = "http://127.0.0.1:8000"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"
 
 Command = Callable[[argparse.Namespace, Path], int]
@@ -44,8 +46,17 @@ Command = Callable[[argparse.Namespace, Path], int]
 def register(commands: Any, common: argparse.ArgumentParser) -> None:
     """Add the subcommands to ``python -m ripple_local``'s parser; each sets ``run``."""
     services = argparse.ArgumentParser(add_help=False)
-    services.add_argument("--emulator-url", default=DEFAULT_EMULATOR_URL, help="the running stack's emulator")
-    services.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help="the running stack's Redis")
+    services.add_argument(
+        "--emulator-url", default=None, help=f"the running stack's emulator (default {DEFAULT_EMULATOR_URL})"
+    )
+    services.add_argument(
+        "--dynamodb-url",
+        default=None,
+        help=f"the running stack's DynamoDB (default {DEFAULT_DYNAMODB_URL}, or --emulator-url if given)",
+    )
+    services.add_argument(
+        "--redis-url", default=None, help=f"the running stack's Redis (default {DEFAULT_REDIS_URL})"
+    )
     services.add_argument("--state-dir", type=Path, default=None, help="as for `up` (default: <root>/.local)")
     parents = [common, services]
 
@@ -82,27 +93,46 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     warm.set_defaults(run=_warm_feeds)
 
 
-def _require_stack(emulator_url: str, stack_name: str) -> None:
+def resolve_services(args: argparse.Namespace, root: Path) -> tuple[Endpoints, str]:
+    """The running stack's endpoints and Redis URL: the flags, else what ``up`` recorded in its
+    state directory, else the ports ``make up`` uses."""
+    state_dir = args.state_dir if args.state_dir is not None else root / ".local"
+    recorded = LocalStack.read_connection_file(state_dir) or {}
+    endpoints = recorded.get("endpoints") or {}
+    if args.emulator_url is not None:
+        resolved = Endpoints.of(args.emulator_url, args.dynamodb_url)
+    elif endpoints.get("default"):
+        resolved = Endpoints.of(endpoints["default"], args.dynamodb_url or endpoints.get("dynamodb"))
+    else:
+        resolved = Endpoints.of(DEFAULT_EMULATOR_URL, args.dynamodb_url or DEFAULT_DYNAMODB_URL)
+    redis_url = args.redis_url or recorded.get("redis_url") or DEFAULT_REDIS_URL
+    return resolved, str(redis_url)
+
+
+def _require_stack(endpoints: Endpoints, stack_name: str) -> None:
     """Refuse to run against an emulator that lacks the stack (prepare() would create it empty)."""
     try:
-        tables = client("dynamodb", emulator_url).list_tables().get("TableNames", [])
+        tables = client("dynamodb", endpoints).list_tables().get("TableNames", [])
     except (BotoCoreError, ClientError) as error:
-        raise SystemExit(f"no emulator answers at {emulator_url} ({error}); is the stack up?") from error
+        raise SystemExit(
+            f"no DynamoDB answers at {endpoints.dynamodb} ({error}); is the stack up?"
+        ) from error
     if not any(name.startswith(f"{stack_name}-") for name in tables):
         raise SystemExit(
-            f"no stack {stack_name!r} on {emulator_url} (no tables named {stack_name}-*); "
-            "is `python -m ripple_local up` running, with these --emulator-url / --stack-name?"
+            f"no stack {stack_name!r} on {endpoints.dynamodb} (no tables named {stack_name}-*); "
+            "is `python -m ripple_local up` running, with these --dynamodb-url / --stack-name?"
         )
 
 
 @contextmanager
 def attached_stack(args: argparse.Namespace, root: Path) -> Iterator[LocalStack]:
     """The running stack's resources and environment (in os.environ, for handlers)."""
-    _require_stack(args.emulator_url, args.stack_name)
+    endpoints, redis_url = resolve_services(args, root)
+    _require_stack(endpoints, args.stack_name)
     stack = LocalStack(
         root,
-        emulator_url=args.emulator_url,
-        redis_url=args.redis_url,
+        endpoints=endpoints,
+        redis_url=redis_url,
         state_dir=args.state_dir,
         stack_name=args.stack_name,
         config_env=args.config_env,
@@ -152,7 +182,7 @@ def _rebuild_cache(args: argparse.Namespace, root: Path) -> int:
         try:
             repair = checker_for(stack).rebuild_cache(args.user_ids or None, posts=args.posts)
         except CacheError as exc:
-            print(f"Redis unreachable at {args.redis_url}: {exc}", flush=True)
+            print(f"Redis unreachable at {stack.redis_url}: {exc}", flush=True)
             return 1
     bodies = f" and {repair.posts} cached post bodies" if args.posts else ""
     print(f"dropped {repair.feeds} cached feeds{bodies}; the next reads rebuild them", flush=True)

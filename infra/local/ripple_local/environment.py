@@ -11,7 +11,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ripple_local.aws import DUMMY_CREDENTIAL, LOCAL_REGION
+from ripple_local.aws import DUMMY_CREDENTIAL, LOCAL_REGION, Endpoints
 from ripple_local.cfn import CfnResolutionError, Resolver, pseudo_parameters
 from ripple_local.resources import LocalResources, physical_name
 
@@ -100,13 +100,16 @@ def function_environment(template: Mapping[str, Any], logical_id: str, resolver:
     return environment
 
 
-def local_aws_environment(endpoint_url: str, region: str = LOCAL_REGION) -> dict[str, str]:
-    """AWS SDK settings that send every boto3 client to the emulator with dummy credentials.
+def local_aws_environment(endpoints: str | Endpoints, region: str = LOCAL_REGION) -> dict[str, str]:
+    """AWS SDK settings that send every client to its emulator with dummy credentials.
 
-    AWS_SESSION_TOKEN is set too, so a real token left in the developer's shell is never sent.
+    Each service gets its own variable (``AWS_ENDPOINT_URL_DYNAMODB`` ...), so a variable left
+    in the developer's shell cannot send one service elsewhere. AWS_SESSION_TOKEN is set too,
+    so a real token left in the shell is never sent.
     """
+    resolved = endpoints if isinstance(endpoints, Endpoints) else Endpoints(endpoints)
     return {
-        "AWS_ENDPOINT_URL": endpoint_url,
+        **resolved.environment(),
         "AWS_DEFAULT_REGION": region,
         "AWS_REGION": region,
         "AWS_ACCESS_KEY_ID": DUMMY_CREDENTIAL,
@@ -119,7 +122,7 @@ def stack_environment(
     template: Mapping[str, Any],
     function_ids: Iterable[str],
     resolver: Resolver,
-    endpoint_url: str,
+    endpoints: str | Endpoints,
     region: str = LOCAL_REGION,
 ) -> dict[str, str]:
     """The one environment shared by all functions of the local process.
@@ -146,5 +149,5 @@ def stack_environment(
                 continue
             union[name], origin[name] = value, logical_id
     union["POWERTOOLS_SERVICE_NAME"] = LOCAL_SERVICE_NAME
-    union.update(local_aws_environment(endpoint_url, region))
+    union.update(local_aws_environment(endpoints, region))
     return union

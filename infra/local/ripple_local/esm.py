@@ -37,6 +37,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
+from ripple_local.aws import region_of
 from ripple_local.checkpoints import CheckpointStore
 
 __all__ = [
@@ -90,6 +91,10 @@ _EMULATED = frozenset(
         "Enabled",
     }
 )
+
+
+_REOPEN_ERRORS = frozenset({"ExpiredIteratorException", "TrimmedDataAccessException"})
+_MAX_REOPENS = 3  # per fetch; a shard that keeps refusing fails the poll (and is retried later)
 
 
 def _as_bool(value: Any) -> bool:
@@ -177,12 +182,12 @@ def _wire_format(value: Any) -> Any:
     return value
 
 
-def lambda_record(raw: Mapping[str, Any], stream_arn: str) -> dict[str, Any]:
+def lambda_record(raw: Mapping[str, Any], stream_arn: str, region: str | None = None) -> dict[str, Any]:
     """Turn a GetRecords record (boto3 shape) into the record Lambda passes to the handler.
 
     boto3 parses ApproximateCreationDateTime into a datetime and binary values into bytes;
-    Lambda sends epoch seconds and base64 text. The region comes from the stream ARN because
-    moto always reports ``us-east-1``.
+    Lambda sends epoch seconds and base64 text. ``awsRegion`` is the stack's ``region`` when
+    given (DynamoDB Local's ARNs always say ``ddblocal``, moto's ``us-east-1``), else the ARN's.
     """
     source = raw["dynamodb"]
     image: dict[str, Any] = {}
@@ -202,7 +207,7 @@ def lambda_record(raw: Mapping[str, Any], stream_arn: str) -> dict[str, Any]:
         "eventName": raw.get("eventName"),
         "eventVersion": "1.1",
         "eventSource": "aws:dynamodb",
-        "awsRegion": stream_arn.split(":")[3],
+        "awsRegion": region or stream_arn.split(":")[3],
         "dynamodb": image,
         "eventSourceARN": stream_arn,
     }
@@ -310,6 +315,7 @@ class StreamEventSourceMapping:
         self.max_idle_sleep_s = max_idle_sleep_s
         self.shard_refresh_s = shard_refresh_s
         self.stats = MappingStats()
+        self.region = region_of(streams_client)
         self.observer = observer  # may be attached later (the local stack's metrics exporter)
         # On AWS a function may have one mapping per stream, so the pair identifies it.
         self.mapping_id = f"{function_name}|{stream_arn}"
@@ -499,14 +505,19 @@ class StreamEventSourceMapping:
             iterator = shard.iterator
         records: list[dict[str, Any]] = []
         deadline = time.monotonic() + self.config.batching_window_s
+        reopened = 0
         while True:
             try:
                 response = self.streams.get_records(
                     ShardIterator=iterator, Limit=self.config.batch_size - len(records)
                 )
             except ClientError as error:
-                if _error_code(error) != "ExpiredIteratorException" or records:
+                # An expired iterator (15 minutes on AWS) is re-opened from the checkpoint. So is
+                # one DynamoDB Local refuses as trimmed because it was opened while the shard
+                # was still empty; nothing was delivered from it, so nothing is skipped.
+                if _error_code(error) not in _REOPEN_ERRORS or records or reopened >= _MAX_REOPENS:
                     raise
+                reopened += 1
                 iterator = self._open_iterator(shard)
                 continue
             records.extend(response.get("Records", []))
@@ -527,7 +538,7 @@ class StreamEventSourceMapping:
             if raw_records:
                 records = [
                     _Record(
-                        lambda_record(raw, self.stream_arn),
+                        lambda_record(raw, self.stream_arn, self.region),
                         raw["dynamodb"].get("ApproximateCreationDateTime"),
                     )
                     for raw in raw_records

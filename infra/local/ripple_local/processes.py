@@ -1,4 +1,4 @@
-"""Start and stop the real services the local stack needs: the moto emulator and redis-server.
+"""Start and stop the real services the local stack needs: DynamoDB Local, moto and redis-server.
 
 Tests and ``up`` use real servers over real sockets (not in-process mocks) so that what works
 locally works against AWS's wire protocol too. Each service runs in its own session, so a
@@ -22,7 +22,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
+from ripple_local import tools
+
 __all__ = [
+    "DynamoDBLocalProcess",
     "EmulatorProcess",
     "ManagedProcess",
     "RedisProcess",
@@ -103,7 +106,6 @@ class ManagedProcess:
         self.state_dir = (
             Path(state_dir) if state_dir is not None else Path(tempfile.mkdtemp(prefix="ripple-local-"))
         )
-        self.log_path = self.state_dir / "logs" / f"{self.name}-{port}.log"
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -111,6 +113,11 @@ class ManagedProcess:
     def url(self) -> str:
         """Where clients reach the service."""
         raise NotImplementedError
+
+    @property
+    def log_path(self) -> Path:
+        """The service's stdout and stderr."""
+        return self.state_dir / "logs" / f"{self.name}-{self.port}.log"
 
     @property
     def pid(self) -> int | None:
@@ -134,6 +141,10 @@ class ManagedProcess:
     def start_on_free_port(
         cls, host: str = "127.0.0.1", state_dir: str | os.PathLike[str] | None = None, attempts: int = 3
     ) -> Self:
+        """A new process of this kind, started on a port the OS reports free."""
+        return cls(host, 0, state_dir).start_on_any_free_port(attempts)
+
+    def start_on_any_free_port(self, attempts: int = 3) -> Self:
         """Start on a port the OS reports free, trying another one if it is taken meanwhile.
 
         A port from the ephemeral range can be taken between picking and binding, by a new
@@ -141,13 +152,13 @@ class ManagedProcess:
         so a busy emulator leaves thousands of those behind).
         """
         for attempt in range(1, attempts + 1):
-            process = cls(host, free_port(host), state_dir)
+            self.port = free_port(self.host)
             try:
-                return process.start()
+                return self.start()
             except RuntimeError:
                 if attempt == attempts:
                     raise
-                logger.warning("%s could not bind port %d; trying another", cls.name, process.port)
+                logger.warning("%s could not bind port %d; trying another", self.name, self.port)
         raise AssertionError("unreachable")
 
     def start(self, timeout: float = 30.0) -> Self:
@@ -205,6 +216,43 @@ class ManagedProcess:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+class DynamoDBLocalProcess(ManagedProcess):
+    """DynamoDB Local (AWS's own engine, DynamoDB and DynamoDB Streams on one endpoint), bound
+    to ``host`` only. In memory unless ``db_path`` is given (``up --persist``).
+
+    The jar and its loopback launcher are installed by ``python -m ripple_local.tools install``
+    (bootstrap runs it); a missing install raises ToolMissing naming the command to run.
+    """
+
+    name = "dynamodb-local"
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        state_dir: str | os.PathLike[str] | None = None,
+        db_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        super().__init__(host, port, state_dir)
+        self.db_path = Path(db_path) if db_path is not None else None
+        self.install = tools.dynamodb_local()
+        self.java = tools.find_java("java")
+
+    @property
+    def url(self) -> str:
+        """The endpoint URL of DynamoDB and DynamoDB Streams."""
+        return f"http://{self.host}:{self.port}"
+
+    def command(self) -> Sequence[str]:
+        if self.db_path is not None:
+            self.db_path.mkdir(parents=True, exist_ok=True)
+        return self.install.command(self.java, self.host, self.port, self.db_path)
+
+    def ready(self) -> bool:
+        """DynamoDB Local answers any HTTP request (400 without a signature) once it serves."""
+        return http_answers(self.url)
 
 
 class EmulatorProcess(ManagedProcess):

@@ -29,6 +29,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from ripple_local.aws import region_of
 from ripple_local.esm import ContextFactory, Handler, MappingConfig, lambda_record
 from ripple_local.functions import function_names, stream_event_sources
 from ripple_local.lambda_context import LambdaContextFactory
@@ -141,7 +142,7 @@ def read_stream_batch(
         for raw in raw_records:
             if int(raw["dynamodb"]["SequenceNumber"]) > end:
                 return records
-            records.append(lambda_record(raw, stream_arn))
+            records.append(lambda_record(raw, stream_arn, region_of(streams)))
             if int(raw["dynamodb"]["SequenceNumber"]) == end:
                 return records
     return records

@@ -235,7 +235,24 @@ class _Creator:
         attributes = {"Arn": description["TableArn"]}
         if description.get("LatestStreamArn"):
             attributes["StreamArn"] = description["LatestStreamArn"]
+            self._wait_stream_enabled(description["LatestStreamArn"])
         return LocalResource(logical_id, TABLE, name, attributes)
+
+    def _wait_stream_enabled(self, stream_arn: str) -> None:
+        """A new table's stream is readable only once ENABLED, which DynamoDB Local and
+        LocalStack reach a little after the table is ACTIVE (LocalStack answers 500s until)."""
+        deadline = time.monotonic() + _TABLE_ACTIVE_TIMEOUT_S
+        status = None
+        while time.monotonic() < deadline:
+            try:
+                description = self.clients.dynamodbstreams.describe_stream(StreamArn=stream_arn)
+                status = description["StreamDescription"].get("StreamStatus")
+            except ClientError as error:
+                status = _error_code(error)
+            if status == "ENABLED":
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"stream {stream_arn} is still {status}")
 
     def _wait_active(self, name: str) -> dict[str, Any]:
         deadline = time.monotonic() + _TABLE_ACTIVE_TIMEOUT_S

@@ -1,9 +1,15 @@
-"""The whole local stack: emulator, Redis, resources, environment, API and stream runners.
+"""The whole local stack: emulators, Redis, resources, environment, API and stream runners.
 
 One object that brings template.yaml up on a developer machine (``up``) or in a test, in the
 order AWS would: data resources first, then the functions' configuration, then code, then
 the event sources. ``prepare()`` stops before code, for integration tests that drive Ripple's
 services directly.
+
+Emulators (``emulator``, see ``ripple_local.emulators``): ``dynamodb-local`` (the default) runs
+DynamoDB and DynamoDB Streams on DynamoDB Local, AWS's own engine, and SQS, Secrets Manager and
+STS on moto; ``moto`` runs everything on moto; ``localstack`` everything on LocalStack.
+``endpoints`` reuses services that are already running instead (a test session's, or
+LocalStack from docker compose).
 
 ``start()`` also runs the Prometheus exporter (``ripple_local.metrics_exporter``, default
 port 9464) in a thread: the functions get ``RIPPLE_METRICS_SINK`` pointing at it, and the
@@ -12,6 +18,7 @@ stream runners report retries, failure-queue sends and iterator age to it direct
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import urllib.parse
@@ -21,9 +28,10 @@ from types import TracebackType
 from typing import Any
 
 from ripple_local.api_server import ApiServer
-from ripple_local.aws import LOCAL_REGION, AwsClients, client
+from ripple_local.aws import LOCAL_REGION, AwsClients, Endpoints, client
 from ripple_local.cfn import Resolver, load_template, parameter_values
 from ripple_local.checkpoints import CheckpointStore
+from ripple_local.emulators import DEFAULT_EMULATOR, DYNAMODB_LOCAL, EMULATORS, start_emulators
 from ripple_local.environment import build_resolver, stack_environment
 from ripple_local.esm import Handler, RetryBackoff, StreamEventSourceMapping, StreamObserver
 from ripple_local.functions import (
@@ -35,17 +43,20 @@ from ripple_local.functions import (
 )
 from ripple_local.lambda_context import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, LambdaContextFactory
 from ripple_local.metrics_exporter import DEFAULT_METRICS_PORT, SINK_ENV, MetricsExporter
-from ripple_local.processes import EmulatorProcess, RedisProcess, http_answers
+from ripple_local.processes import ManagedProcess, RedisProcess, http_answers
 from ripple_local.resources import LocalResources, create_resources
 from ripple_local.samconfig import load_sam_environment
 
-__all__ = ["API_FUNCTION", "LocalStack", "runner_key"]
+__all__ = ["API_FUNCTION", "DEFAULT_EMULATOR", "EMULATORS", "LocalStack", "runner_key"]
 
 logger = logging.getLogger(__name__)
 
 API_FUNCTION = "ApiFunction"  # the function whose Handler is the Chalice app object
 TEMPLATE_FILE = "template.yaml"
 SAMCONFIG_FILE = "samconfig.toml"
+# Written by a running `up` into its state directory: where its services listen, so the
+# operator commands attach to them without flags.
+CONNECTION_FILE = "stack.json"
 
 
 def runner_key(function_id: str, event_name: str) -> str:
@@ -63,8 +74,10 @@ def _redis_host_port(url: str) -> tuple[str, int]:
 class LocalStack:
     """template.yaml running locally. Use as a context manager, or start()/stop().
 
-    Services are started unless ``emulator_url`` / ``redis_url`` point at running ones (for
+    Services are started unless ``endpoints`` / ``redis_url`` point at running ones (for
     example LocalStack and Redis from infra/docker-compose.yml, or a test session's fixtures).
+    ``emulator`` picks what is started (see the module docstring); ``persist`` keeps DynamoDB
+    Local's data in ``<state_dir>/dynamodb`` between runs (in memory otherwise).
     The functions' environment goes into ``environ`` (os.environ by default) and is restored
     by stop(). Pass a plain dict only when no real function code is imported: handlers read
     os.environ.
@@ -80,7 +93,7 @@ class LocalStack:
         api_port: int = 3000,
         emulator_port: int = 4566,
         redis_port: int = 6379,
-        emulator_url: str | None = None,
+        endpoints: Endpoints | None = None,
         redis_url: str | None = None,
         state_dir: str | os.PathLike[str] | None = None,
         stack_name: str = "ripple-local",
@@ -95,12 +108,22 @@ class LocalStack:
         environ: MutableMapping[str, str] | None = None,
         metrics_port: int | None = None,
         with_metrics: bool = True,
+        emulator: str = DEFAULT_EMULATOR,
+        dynamodb_port: int = 8000,
+        persist: bool = False,
     ) -> None:
+        if emulator not in EMULATORS:
+            raise ValueError(f"emulator must be one of {', '.join(EMULATORS)}, not {emulator!r}")
+        if persist and (emulator != DYNAMODB_LOCAL or endpoints is not None):
+            raise ValueError("persist keeps DynamoDB Local's data: it needs the dynamodb-local emulator")
         self.root_dir = Path(root_dir).resolve()
         self.api_port = api_port
         self.emulator_port = emulator_port
+        self.dynamodb_port = dynamodb_port
         self.redis_port = redis_port
-        self.emulator_url = emulator_url
+        self.emulator = emulator
+        self.persist = persist
+        self.endpoints = endpoints
         self.redis_url = redis_url
         self.state_dir = Path(state_dir) if state_dir is not None else self.root_dir / ".local"
         self.stack_name = stack_name
@@ -126,9 +149,10 @@ class LocalStack:
         self.api: ApiServer | None = None
         self.runners: dict[str, StreamEventSourceMapping] = {}
         self.metrics: MetricsExporter | None = None
-        self._emulator: EmulatorProcess | None = None
+        self._services: list[ManagedProcess] = []  # started by us, in start order
         self._redis: RedisProcess | None = None
         self._saved_environ: dict[str, str | None] = {}
+        self._wrote_connection_file = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -145,8 +169,31 @@ class LocalStack:
         except BaseException:
             self.stop()
             raise
+        self._write_connection_file()
         print(self.summary(), flush=True)
         return self
+
+    def _write_connection_file(self) -> None:
+        if self.endpoints is None:
+            return
+        document = {
+            "stack_name": self.stack_name,
+            "pid": os.getpid(),
+            "endpoints": {"default": self.endpoints.default, **dict(self.endpoints.overrides)},
+            "redis_url": self.redis_url,
+            "api_url": self.api.url if self.api is not None else None,
+        }
+        (self.state_dir / CONNECTION_FILE).write_text(json.dumps(document, indent=2) + "\n")
+        self._wrote_connection_file = True
+
+    @staticmethod
+    def read_connection_file(state_dir: Path) -> dict[str, Any] | None:
+        """What a running ``up`` wrote into ``state_dir`` (None when no stack wrote one)."""
+        try:
+            document = json.loads((state_dir / CONNECTION_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        return document if isinstance(document, dict) else None
 
     def prepare(self) -> LocalStack:
         """Services, resources and the functions' environment - no function code yet."""
@@ -173,14 +220,17 @@ class LocalStack:
             self.api = None
         self.stop_metrics()
         self.restore_environment()
-        for process in (self._redis, self._emulator):
-            if process is not None:
-                process.stop()
+        if self._wrote_connection_file:
+            (self.state_dir / CONNECTION_FILE).unlink(missing_ok=True)
+            self._wrote_connection_file = False
+        for process in reversed(self._services):
+            process.stop()
         if self._redis is not None:
             self.redis_url = None  # ours is gone; a later start() starts a new one
-        if self._emulator is not None:
-            self.emulator_url = None
-        self._redis = self._emulator = None
+        if any(process is not self._redis for process in self._services):
+            self.endpoints = None
+        self._services = []
+        self._redis = None
 
     def __enter__(self) -> LocalStack:
         return self.start()
@@ -193,18 +243,35 @@ class LocalStack:
     # ------------------------------------------------------------------ steps
 
     def start_services(self) -> None:
-        """Start moto and redis-server, or check that the given URLs answer."""
+        """Start the emulators and redis-server, or check that the given ones answer."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        if self.emulator_url is None:
-            self._emulator = EmulatorProcess(self.host, self.emulator_port, self.state_dir).start()
-            self.emulator_url = self._emulator.url
-        elif not http_answers(self.emulator_url):
-            raise RuntimeError(f"no emulator answers at {self.emulator_url}")
+        if self.endpoints is None:
+            self.endpoints = self._start_emulators()
+        else:
+            for url in {self.endpoints.default, *self.endpoints.overrides.values()}:
+                if not http_answers(url):
+                    raise RuntimeError(f"no emulator answers at {url}")
         if self.redis_url is None:
-            self._redis = RedisProcess(self.host, self.redis_port, self.state_dir).start()
+            self._redis = self._start(RedisProcess(self.host, self.redis_port, self.state_dir))
             self.redis_url = self._redis.url
         else:
             _redis_host_port(self.redis_url)  # validate early
+
+    def _start(self, process: Any) -> Any:
+        self._services.append(process)  # stop() stops it even if start() fails half-way
+        return process.start()
+
+    def _start_emulators(self) -> Endpoints:
+        running = start_emulators(
+            self.emulator,
+            self.state_dir,
+            host=self.host,
+            emulator_port=self.emulator_port,
+            dynamodb_port=self.dynamodb_port,
+            db_path=self.state_dir / "dynamodb" if self.persist else None,
+        )
+        self._services.extend(running.processes)
+        return running.endpoints
 
     def load_configuration(self) -> None:
         """template.yaml plus the samconfig environment's parameter overrides."""
@@ -219,9 +286,9 @@ class LocalStack:
 
     def create_resources(self) -> LocalResources:
         """Tables, queues and secrets on the emulator, and the resolver that knows them."""
-        if self.emulator_url is None or self.redis_url is None:
+        if self.endpoints is None or self.redis_url is None:
             raise RuntimeError("start_services() must run first")
-        self.clients = AwsClients.for_endpoint(self.emulator_url, self.region)
+        self.clients = AwsClients.for_endpoints(self.endpoints, self.region)
         self.resources = create_resources(self.template, self.clients, self.stack_name, self.parameters)
         redis_host, redis_port = _redis_host_port(self.redis_url)
         self.resolver = build_resolver(self.template, self.resources, self.parameters, redis_host, redis_port)
@@ -229,10 +296,10 @@ class LocalStack:
 
     def apply_environment(self) -> dict[str, str]:
         """Put the union of the functions' environments into ``environ`` (saved for restore)."""
-        if self.resolver is None or self.emulator_url is None:
+        if self.resolver is None or self.endpoints is None:
             raise RuntimeError("create_resources() must run first")
         self.environment = stack_environment(
-            self.template, function_names(self.template), self.resolver, self.emulator_url, self.region
+            self.template, function_names(self.template), self.resolver, self.endpoints, self.region
         )
         if self.metrics is not None:
             self.environment[SINK_ENV] = self.metrics.sink_url
@@ -322,7 +389,7 @@ class LocalStack:
         retry_backoff: RetryBackoff | None = None,
     ) -> StreamEventSourceMapping:
         """A runner for one template stream event; ``handler`` replaces the function's (tests)."""
-        if self.resolver is None or self.resources is None or self.emulator_url is None:
+        if self.resolver is None or self.resources is None or self.endpoints is None:
             raise RuntimeError("create_resources() must run first")
         if self.checkpoints is None:
             self.checkpoints = CheckpointStore(self.state_dir)
@@ -334,8 +401,8 @@ class LocalStack:
             stream_arn=properties["Stream"],
             properties=properties,
             # Each runner thread gets its own clients: boto3 clients are not shared across threads here.
-            streams_client=client("dynamodbstreams", self.emulator_url, self.region),
-            sqs_client=client("sqs", self.emulator_url, self.region),
+            streams_client=client("dynamodbstreams", self.endpoints, self.region),
+            sqs_client=client("sqs", self.endpoints, self.region),
             checkpoint_store=self.checkpoints,
             context_factory=LambdaContextFactory.from_template(
                 self.template, source.function_id, self.stack_name, self.region, self.resources.account_id
@@ -389,7 +456,16 @@ class LocalStack:
         lines = [f"Ripple local stack {self.stack_name!r} is up"]
         if self.api is not None:
             lines.append(f"  API            {self.api.url}")
-        lines.append(f"  emulator       {self.emulator_url}{'' if self._emulator else ' (reused)'}")
+        started = {process.url: process.name for process in self._services}
+        if self.endpoints is not None:
+            for service, url in sorted(self.endpoints.overrides.items()):
+                lines.append(f"  {service:<14} {url}  ({started.get(url, 'reused')})")
+            others = "everything else" if self.endpoints.overrides else "AWS APIs"
+            lines.append(
+                f"  {others:<14} {self.endpoints.default}  ({started.get(self.endpoints.default, 'reused')})"
+            )
+        if self.persist:
+            lines.append(f"  data           {self.state_dir / 'dynamodb'}  (kept between runs)")
         lines.append(f"  redis          {self.redis_url}{'' if self._redis else ' (reused)'}")
         if self.metrics is not None:
             lines.append(f"  metrics        {self.metrics.url}  (Prometheus exposition)")

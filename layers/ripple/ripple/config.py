@@ -22,6 +22,14 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from exc
 
 
+def _endpoint(env: Mapping[str, str], service_variable: str) -> str | None:
+    """A service's endpoint: ``AWS_ENDPOINT_URL_<SERVICE>``, else ``AWS_ENDPOINT_URL``, else
+    None (AWS's own). The same names and order as the AWS SDKs' service-specific endpoints,
+    resolved here once so every client (boto3 or PynamoDB) gets it explicitly: a local stack
+    can put DynamoDB on DynamoDB Local and Secrets Manager on moto, or on real AWS."""
+    return env.get(f"AWS_ENDPOINT_URL_{service_variable}") or env.get("AWS_ENDPOINT_URL") or None
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -35,11 +43,15 @@ class Settings:
 
     stage: str = "dev"
     region: str = "us-east-1"
-    aws_endpoint_url: str | None = None
+    # None on AWS; locally the emulators' URLs (see _endpoint).
+    dynamodb_endpoint_url: str | None = None
+    secretsmanager_endpoint_url: str | None = None
     users_table: str = "ripple-users"
     usernames_table: str = "ripple-usernames"
     posts_table: str = "ripple-posts"
+    post_ids_table: str = "ripple-post-ids"
     follows_table: str = "ripple-follows"
+    followers_table: str = "ripple-followers"
     feed_table: str = "ripple-feed"
     likes_table: str = "ripple-likes"
     fanout_jobs_table: str = "ripple-fanout-jobs"
@@ -79,11 +91,14 @@ class Settings:
         return cls(
             stage=e.get("STAGE", d.stage),
             region=e.get("AWS_REGION") or e.get("AWS_DEFAULT_REGION") or d.region,
-            aws_endpoint_url=e.get("AWS_ENDPOINT_URL") or None,
+            dynamodb_endpoint_url=_endpoint(e, "DYNAMODB"),
+            secretsmanager_endpoint_url=_endpoint(e, "SECRETS_MANAGER"),
             users_table=e.get("USERS_TABLE", d.users_table),
             usernames_table=e.get("USERNAMES_TABLE", d.usernames_table),
             posts_table=e.get("POSTS_TABLE", d.posts_table),
+            post_ids_table=e.get("POST_IDS_TABLE", d.post_ids_table),
             follows_table=e.get("FOLLOWS_TABLE", d.follows_table),
+            followers_table=e.get("FOLLOWERS_TABLE", d.followers_table),
             feed_table=e.get("FEED_TABLE", d.feed_table),
             likes_table=e.get("LIKES_TABLE", d.likes_table),
             fanout_jobs_table=e.get("FANOUT_JOBS_TABLE", d.fanout_jobs_table),

@@ -54,7 +54,9 @@ class Container:
         if not self.settings.jwt_secret_arn:
             raise RuntimeError("set JWT_SECRET or JWT_SECRET_ARN")
         client = boto3.client(
-            "secretsmanager", region_name=self.settings.region, endpoint_url=self.settings.aws_endpoint_url
+            "secretsmanager",
+            region_name=self.settings.region,
+            endpoint_url=self.settings.secretsmanager_endpoint_url,
         )
         return str(client.get_secret_value(SecretId=self.settings.jwt_secret_arn)["SecretString"])
 
@@ -133,7 +135,7 @@ class Container:
     @cached_property
     def health(self) -> HealthService:
         return HealthService(
-            dynamodb=health_dynamodb_client(self.settings.region, self.settings.aws_endpoint_url),
+            dynamodb=health_dynamodb_client(self.settings.region, self.settings.dynamodb_endpoint_url),
             feed_table=self.settings.feed_table,
             redis_client=self.redis,
             feed=self.feed,

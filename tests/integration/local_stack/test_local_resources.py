@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ripple_local.aws import AwsClients
+from ripple_local.aws import AwsClients, Endpoints
 from ripple_local.cfn import load_template, parameter_values
 from ripple_local.resources import LocalResources, create_resources
 
@@ -28,8 +28,8 @@ def stack_name() -> str:
 
 
 @pytest.fixture
-def clients(emulator: str) -> AwsClients:
-    return AwsClients.for_endpoint(emulator)
+def clients(emulator: Endpoints) -> AwsClients:
+    return AwsClients.for_endpoints(emulator)
 
 
 @pytest.fixture

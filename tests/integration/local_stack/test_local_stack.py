@@ -15,7 +15,7 @@ import pytest
 from chalice import Chalice
 
 from ripple_local.api_server import ApiServer
-from ripple_local.aws import client
+from ripple_local.aws import Endpoints, client
 from ripple_local.esm import RetryBackoff
 from ripple_local.stack import LocalStack
 
@@ -25,14 +25,14 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_prepared_stack_runs_template_streams_end_to_end(
-    emulator: str, redis_server: str, tmp_path: Path
+    emulator: Endpoints, redis_server: str, tmp_path: Path
 ) -> None:
     # Given a prepared stack (no API, runners added with fake handlers) and a shell environment
     stack_name = f"stk-{uuid.uuid4().hex[:8]}"
     environ = {"AWS_ACCESS_KEY_ID": "from-the-shell"}
     stack = LocalStack(
         ROOT,
-        emulator_url=emulator,
+        endpoints=emulator,
         redis_url=redis_server,
         state_dir=tmp_path,
         stack_name=stack_name,
@@ -48,7 +48,12 @@ def test_prepared_stack_runs_template_streams_end_to_end(
         assert environ["POSTS_TABLE"] == f"{stack_name}-PostsTable"
         assert environ["REDIS_HOST"] == "127.0.0.1" and environ["REDIS_PORT"] == redis_port
         assert environ["REDIS_TLS"] == "false" and environ["STAGE"] == "local"
-        assert environ["AWS_ENDPOINT_URL"] == emulator and environ["AWS_ACCESS_KEY_ID"] == "testing"
+        assert environ["AWS_ENDPOINT_URL"] == emulator.default and environ["AWS_ACCESS_KEY_ID"] == "testing"
+        assert environ["AWS_ENDPOINT_URL_DYNAMODB"] == environ["AWS_ENDPOINT_URL_DYNAMODB_STREAMS"]
+        assert environ["AWS_ENDPOINT_URL_DYNAMODB"] == emulator.dynamodb
+        assert (
+            environ["AWS_ENDPOINT_URL_SQS"] == environ["AWS_ENDPOINT_URL_SECRETS_MANAGER"] == emulator.default
+        )
         assert environ["POWERTOOLS_SERVICE_NAME"] == "ripple-local"
 
         # When a fake fan-out copies each post into the feed table, and a fake refresher records
@@ -104,13 +109,22 @@ def test_api_server_serves_a_chalice_app_over_http() -> None:
         assert not server.running
 
 
-def test_cli_create_resources(emulator: str) -> None:
+def test_cli_create_resources(emulator: Endpoints) -> None:
     stack_name = f"cli-{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT / "layers/ripple"), str(ROOT / "infra/local")]),
     }
-    command = [sys.executable, "-m", "ripple_local", "create-resources", "--emulator-url", emulator]
+    command = [
+        sys.executable,
+        "-m",
+        "ripple_local",
+        "create-resources",
+        "--emulator-url",
+        emulator.default,
+        "--dynamodb-url",
+        emulator.dynamodb,
+    ]
     result = subprocess.run(
         [*command, "--root-dir", str(ROOT), "--stack-name", stack_name],
         env=env,

@@ -16,7 +16,7 @@ from ripple.container import Container
 from ripple.repositories.health_probe import health_dynamodb_client
 from ripple.services.health import HealthService
 from ripple_local.aws import LOCAL_REGION, client
-from ripple_local.processes import EmulatorProcess, RedisProcess
+from ripple_local.processes import DynamoDBLocalProcess, RedisProcess
 from ripple_local.stack import LocalStack
 
 pytestmark = pytest.mark.integration
@@ -49,11 +49,11 @@ def health_for(
 
 @pytest.fixture
 def session_health(stack: LocalStack, container: Container, redis_server: str) -> HealthService:
-    assert stack.emulator_url is not None
+    assert stack.endpoints is not None
     return health_for(
         stack,
         container,
-        endpoint=stack.emulator_url,
+        endpoint=stack.endpoints.dynamodb,
         table=container.settings.feed_table,
         redis_url=redis_server,
     )
@@ -88,11 +88,11 @@ def test_deep_probe_that_never_arrives_is_a_503_within_its_timeout(
     stack: LocalStack, container: Container, redis_server: str
 ) -> None:
     # No runner delivers the feed stream here: the item cannot reach the cache.
-    assert stack.emulator_url is not None
+    assert stack.endpoints is not None
     health = health_for(
         stack,
         container,
-        endpoint=stack.emulator_url,
+        endpoint=stack.endpoints.dynamodb,
         table=container.settings.feed_table,
         redis_url=redis_server,
         timeout_s=0.5,
@@ -112,9 +112,9 @@ def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
 
 
 @pytest.fixture
-def own_emulator(tmp_path: Path) -> Iterator[tuple[EmulatorProcess, str]]:
-    """A second moto server with one table, to stop during the test."""
-    process = EmulatorProcess.start_on_free_port(state_dir=tmp_path)
+def own_emulator(tmp_path: Path) -> Iterator[tuple[DynamoDBLocalProcess, str]]:
+    """A second DynamoDB Local with one table, to stop during the test."""
+    process = DynamoDBLocalProcess.start_on_free_port(state_dir=tmp_path)
     table = f"health-{uuid.uuid4().hex[:8]}"
     client("dynamodb", process.url).create_table(
         TableName=table,
@@ -129,11 +129,11 @@ def own_emulator(tmp_path: Path) -> Iterator[tuple[EmulatorProcess, str]]:
 def test_redis_down_is_degraded_not_unavailable(
     stack: LocalStack, container: Container, own_redis: RedisProcess
 ) -> None:
-    assert stack.emulator_url is not None
+    assert stack.endpoints is not None
     health = health_for(
         stack,
         container,
-        endpoint=stack.emulator_url,
+        endpoint=stack.endpoints.dynamodb,
         table=container.settings.feed_table,
         redis_url=own_redis.url,
     )
@@ -151,7 +151,7 @@ def test_redis_down_is_degraded_not_unavailable(
 
 
 def test_dynamodb_down_is_unavailable_fast(
-    stack: LocalStack, container: Container, redis_server: str, own_emulator: tuple[EmulatorProcess, str]
+    stack: LocalStack, container: Container, redis_server: str, own_emulator: tuple[DynamoDBLocalProcess, str]
 ) -> None:
     process, table = own_emulator
     health = health_for(stack, container, endpoint=process.url, table=table, redis_url=redis_server)

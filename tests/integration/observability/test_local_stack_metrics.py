@@ -15,6 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ripple_local import stack as stack_module
+from ripple_local.aws import Endpoints
 from ripple_local.esm import CheckpointStore, RetryBackoff, StreamEventSourceMapping
 from ripple_local.lambda_context import LambdaContextFactory
 from ripple_local.metrics_exporter import SINK_ENV, MetricsExporter
@@ -36,11 +37,13 @@ def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 @pytest.fixture
-def prepared(emulator: str, redis_server: str, tmp_path: Path) -> Iterator[tuple[LocalStack, dict[str, str]]]:
+def prepared(
+    emulator: Endpoints, redis_server: str, tmp_path: Path
+) -> Iterator[tuple[LocalStack, dict[str, str]]]:
     environ: dict[str, str] = {SINK_ENV: "http://previous.invalid/emf"}
     local = LocalStack(
         ROOT,
-        emulator_url=emulator,
+        endpoints=emulator,
         redis_url=redis_server,
         state_dir=tmp_path,
         stack_name=f"met-{uuid.uuid4().hex[:8]}",
