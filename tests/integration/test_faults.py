@@ -33,7 +33,7 @@ from ripple.repositories.models import ALL_MODELS
 from ripple.services.convergence import FOLLOWED, OWN, ConvergenceChecker
 from ripple.stream_processing import lambda_stream_handler
 from ripple.streams import INSERT, StreamChange
-from ripple_local.aws import client
+from ripple_local.aws import Endpoints, client
 from ripple_local.environment import local_aws_environment
 from ripple_local.esm import Handler, RetryBackoff
 from ripple_local.functions import stream_event_sources
@@ -82,7 +82,8 @@ class OwnStack:
 
     def failure_messages(self) -> list[dict[str, Any]]:
         """What is on the failure queue, left visible for others."""
-        sqs = client("sqs", str(self.stack.emulator_url))
+        assert self.stack.endpoints is not None
+        sqs = client("sqs", self.stack.endpoints)
         url = self.stack.resources.queue_urls()["StreamFailureQueue"] if self.stack.resources else ""
         response = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0)
         return list(response.get("Messages", []))
@@ -90,17 +91,17 @@ class OwnStack:
 
 @pytest.fixture
 def own_stack(
-    emulator: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+    emulator: Endpoints, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> Iterator[OwnStack]:
     backoff: RetryBackoff = getattr(request, "param", RetryBackoff(initial_s=0.01, maximum_s=0.02))
     for name, value in local_aws_environment(emulator).items():
-        if name != "AWS_ENDPOINT_URL":  # credentials for PynamoDB; endpoints come from settings
+        if not name.startswith("AWS_ENDPOINT_URL"):  # credentials for PynamoDB; endpoints come from settings
             monkeypatch.setenv(name, value)
     bindings = [(m, m.Meta.table_name, m.Meta.region, m.Meta.host) for m in ALL_MODELS]
     redis = RedisProcess.start_on_free_port(state_dir=tmp_path / "redis")
     stack = LocalStack(
         ROOT,
-        emulator_url=emulator,
+        endpoints=emulator,
         redis_url=redis.url,
         state_dir=tmp_path / "state",
         stack_name=f"faults-{uuid.uuid4().hex[:8]}",
@@ -210,7 +211,7 @@ def test_a_poison_record_is_parked_then_replayed_once_the_handler_tolerates_it(
     # Given a post row without created_at, written straight to the table between good posts
     before = container.post_service.create(a, "before").post_id
     poison = new_ulid()
-    dynamodb = client("dynamodb", str(stack.emulator_url))
+    dynamodb = client("dynamodb", stack.endpoints)
     posts_table = stack.table_name("PostsTable")
     dynamodb.put_item(
         TableName=posts_table,
@@ -279,13 +280,13 @@ def test_replay_failures_redrives_a_batch_after_a_data_fix(own_stack: OwnStack, 
     container.follow_service.follow(c, a)
     stack.drain()
 
-    # Given a follow edge damaged behind the API's back (its created_at removed with boto3:
-    # a MODIFY, which fan-out ignores), every push of a's posts fails on reading it
-    dynamodb = client("dynamodb", str(stack.emulator_url))
-    edge = {"follower_id": {"S": c}, "followee_id": {"S": a}}
-    follows_table = stack.table_name("FollowsTable")
-    followed_at = dynamodb.get_item(TableName=follows_table, Key=edge)["Item"]["created_at"]
-    dynamodb.update_item(TableName=follows_table, Key=edge, UpdateExpression="REMOVE created_at")
+    # Given a follower edge damaged behind the API's back (its created_at removed with boto3;
+    # the followers table has no stream), every push of a's posts fails on reading it
+    dynamodb = client("dynamodb", stack.endpoints)
+    edge = {"followee_id": {"S": a}, "follower_id": {"S": c}}
+    followers_table = stack.table_name("FollowersTable")
+    followed_at = dynamodb.get_item(TableName=followers_table, Key=edge)["Item"]["created_at"]
+    dynamodb.update_item(TableName=followers_table, Key=edge, UpdateExpression="REMOVE created_at")
     post = container.post_service.create(a, "cannot be pushed").post_id
     stack.drain()
     [message] = own_stack.failure_messages()
@@ -294,7 +295,7 @@ def test_replay_failures_redrives_a_batch_after_a_data_fix(own_stack: OwnStack, 
 
     # When the row is repaired and an operator runs `replay-failures` against the stack
     dynamodb.update_item(
-        TableName=follows_table,
+        TableName=followers_table,
         Key=edge,
         UpdateExpression="SET created_at = :t",
         ExpressionAttributeValues={":t": followed_at},
@@ -319,7 +320,8 @@ def run_cli(
     """``python -m ripple_local COMMAND`` against the stack, as an operator would run it."""
     argv = [
         sys.executable, "-m", "ripple_local", command,
-        "--emulator-url", str(stack.emulator_url),
+        "--emulator-url", stack.endpoints.default,
+        "--dynamodb-url", stack.endpoints.dynamodb,
         "--redis-url", redis_url,
         "--stack-name", stack.stack_name,
         "--state-dir", str(tmp_path / "cli-state"),

@@ -77,13 +77,16 @@ NEEDS: dict[str, dict[str, frozenset[str]]] = {
             {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem"}
             | {"dynamodb:UpdateItem", "dynamodb:DeleteItem"}
         ),
-        "PostsTable/index/by_post_id": frozenset({"dynamodb:Query"}),
+        # repositories/posts.py: the post id -> author row, written and deleted in the post's
+        # transactions, read by author_of (Get).
+        "PostIdsTable": frozenset({"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"}),
         # repositories/follows.py: follow/unfollow (transaction Put/Delete), following (Query),
-        # followed_among (BatchGet), followers (Query of by_followee).
+        # followed_among (BatchGet).
         "FollowsTable": frozenset(
             {"dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"}
         ),
-        "FollowsTable/index/by_followee": frozenset({"dynamodb:Query"}),
+        # repositories/follows.py: the inverse edges (transaction Put/Delete), followers (Query).
+        "FollowersTable": frozenset({"dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem"}),
         # repositories/feed.py: page (Query); services/posts.py writes the author's own item;
         # services/health.py: ready (DescribeTable), deep (a probe item put and deleted).
         "FeedTable": frozenset({"dynamodb:Query", "dynamodb:BatchWriteItem", "dynamodb:DescribeTable"}),
@@ -98,10 +101,10 @@ NEEDS: dict[str, dict[str, frozenset[str]]] = {
         # services/fanout.py: run_job/_push_page re-check the post (Get); follow_added
         # backfills (Query).
         "PostsTable": frozenset({"dynamodb:GetItem", "dynamodb:Query"}),
-        # repositories/follows.py followers / followers_since (the by_followee index), and
-        # followed_at (the table): follow_removed keeps what a newer re-follow owns.
+        # repositories/follows.py followed_at (the table): follow_removed keeps what a newer
+        # re-follow owns; followers / followers_since (the Followers table), a page at a time.
         "FollowsTable": frozenset({"dynamodb:Query"}),
-        "FollowsTable/index/by_followee": frozenset({"dynamodb:Query"}),
+        "FollowersTable": frozenset({"dynamodb:Query"}),
         # repositories/users.py follower_count, is_high_follower (Get), mark_high_follower (Update).
         "UsersTable": frozenset({"dynamodb:GetItem", "dynamodb:UpdateItem"}),
         # repositories/feed.py put_many/delete_many (BatchWriteItem), entries_by_author (Query).

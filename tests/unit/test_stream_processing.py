@@ -65,3 +65,51 @@ def test_each_invocation_starts_clean() -> None:
         consumer.process(three_record_event(), None)
     fail["on"] = False
     assert consumer.process(three_record_event(), None) == {"batchItemFailures": []}
+
+
+def test_concurrent_invocations_of_one_handler_keep_their_own_failures() -> None:
+    """A local runner may call one function's handler from several threads at once (one
+    runner per stream, or parallel shards): each invocation owns its batch state, as each
+    Lambda invocation does, so one batch never reports another's failure or skips its records."""
+    import threading
+
+    a_failed = threading.Event()
+    b_inside = threading.Event()
+
+    def handle(change: StreamChange) -> None:
+        text = change.new_image["text"]
+        if text == "a 0":  # batch A's first record fails, once B is inside its own first record
+            assert b_inside.wait(5)
+            a_failed.set()
+            raise RuntimeError("A's record fails")
+        if text == "b 0":
+            b_inside.set()
+            assert a_failed.wait(5)  # B's record finishes after A failed
+
+    def event(prefix: str, first_sequence: int) -> dict[str, Any]:
+        batch = three_record_event()
+        for i, record in enumerate(batch["Records"]):
+            record["dynamodb"]["SequenceNumber"] = str(first_sequence + i)
+            record["dynamodb"]["NewImage"]["text"] = {"S": f"{prefix} {i}"}
+        return batch
+
+    consumer = InOrderStreamConsumer(handle)
+    responses: dict[str, Any] = {}
+
+    def invoke(name: str, batch: dict[str, Any]) -> None:
+        try:
+            responses[name] = consumer.process(batch, None)
+        except BatchProcessingError as error:  # every record of the batch failed
+            responses[name] = error
+
+    threads = [
+        threading.Thread(target=invoke, args=("A", event("a", 200))),
+        threading.Thread(target=invoke, args=("B", event("b", 300))),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+
+    assert responses["B"] == {"batchItemFailures": []}
+    assert isinstance(responses["A"], BatchProcessingError)  # all of A reported: 200 failed, 201-202 skipped

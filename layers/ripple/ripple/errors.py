@@ -59,7 +59,12 @@ class RateLimitedError(RippleError):
 
 
 class ServiceUnavailableError(RippleError):
-    """A dependency (DynamoDB) failed after retries: the client may try again."""
+    """A dependency (DynamoDB) failed after retries and nothing was written: the client may
+    try again after ``retry_after`` seconds (sent as ``Retry-After``)."""
 
     status = 503
     code = "service_unavailable"
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)

@@ -23,34 +23,47 @@ class RecordSkipped(Exception):
     """Not attempted because an earlier record of the same batch failed."""
 
 
-class InOrderStreamConsumer:
-    """One per function and container: feeds each stream change to ``handle`` in order."""
+class _Invocation:
+    """One batch's state: its own BatchProcessor and its own failure flag. Lambda runs one
+    invocation per container at a time, but a local runner (or a test) may call one handler
+    from several threads at once; shared state would let one batch report another's
+    failures, or commit past a record that failed."""
 
     def __init__(self, handle: Callable[[StreamChange], None]) -> None:
-        self._handle = handle
-        self._processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
-        self._failed = False
+        self.handle = handle
+        self.processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+        self.failed = False
 
-    def _record_handler(self, record: DynamoDBRecord) -> None:
-        if self._failed:
+    def record_handler(self, record: DynamoDBRecord) -> None:
+        if self.failed:
             raise RecordSkipped(
                 f"skipped after an earlier failure: {record.dynamodb and record.dynamodb.sequence_number}"
             )
         try:
-            self._handle(StreamChange.from_record(record))
+            self.handle(StreamChange.from_record(record))
         except Exception:
-            self._failed = True
+            self.failed = True
             count("StreamRecordsFailed")
             logger.exception("stream record failed", extra={"event_id": record.event_id})
             raise
         count("StreamRecordsProcessed")
 
+
+class InOrderStreamConsumer:
+    """One per function and container: feeds each stream change to ``handle`` in order."""
+
+    def __init__(self, handle: Callable[[StreamChange], None]) -> None:
+        self._handle = handle
+
     def process(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """Process a Lambda DynamoDB stream event; returns ``batchItemFailures``."""
-        self._failed = False
+        invocation = _Invocation(self._handle)
         count("StreamBatches")
         response = process_partial_response(
-            event=event, record_handler=self._record_handler, processor=self._processor, context=context
+            event=event,
+            record_handler=invocation.record_handler,
+            processor=invocation.processor,
+            context=context,
         )
         return dict(response)
 

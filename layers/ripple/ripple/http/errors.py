@@ -29,13 +29,12 @@ def status_and_body(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]
     """Domain errors keep their status and code; DynamoDB throttling after retries is a
     503 the client may retry; anything else is a 500 whose details stay in the logs.
     Returns (status, body, extra headers)."""
-    if isinstance(exc, RateLimitedError):
+    if isinstance(exc, RateLimitedError | ServiceUnavailableError):
         return exc.status, error_body(exc.code, exc.message), {"Retry-After": str(exc.retry_after)}
     if isinstance(exc, RippleError):
         return exc.status, error_body(exc.code, exc.message), {}
     if _is_throttling(exc):
-        unavailable = ServiceUnavailableError("the service is busy, please retry")
-        return unavailable.status, error_body(unavailable.code, unavailable.message), {"Retry-After": "1"}
+        return status_and_body(ServiceUnavailableError("the service is busy, please retry"))
     status, code, message = INTERNAL
     return status, error_body(code, message), {}
 

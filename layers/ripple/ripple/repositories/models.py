@@ -8,7 +8,7 @@ from template.yaml by the local stack, never by these models).
 from __future__ import annotations
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute, UnicodeSetAttribute
-from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
+from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 from ripple.config import Settings
@@ -53,14 +53,6 @@ class UsernameModel(Model):
     user_id = UnicodeAttribute()
 
 
-class PostIdIndex(GlobalSecondaryIndex["PostModel"]):
-    class Meta:
-        index_name = "by_post_id"
-        projection = KeysOnlyProjection()
-
-    post_id = UnicodeAttribute(hash_key=True)
-
-
 class PostModel(Model):
     class Meta:
         table_name = "posts"
@@ -70,17 +62,18 @@ class PostModel(Model):
     text = UnicodeAttribute()
     created_at = NumberAttribute()
     like_count = NumberAttribute(default=0)
-    by_post_id = PostIdIndex()
 
 
-class FolloweeIndex(GlobalSecondaryIndex["FollowModel"]):
+class PostIdModel(Model):
+    """post id -> author, written in the post's own transaction: finding a post by its id
+    alone is one strongly consistent GetItem. (A global secondary index would lag the table,
+    so a like right after a post could answer 404.)"""
+
     class Meta:
-        index_name = "by_followee"
-        projection = IncludeProjection(["created_at"])
+        table_name = "post-ids"
 
-    followee_id = UnicodeAttribute(hash_key=True)
-    follower_id = UnicodeAttribute(range_key=True)
-    created_at = NumberAttribute()
+    post_id = UnicodeAttribute(hash_key=True)
+    author_id = UnicodeAttribute()
 
 
 class FollowModel(Model):
@@ -90,7 +83,20 @@ class FollowModel(Model):
     follower_id = UnicodeAttribute(hash_key=True)
     followee_id = UnicodeAttribute(range_key=True)
     created_at = NumberAttribute()
-    by_followee = FolloweeIndex()
+
+
+class FollowerModel(Model):
+    """The inverse edge, followee -> follower, written in the same transaction as the
+    FollowModel row: a user's followers are a strongly consistent Query. Fan-out reads them
+    so that a follower who followed before a post was made always gets it (a global
+    secondary index would lag, and such a reader would get neither push nor backfill)."""
+
+    class Meta:
+        table_name = "followers"
+
+    followee_id = UnicodeAttribute(hash_key=True)
+    follower_id = UnicodeAttribute(range_key=True)
+    created_at = NumberAttribute()  # when the follow was made: fan-out skips later followers
 
 
 class FeedItemModel(Model):
@@ -140,7 +146,9 @@ ALL_MODELS: tuple[type[Model], ...] = (
     UserModel,
     UsernameModel,
     PostModel,
+    PostIdModel,
     FollowModel,
+    FollowerModel,
     FeedItemModel,
     LikeModel,
     FanoutJobModel,
@@ -154,7 +162,9 @@ def bind_models(settings: Settings) -> None:
         UserModel: settings.users_table,
         UsernameModel: settings.usernames_table,
         PostModel: settings.posts_table,
+        PostIdModel: settings.post_ids_table,
         FollowModel: settings.follows_table,
+        FollowerModel: settings.followers_table,
         FeedItemModel: settings.feed_table,
         LikeModel: settings.likes_table,
         FanoutJobModel: settings.fanout_jobs_table,
@@ -164,7 +174,7 @@ def bind_models(settings: Settings) -> None:
         meta = model.Meta
         meta.table_name = table_name
         meta.region = settings.region
-        meta.host = settings.aws_endpoint_url
+        meta.host = settings.dynamodb_endpoint_url
         # Short timeouts and botocore-level retries: a stuck call should fail fast and
         # be retried (by the stream for consumers, by the client for the API).
         meta.connect_timeout_seconds = 2

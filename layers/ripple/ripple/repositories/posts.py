@@ -1,6 +1,7 @@
 """Posts, partitioned by author so "a user's newest posts" is a single Query.
 
-Creating and deleting a post move the author's post_count in the same transaction.
+Creating and deleting a post move the author's post_count, and the post id -> author
+lookup row, in the same transaction: a post found by id alone is found at once.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from pynamodb.exceptions import DoesNotExist
 
 from ripple.domain import Post
 from ripple.errors import AuthenticationError
-from ripple.repositories.models import PostModel, UserModel
-from ripple.repositories.transactions import ConditionFailed, transaction
+from ripple.repositories.batch import batch_get
+from ripple.repositories.models import PostIdModel, PostModel, UserModel
+from ripple.repositories.transactions import ConditionFailed, Transaction
 
 
 def _to_post(m: PostModel) -> Post:
@@ -30,25 +32,34 @@ class PostRepository:
         row = PostModel(
             author_id=post.author_id, post_id=post.post_id, text=post.text, created_at=post.created_at
         )
+        tx = Transaction()
+        tx.save("post", row, condition=PostModel.post_id.does_not_exist())
+        tx.save("post_id", PostIdModel(post_id=post.post_id, author_id=post.author_id))
+        tx.update(
+            "author",
+            UserModel(user_id=post.author_id),
+            actions=[UserModel.post_count.add(1)],
+            condition=UserModel.user_id.exists(),
+        )
         try:
-            with transaction() as tx:
-                tx.save(row, condition=PostModel.post_id.does_not_exist())
-                tx.update(
-                    UserModel(user_id=post.author_id),
-                    actions=[UserModel.post_count.add(1)],
-                    condition=UserModel.user_id.exists(),
-                )
+            tx.commit()
         except ConditionFailed as exc:
-            if exc.index == 1:
+            if exc.item == "author":
                 raise AuthenticationError("your account no longer exists", code="invalid_token") from exc
-            # index 0: this fresh ULID already exists, so it is this request's own transaction,
+            # "post": this fresh ULID already exists, so it is this request's own transaction,
             # committed on an attempt whose response was lost and then retried: success.
 
+    def author_of(self, post_id: str) -> str | None:
+        """The author of a post, by its id alone (strongly consistent); None if there is none."""
+        try:
+            return str(PostIdModel.get(post_id, consistent_read=True).author_id)
+        except DoesNotExist:
+            return None
+
     def get(self, post_id: str) -> Post | None:
-        """Find a post by id alone (through the by_post_id index, then the table)."""
-        for key in PostModel.by_post_id.query(post_id, limit=1):
-            return self.get_by_key(key.author_id, post_id)
-        return None
+        """Find a post by id alone: its author from the post-ids table, then the post."""
+        author_id = self.author_of(post_id)
+        return self.get_by_key(author_id, post_id) if author_id is not None else None
 
     def get_by_key(self, author_id: str, post_id: str) -> Post | None:
         try:
@@ -58,10 +69,7 @@ class PostRepository:
 
     def get_many(self, keys: Iterable[tuple[str, str]]) -> dict[str, Post]:
         """Batch-get posts by (author_id, post_id); missing (deleted) posts are absent."""
-        unique = list(dict.fromkeys(keys))
-        if not unique:
-            return {}
-        return {m.post_id: _to_post(m) for m in PostModel.batch_get(unique)}
+        return {m.post_id: _to_post(m) for m in batch_get(PostModel, list(keys))}
 
     def recent_by_author(self, author_id: str, limit: int, before: str | None = None) -> list[Post]:
         """The author's newest posts (ids below ``before`` if given), newest first."""
@@ -77,12 +85,14 @@ class PostRepository:
 
     def delete(self, author_id: str, post_id: str) -> bool:
         """Delete the post; False if it was already gone (a concurrent delete)."""
+        tx = Transaction()
+        tx.delete(
+            "post", PostModel(author_id=author_id, post_id=post_id), condition=PostModel.post_id.exists()
+        )
+        tx.delete("post_id", PostIdModel(post_id=post_id))
+        tx.update("author", UserModel(user_id=author_id), actions=[UserModel.post_count.add(-1)])
         try:
-            with transaction() as tx:
-                tx.delete(
-                    PostModel(author_id=author_id, post_id=post_id), condition=PostModel.post_id.exists()
-                )
-                tx.update(UserModel(user_id=author_id), actions=[UserModel.post_count.add(-1)])
+            tx.commit()
         except ConditionFailed:
             return False
         return True

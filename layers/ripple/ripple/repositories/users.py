@@ -9,8 +9,9 @@ from pynamodb.expressions.update import Action
 
 from ripple.domain import Credentials, User
 from ripple.errors import ConflictError
+from ripple.repositories.batch import batch_get
 from ripple.repositories.models import RefreshTokenModel, UserModel, UsernameModel
-from ripple.repositories.transactions import ConditionFailed, transaction
+from ripple.repositories.transactions import ConditionFailed, Transaction
 
 
 def _to_user(m: UserModel) -> User:
@@ -41,13 +42,17 @@ class UserRepository:
             roles=set(user.roles) or None,
             created_at=user.created_at,
         )
+        tx = Transaction()
+        tx.save("username", claim, condition=UsernameModel.username.does_not_exist())
+        tx.save("user", row, condition=UserModel.user_id.does_not_exist())
+        if refresh_token is not None:
+            token_id, expires_at = refresh_token
+            tx.save(
+                "refresh_token",
+                RefreshTokenModel(token_id=token_id, user_id=user.user_id, expires_at=expires_at),
+            )
         try:
-            with transaction() as tx:
-                tx.save(claim, condition=UsernameModel.username.does_not_exist())
-                tx.save(row, condition=UserModel.user_id.does_not_exist())
-                if refresh_token is not None:
-                    token_id, expires_at = refresh_token
-                    tx.save(RefreshTokenModel(token_id=token_id, user_id=user.user_id, expires_at=expires_at))
+            tx.commit()
         except ConditionFailed as exc:
             if self.id_by_username(user.username) == user.user_id:
                 return  # our own transaction, committed on an attempt whose response was lost
@@ -61,7 +66,7 @@ class UserRepository:
 
     def get_many(self, user_ids: Iterable[str]) -> dict[str, User]:
         unique = list(dict.fromkeys(user_ids))
-        return {m.user_id: _to_user(m) for m in UserModel.batch_get(unique)} if unique else {}
+        return {m.user_id: _to_user(m) for m in batch_get(UserModel, unique)}
 
     def exists(self, user_id: str) -> bool:
         return self.get(user_id) is not None
