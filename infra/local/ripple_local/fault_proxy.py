@@ -10,6 +10,18 @@ requests are answered the way DynamoDB answers under stress instead of being for
 * ``error_after_commit`` - the request *is* forwarded (and so applied), then a 500 is
   answered anyway: the ambiguous "did my write happen?" case of a lost response. A
   botocore retry sends the same request again.
+* ``transaction_conflict`` - a TransactWriteItems is cancelled (HTTP 400
+  ``TransactionCanceledException``, one item's reason ``TransactionConflict``, the others
+  ``None``) without being forwarded: what DynamoDB answers when another transaction or write
+  touches one of its items at that moment. No emulator produces it.
+* ``unprocessed`` - a BatchWriteItem or BatchGetItem has only the first half of its requests
+  forwarded (none of a single one); the rest comes back as ``UnprocessedItems`` /
+  ``UnprocessedKeys``, as DynamoDB answers under load.
+
+And, independent of the plan's draws, ``gsi_lag_s``: an item put or updated through the
+proxy stays invisible to Query and Scan of the table's global secondary indexes for that
+many seconds, as on DynamoDB, whose indexes are updated asynchronously ("typically under a
+second", unbounded in theory). (A deleted item's stale index entry is not simulated.)
 
 Only DynamoDB's data-plane API (``X-Amz-Target: DynamoDB_20120810.*``) is affected, and
 optionally only some of its operations; DynamoDB Streams, SQS and Secrets Manager always
@@ -50,6 +62,8 @@ __all__ = [
     "FORWARD",
     "SERVER_ERROR",
     "THROTTLE",
+    "TRANSACTION_CONFLICT",
+    "UNPROCESSED",
     "FaultPlan",
     "FaultProxy",
     "ProxiedCall",
@@ -65,8 +79,23 @@ FORWARD, THROTTLE, SERVER_ERROR, ERROR_AFTER_COMMIT = (
     "server_error",
     "error_after_commit",
 )
-# Pattern characters, one per affected request: "." forward, "T" throttle, "E" 500, "C" commit then 500.
-_PATTERN_CODES = {".": FORWARD, "T": THROTTLE, "E": SERVER_ERROR, "C": ERROR_AFTER_COMMIT}
+TRANSACTION_CONFLICT, UNPROCESSED = "transaction_conflict", "unprocessed"
+# Pattern characters, one per affected request: "." forward, "T" throttle, "E" 500, "C" commit
+# then 500, "X" transaction conflict, "U" half the batch unprocessed.
+_PATTERN_CODES = {
+    ".": FORWARD,
+    "T": THROTTLE,
+    "E": SERVER_ERROR,
+    "C": ERROR_AFTER_COMMIT,
+    "X": TRANSACTION_CONFLICT,
+    "U": UNPROCESSED,
+}
+# Which operations each fault can apply to (others are forwarded when it is drawn).
+_APPLIES_TO = {
+    TRANSACTION_CONFLICT: frozenset({"TransactWriteItems"}),
+    UNPROCESSED: frozenset({"BatchWriteItem", "BatchGetItem"}),
+}
+_WRITES_WITH_ITEMS = frozenset({"PutItem", "UpdateItem", "BatchWriteItem", "TransactWriteItems"})
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"}
 )
@@ -90,7 +119,112 @@ _FAULT_RESPONSES: dict[str, tuple[int, str, str]] = {
         "InternalServerError",
         "Internal server error after the request was applied (injected by ripple_local.fault_proxy)",
     ),
+    TRANSACTION_CONFLICT: (
+        400,
+        "TransactionCanceledException",
+        "Transaction cancelled, please refer cancellation reasons for specific reasons "
+        "[TransactionConflict] (injected by ripple_local.fault_proxy)",
+    ),
 }
+
+
+def _conflict_reasons(document: dict[str, Any]) -> list[dict[str, str]]:
+    """DynamoDB's reasons for a conflict: the first item conflicted, the others untouched."""
+    items = document.get("TransactItems") or [{}]
+    reasons = [{"Code": "None"} for _ in items]
+    reasons[0] = {"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item."}
+    return reasons
+
+
+def _split_batch(operation: str, document: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(requests to forward, requests to answer as unprocessed), per table: the first half
+    (rounded down) of each table's writes or keys is forwarded."""
+    forwarded: dict[str, Any] = {}
+    held: dict[str, Any] = {}
+    for table, requests in (document.get("RequestItems") or {}).items():
+        if operation == "BatchGetItem":
+            keys = list(requests.get("Keys") or [])
+            half = len(keys) // 2
+            if half:
+                forwarded[table] = {**requests, "Keys": keys[:half]}
+            held[table] = {**requests, "Keys": keys[half:]}
+        else:
+            writes = list(requests or [])
+            half = len(writes) // 2
+            if half:
+                forwarded[table] = writes[:half]
+            held[table] = writes[half:]
+    return forwarded, held
+
+
+class _IndexLag:
+    """Global secondary index propagation lag: items written through the proxy are hidden
+    from index Queries and Scans for ``lag_s`` seconds. Table key schemas come from the
+    upstream's DescribeTable, once per table."""
+
+    def __init__(self, describe: Any) -> None:
+        self.lag_s = 0.0
+        self._describe = describe
+        self._lock = threading.Lock()
+        self._keys: dict[str, tuple[str, ...]] = {}
+        self._written: dict[tuple[str, str], float] = {}  # (table, key digest) -> when
+
+    def _key_names(self, table: str) -> tuple[str, ...]:
+        names = self._keys.get(table)
+        if names is None:
+            schema = self._describe(table).get("KeySchema") or []
+            names = tuple(str(k["AttributeName"]) for k in schema)
+            self._keys[table] = names
+        return names
+
+    def _digest(self, table: str, item: dict[str, Any]) -> str:
+        return json.dumps({name: item.get(name) for name in self._key_names(table)}, sort_keys=True)
+
+    def _items_written(self, operation: str, document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        if operation == "PutItem":
+            return [(str(document.get("TableName")), document.get("Item") or {})]
+        if operation == "UpdateItem":
+            return [(str(document.get("TableName")), document.get("Key") or {})]
+        written: list[tuple[str, dict[str, Any]]] = []
+        if operation == "BatchWriteItem":
+            for table, requests in (document.get("RequestItems") or {}).items():
+                written += [(str(table), r["PutRequest"]["Item"]) for r in requests if "PutRequest" in r]
+        elif operation == "TransactWriteItems":
+            for entry in document.get("TransactItems") or []:
+                if "Put" in entry:
+                    written.append((str(entry["Put"].get("TableName")), entry["Put"].get("Item") or {}))
+                elif "Update" in entry:
+                    written.append((str(entry["Update"].get("TableName")), entry["Update"].get("Key") or {}))
+        return written
+
+    def after(self, operation: str, document: dict[str, Any], payload: bytes) -> bytes:
+        """Record what a forwarded write wrote; filter what a forwarded index read returns."""
+        if self.lag_s <= 0:
+            return payload
+        now = time.monotonic()
+        if operation in _WRITES_WITH_ITEMS:
+            try:
+                written = [(t, self._digest(t, item)) for t, item in self._items_written(operation, document)]
+            except Exception:  # a table the upstream cannot describe: nothing to hide
+                logger.debug("fault proxy: cannot record index lag for %s", operation, exc_info=True)
+                return payload
+            with self._lock:
+                for entry in written:
+                    self._written[entry] = now
+            return payload
+        if operation not in ("Query", "Scan") or not document.get("IndexName"):
+            return payload
+        table = str(document.get("TableName"))
+        answer = _json_object(payload)
+        items = answer.get("Items") or []
+        with self._lock:
+            fresh = {key for key, at in self._written.items() if now - at < self.lag_s}
+        kept = [item for item in items if (table, self._digest(table, item)) not in fresh]
+        if len(kept) == len(items):
+            return payload
+        answer["Items"] = kept
+        answer["Count"] = len(kept)
+        return json.dumps(answer).encode()
 
 
 @dataclass(frozen=True)
@@ -103,21 +237,39 @@ class FaultPlan:
     through. Otherwise each affected request is throttled with probability ``throttle``, else
     failed with ``server_error``, else committed-then-failed with ``error_after_commit``.
     ``operations`` limits the plan to those DynamoDB operations (``{"TransactWriteItems"}``);
-    ``tables`` to requests naming one of those tables. The default plan forwards everything.
+    ``tables`` to requests naming one of those tables. ``"X"`` and ``transaction_conflict``
+    apply to TransactWriteItems only, ``"U"`` and ``unprocessed`` to BatchWriteItem and
+    BatchGetItem only; drawn for another operation, they forward it. ``gsi_lag_s`` hides new
+    and changed items from index reads for that long (module docstring). The default plan
+    forwards everything.
     """
 
     throttle: float = 0.0
     server_error: float = 0.0
     error_after_commit: float = 0.0
+    transaction_conflict: float = 0.0
+    unprocessed: float = 0.0
+    gsi_lag_s: float = 0.0
     operations: frozenset[str] | None = None
     tables: frozenset[str] | None = None
     pattern: str | None = None
     seed: int | None = None
 
+    def _probabilities(self) -> list[tuple[str, float]]:
+        return [
+            (THROTTLE, self.throttle),
+            (SERVER_ERROR, self.server_error),
+            (ERROR_AFTER_COMMIT, self.error_after_commit),
+            (TRANSACTION_CONFLICT, self.transaction_conflict),
+            (UNPROCESSED, self.unprocessed),
+        ]
+
     def __post_init__(self) -> None:
-        total = self.throttle + self.server_error + self.error_after_commit
-        if min(self.throttle, self.server_error, self.error_after_commit) < 0 or total > 1:
+        probabilities = [p for _, p in self._probabilities()]
+        if min(probabilities) < 0 or sum(probabilities) > 1:
             raise ValueError("fault probabilities must be >= 0 and add up to at most 1")
+        if self.gsi_lag_s < 0:
+            raise ValueError("gsi_lag_s must be >= 0")
         if self.pattern is not None and (not self.pattern or set(self.pattern) - set(_PATTERN_CODES)):
             raise ValueError(f"a pattern is a non-empty string of {''.join(_PATTERN_CODES)!r}")
 
@@ -141,6 +293,15 @@ class FaultPlan:
             return False
         return self.tables is None or any(t in self.tables for t in tables)
 
+    def draw(self, value: float) -> str:
+        """The outcome a uniform draw in [0, 1) picks from the probabilities."""
+        threshold = 0.0
+        for outcome, probability in self._probabilities():
+            threshold += probability
+            if value < threshold:
+                return outcome
+        return FORWARD
+
 
 @dataclass(frozen=True)
 class ProxiedCall:
@@ -149,7 +310,9 @@ class ProxiedCall:
     target: str  # X-Amz-Target ("DynamoDB_20120810.PutItem"), or "METHOD /path" for other APIs
     operation: str  # "PutItem"; "" when not a DynamoDB request
     tables: tuple[str, ...]  # every table the request names
-    outcome: str  # FORWARD | THROTTLE | SERVER_ERROR | ERROR_AFTER_COMMIT
+    outcome: (
+        str  # FORWARD | THROTTLE | SERVER_ERROR | ERROR_AFTER_COMMIT | TRANSACTION_CONFLICT | UNPROCESSED
+    )
     status: int  # what the client was answered
     started: float  # time.monotonic() when the request arrived
     duration_s: float
@@ -168,8 +331,9 @@ class ProxiedCall:
 
     @property
     def applied(self) -> bool:
-        """True when the emulator received the request (it may still have refused it)."""
-        return self.outcome in (FORWARD, ERROR_AFTER_COMMIT)
+        """True when the emulator received the request, or part of it (it may still have
+        refused it)."""
+        return self.outcome in (FORWARD, ERROR_AFTER_COMMIT, UNPROCESSED)
 
     def document(self) -> dict[str, Any]:
         """The JSON request body ({} if it is not JSON)."""
@@ -278,17 +442,23 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._read_body()
         target = self.headers.get("X-Amz-Target") or ""
         operation = target[len(DYNAMODB_TARGET_PREFIX) :] if target.startswith(DYNAMODB_TARGET_PREFIX) else ""
-        tables = _tables_of(operation, _json_object(body)) if operation else ()
+        document = _json_object(body) if operation else {}
+        tables = _tables_of(operation, document) if operation else ()
         proxy = self.server.proxy
         outcome = proxy._decide(operation, tables) if operation else FORWARD
-        if outcome in (THROTTLE, SERVER_ERROR):
-            status = self._send_fault(outcome)
+        if outcome in (THROTTLE, SERVER_ERROR, TRANSACTION_CONFLICT):
+            status = self._send_fault(outcome, document)
+        elif outcome == UNPROCESSED:
+            status = self._send_partial_batch(operation, document)
         else:
             upstream = self._forward(body)
             if outcome == ERROR_AFTER_COMMIT and upstream.status < 300:
                 status = self._send_fault(outcome)  # applied, but the client is told it failed
             else:  # forwarded; or the emulator refused it anyway (then nothing was applied)
-                self._send(upstream.status, upstream.reason, upstream.headers, upstream.payload)
+                payload = upstream.payload
+                if upstream.status < 300 and operation:
+                    payload = proxy._index_lag.after(operation, document, payload)
+                self._send(upstream.status, upstream.reason, upstream.headers, payload)
                 status = upstream.status
         proxy._record(
             ProxiedCall(
@@ -303,6 +473,26 @@ class _Handler(BaseHTTPRequestHandler):
                 body=body if proxy.record_bodies else b"",
             )
         )
+
+    def _send_partial_batch(self, operation: str, document: dict[str, Any]) -> int:
+        """Forward the first half of each table's requests; answer the rest as unprocessed."""
+        forwarded, held = _split_batch(operation, document)
+        if forwarded:
+            upstream = self._forward(json.dumps({**document, "RequestItems": forwarded}).encode())
+            if upstream.status >= 300:
+                self._send(upstream.status, upstream.reason, upstream.headers, upstream.payload)
+                return upstream.status
+            answer = _json_object(upstream.payload)
+            if operation == "BatchGetItem":
+                answer["Responses"] = answer.get("Responses") or {}
+            else:
+                self.server.proxy._index_lag.after(operation, {"RequestItems": forwarded}, b"")
+        else:
+            answer = {"Responses": {t: [] for t in held}} if operation == "BatchGetItem" else {}
+        answer["UnprocessedKeys" if operation == "BatchGetItem" else "UnprocessedItems"] = held
+        headers = [("Content-Type", _AMZ_JSON), ("x-amzn-RequestId", uuid.uuid4().hex)]
+        self._send(200, "OK", headers, json.dumps(answer).encode())
+        return 200
 
     def _forward(self, body: bytes) -> _Upstream:
         """Send the request to the emulator and read its whole answer (not yet relayed)."""
@@ -325,11 +515,12 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             connection.close()
 
-    def _send_fault(self, outcome: str) -> int:
+    def _send_fault(self, outcome: str, document: dict[str, Any] | None = None) -> int:
         status, code, message = _FAULT_RESPONSES[outcome]
-        payload = json.dumps(
-            {"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message}
-        ).encode()
+        error: dict[str, Any] = {"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message}
+        if outcome == TRANSACTION_CONFLICT:
+            error["CancellationReasons"] = _conflict_reasons(document or {})
+        payload = json.dumps(error).encode()
         headers = [("Content-Type", _AMZ_JSON), ("x-amzn-RequestId", uuid.uuid4().hex)]
         self._send(status, http.client.responses.get(status, ""), headers, payload)
         return status
@@ -385,6 +576,8 @@ class FaultProxy:
         self._random = random.Random(self._plan.seed)
         self._pattern_index = 0
         self._calls: deque[ProxiedCall] = deque(maxlen=max_calls)
+        self._index_lag = _IndexLag(self._describe_upstream)
+        self._index_lag.lag_s = self._plan.gsi_lag_s
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -437,6 +630,32 @@ class FaultProxy:
             self._plan = plan
             self._random = random.Random(plan.seed)
             self._pattern_index = 0
+            self._index_lag.lag_s = plan.gsi_lag_s
+
+    def _describe_upstream(self, table: str) -> dict[str, Any]:
+        """DescribeTable on the upstream itself (never through the plan)."""
+        connection = http.client.HTTPConnection(
+            self.upstream.hostname or "127.0.0.1", self.upstream.port or 80, timeout=self.upstream_timeout_s
+        )
+        try:
+            connection.request(
+                "POST",
+                "/",
+                body=json.dumps({"TableName": table}),
+                headers={
+                    "X-Amz-Target": f"{DYNAMODB_TARGET_PREFIX}DescribeTable",
+                    "Content-Type": _AMZ_JSON,
+                    # DynamoDB Local wants a SigV4-shaped header; any credentials will do.
+                    "Authorization": "AWS4-HMAC-SHA256 "
+                    "Credential=testing/20260101/us-east-1/dynamodb/aws4_request, "
+                    "SignedHeaders=host;x-amz-target, Signature=0",
+                },
+            )
+            response = connection.getresponse()
+            description = _json_object(response.read()).get("Table") or {}
+        finally:
+            connection.close()
+        return description
 
     def _decide(self, operation: str, tables: Collection[str]) -> str:
         with self._lock:
@@ -446,15 +665,12 @@ class FaultProxy:
             if plan.pattern is not None:
                 code = plan.pattern[self._pattern_index % len(plan.pattern)]
                 self._pattern_index += 1
-                return _PATTERN_CODES[code]
-            draw = self._random.random()
-        if draw < plan.throttle:
-            return THROTTLE
-        if draw < plan.throttle + plan.server_error:
-            return SERVER_ERROR
-        if draw < plan.throttle + plan.server_error + plan.error_after_commit:
-            return ERROR_AFTER_COMMIT
-        return FORWARD
+                outcome = _PATTERN_CODES[code]
+            else:
+                outcome = plan.draw(self._random.random())
+        if operation not in _APPLIES_TO.get(outcome, frozenset({operation})):
+            return FORWARD
+        return outcome
 
     # ------------------------------------------------------------------ record
     def _record(self, call: ProxiedCall) -> None:
@@ -474,7 +690,9 @@ class FaultProxy:
 
     def stats(self) -> dict[str, int]:
         """How many DynamoDB requests had each outcome."""
-        counts = {FORWARD: 0, THROTTLE: 0, SERVER_ERROR: 0, ERROR_AFTER_COMMIT: 0}
+        counts = dict.fromkeys(
+            (FORWARD, THROTTLE, SERVER_ERROR, ERROR_AFTER_COMMIT, TRANSACTION_CONFLICT, UNPROCESSED), 0
+        )
         for call in self.calls(dynamodb_only=True):
             counts[call.outcome] += 1
         return counts
@@ -489,8 +707,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--throttle", type=float, default=0.0, help="probability of a throttling 400")
     parser.add_argument("--server-error", type=float, default=0.0, help="probability of a 500")
     parser.add_argument("--error-after-commit", type=float, default=0.0, help="forward, then answer 500")
+    parser.add_argument(
+        "--transaction-conflict", type=float, default=0.0, help="probability of a TransactionConflict cancel"
+    )
+    parser.add_argument(
+        "--unprocessed", type=float, default=0.0, help="probability that half a batch comes back unprocessed"
+    )
+    parser.add_argument(
+        "--gsi-lag", type=float, default=0.0, help="seconds new items stay out of index reads"
+    )
     parser.add_argument("--operations", default="", help="comma-separated DynamoDB operations (default: all)")
-    parser.add_argument("--pattern", default=None, help="cycled per request: . forward, T, E, C")
+    parser.add_argument("--pattern", default=None, help="cycled per request: . forward, T, E, C, X, U")
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
@@ -500,6 +727,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         throttle=args.throttle,
         server_error=args.server_error,
         error_after_commit=args.error_after_commit,
+        transaction_conflict=args.transaction_conflict,
+        unprocessed=args.unprocessed,
+        gsi_lag_s=args.gsi_lag,
         pattern=args.pattern,
         seed=args.seed,
     )
