@@ -1,22 +1,33 @@
 # Ripple's commands. The two a new user needs: `make up` and `make test`.
 VENV := .venv
 PY := $(VENV)/bin/python
+# `make up EMULATOR=moto` or `EMULATOR=localstack`; `make up PERSIST=1` keeps DynamoDB Local's data.
+EMULATOR ?= dynamodb-local
+PERSIST ?=
 
-.PHONY: bootstrap up test test-fast lint typecheck clean
+.PHONY: bootstrap up test test-contract test-fast lint typecheck clean
 
 bootstrap:
 	@bash infra/bootstrap.sh
 
-## Bring the whole feed up locally: emulator :4566, Redis, tables, API :3000, stream runners.
+## Bring the whole feed up locally: DynamoDB Local :8000, moto :4566, Redis, tables, API :3000,
+## stream runners.
 up: bootstrap
-	$(PY) -m ripple_local up
+	$(if $(filter localstack,$(EMULATOR)),$(PY) -m ripple_local.tools install-localstack)
+	$(PY) -m ripple_local up --emulator $(EMULATOR) $(if $(PERSIST),--persist)
 
-## Lint, type-check, then run the whole test suite (unit, integration, end-to-end),
-## starting the emulator and Redis it needs itself.
+## Lint, type-check, then run the whole test suite (unit, integration, end-to-end) on the
+## default emulators (DynamoDB Local + moto), then its contract subset on moto alone and on
+## LocalStack; starting the emulators and Redis it needs itself.
 test: bootstrap
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy layers/ripple/ripple infra/local/ripple_local functions/api/app.py
 	$(PY) -m pytest
+	bash infra/test-contract.sh
+
+## The contract subset alone, on moto and LocalStack.
+test-contract: bootstrap
+	bash infra/test-contract.sh
 
 ## Unit tests only (no services).
 test-fast: bootstrap

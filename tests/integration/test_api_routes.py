@@ -16,7 +16,7 @@ from chalice.test import Client
 from ripple.container import Container
 from ripple_local.stack import LocalStack
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.contract]  # runs on every emulator
 UNKNOWN_ID = "01JDQ0000000000000000ZZZZZ"
 
 

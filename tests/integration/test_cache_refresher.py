@@ -11,7 +11,7 @@ from ripple.cache.feed_cache import FeedRef
 from ripple.container import Container
 from tests.integration.support import SAMPLE_AUTHOR, SAMPLE_FOLLOWER, SAMPLE_POST, fresh_ids, load_event
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.contract]  # runs on every emulator
 
 
 def test_insert_adds_to_a_cached_feed_idempotently_and_remove_takes_it_out(

@@ -15,7 +15,7 @@ from ripple.services.convergence import BACKFILL, FOLLOWED, OWN, ConvergenceChec
 from ripple_local.stack import LocalStack
 from tests.integration.support import TEST_HIGH_FOLLOWER_THRESHOLD, ensure_users
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.contract]  # runs on every emulator
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from tests.integration.support import (
     store_sample_post,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.contract]  # runs on every emulator
 
 
 def feed_of(container: Container, user_id: str) -> list[FeedEntry]:

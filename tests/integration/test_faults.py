@@ -47,7 +47,7 @@ from tests.integration.support import (
     ensure_users,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.contract]  # runs on every emulator
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE_S = 15.0

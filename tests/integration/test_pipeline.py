@@ -15,7 +15,7 @@ from ripple.services.feed import FeedReader, PostHydrator, PulledAuthors
 from ripple_local.stack import LocalStack
 from tests.integration.support import TEST_FEED_CACHE_MAX_ITEMS
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.contract]  # runs on every emulator
 
 
 def signup(container: Container, name: str) -> str:

@@ -22,6 +22,7 @@ from ripple_local.commands import register as register_commands
 from ripple_local.resources import create_resources
 from ripple_local.samconfig import load_sam_environment
 from ripple_local.stack import DEFAULT_EMULATOR, EMULATORS, SAMCONFIG_FILE, TEMPLATE_FILE, LocalStack
+from ripple_local.tools import ToolMissing
 
 __all__ = ["find_root", "main"]
 
@@ -167,11 +168,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
     )
     root = args.root_dir.resolve() if args.root_dir is not None else find_root()
-    if hasattr(args, "run"):  # a command from ripple_local.commands
-        return int(args.run(args, root))
-    if args.command == "up":
-        return _up(args, root)
-    return _create_resources(args, root)
+    try:
+        if hasattr(args, "run"):  # a command from ripple_local.commands
+            return int(args.run(args, root))
+        if args.command == "up":
+            return _up(args, root)
+        return _create_resources(args, root)
+    except ToolMissing as error:  # not installed yet: one line saying what to run
+        print(f"ripple_local: {error}", file=sys.stderr, flush=True)
+        return 1
 
 
 if __name__ == "__main__":

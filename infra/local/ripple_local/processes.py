@@ -7,9 +7,11 @@ Ctrl-C in the terminal reaches only ``up``, which then stops them in order.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -95,10 +97,49 @@ def find_redis_server() -> str:
     raise FileNotFoundError("redis-server not found on PATH or in " + ", ".join(_REDIS_DIRS))
 
 
+def descendants(pid: int) -> list[tuple[int, str]]:
+    """Every live descendant of ``pid`` as (pid, start time): the start time tells a process
+    from a later one that reuses its pid. Linux only (reads /proc); empty elsewhere."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields is not None:
+                children.setdefault(int(fields[1]), []).append(int(entry))  # by parent pid
+    found: list[tuple[int, str]] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            identity = process_identity(child)
+            if identity is not None:
+                found.append(identity)
+            todo.append(child)
+    return found
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def process_identity(pid: int) -> tuple[int, str] | None:
+    """(pid, start time) of a live process; None if it is gone or a zombie."""
+    fields = _stat_fields(pid)
+    return None if fields is None or fields[0] == "Z" else (pid, fields[19])
+
+
 class ManagedProcess:
-    """A child service with a log file, a readiness check, and a clean stop."""
+    """A child service with a log file, a readiness check, and a clean stop.
+
+    ``stop()`` ends the whole tree: a service that starts services of its own in their own
+    sessions (LocalStack starts DynamoDB Local and kinesis-local) leaves none behind.
+    """
 
     name = "process"
+    start_timeout_s = 30.0
+    stop_grace_s = 10.0  # SIGTERM, then this long before SIGKILL
 
     def __init__(self, host: str, port: int, state_dir: str | os.PathLike[str] | None = None) -> None:
         self.host = host
@@ -133,6 +174,10 @@ class ManagedProcess:
         """The argv that starts the service."""
         raise NotImplementedError
 
+    def environment(self) -> dict[str, str] | None:
+        """The child's whole environment; None inherits ours."""
+        return None
+
     def ready(self) -> bool:
         """True once the service answers requests."""
         raise NotImplementedError
@@ -161,8 +206,9 @@ class ManagedProcess:
                 logger.warning("%s could not bind port %d; trying another", self.name, self.port)
         raise AssertionError("unreachable")
 
-    def start(self, timeout: float = 30.0) -> Self:
+    def start(self, timeout: float | None = None) -> Self:
         """Start the service and wait until it answers; raise with the log tail if it cannot."""
+        timeout = self.start_timeout_s if timeout is None else timeout
         if self.running:
             return self
         if _port_open(self.host, self.port):
@@ -176,6 +222,7 @@ class ManagedProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             cwd=self.state_dir,
+            env=self.environment(),
             start_new_session=True,
         )
         try:
@@ -187,17 +234,25 @@ class ManagedProcess:
             raise RuntimeError(f"{self.name} did not start: {error}\n{self.log_tail()}") from error
         return self
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Terminate, wait, and kill if it will not go."""
+    def stop(self, timeout: float | None = None) -> None:
+        """Terminate, wait, and kill if it will not go; then kill what it left running."""
+        grace = self.stop_grace_s if timeout is None else timeout
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                logger.warning("%s (pid %d) ignored SIGTERM; killing it", self.name, process.pid)
-                process.kill()
-                process.wait(timeout)
+        if process is not None:
+            tree = descendants(process.pid)
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(grace)
+                except subprocess.TimeoutExpired:
+                    logger.warning("%s (pid %d) ignored SIGTERM; killing it", self.name, process.pid)
+                    tree += descendants(process.pid)
+                    process.kill()
+                    process.wait(10)
+            for pid, started in tree:
+                if process_identity(pid) == (pid, started):  # still the same process
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
         if self._log is not None:
             self._log.close()
             self._log = None

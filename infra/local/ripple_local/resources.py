@@ -13,8 +13,9 @@ import logging
 import secrets
 import string
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -164,11 +165,17 @@ class _Creator:
     """Creates resources one by one, resolving properties against what already exists."""
 
     def __init__(
-        self, template: Mapping[str, Any], clients: AwsClients, stack_name: str, parameters: Mapping[str, str]
+        self,
+        template: Mapping[str, Any],
+        clients: AwsClients,
+        stack_name: str,
+        parameters: Mapping[str, str],
+        secret_store: Path | None = None,
     ) -> None:
         self.template = template
         self.clients = clients
         self.parameters = dict(parameters)
+        self.secret_store = secret_store
         self.created = LocalResources(
             stack_name=stack_name, region=clients.region, account_id=clients.account_id()
         )
@@ -332,6 +339,20 @@ class _Creator:
 
     # ------------------------------------------------------------------ secrets
 
+    def _generated(self, name: str, generate: Callable[[], str]) -> str:
+        """A generated secret value; with a ``secret_store`` file, the one generated for this
+        name before (so data kept with ``up --persist`` keeps its signing key, and tokens
+        issued before a restart stay valid, although moto forgets the secret itself)."""
+        if self.secret_store is None:
+            return generate()
+        stored = _load_secrets(self.secret_store)
+        if name not in stored:
+            stored[name] = generate()
+            self.secret_store.parent.mkdir(parents=True, exist_ok=True)
+            self.secret_store.touch(mode=0o600)
+            self.secret_store.write_text(json.dumps(stored, indent=2))
+        return stored[name]
+
     def secret(self, logical_id: str, properties: Mapping[str, Any]) -> LocalResource:
         manager = self.clients.secretsmanager
         name = self.name(logical_id, properties, "Name")
@@ -341,8 +362,9 @@ class _Creator:
         if "SecretString" in properties:
             request["SecretString"] = to_cfn_string(self.resolve(properties["SecretString"]))
         else:
-            request["SecretString"] = generate_secret_string(
-                self.resolve(properties.get("GenerateSecretString") or {})
+            request["SecretString"] = self._generated(
+                name,
+                lambda: generate_secret_string(self.resolve(properties.get("GenerateSecretString") or {})),
             )
         try:
             arn = manager.create_secret(**request)["ARN"]
@@ -353,6 +375,14 @@ class _Creator:
             arn = manager.describe_secret(SecretId=name)["ARN"]
             logger.info("reusing secret %s (its value is kept)", name)
         return LocalResource(logical_id, SECRET, arn, {"Id": arn})
+
+
+def _load_secrets(path: Path) -> dict[str, str]:
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in stored.items()} if isinstance(stored, dict) else {}
 
 
 def _throughput(value: Any) -> dict[str, int]:
@@ -379,13 +409,15 @@ def create_resources(
     clients: AwsClients,
     stack_name: str,
     parameters: Mapping[str, str] | None = None,
+    secret_store: Path | None = None,
 ) -> LocalResources:
     """Create (or reuse) every table, queue and secret of ``template`` on the emulator.
 
     ``parameters`` are the final parameter values, needed only when resource properties refer
-    to parameters. Resources of other types are listed in ``LocalResources.skipped``.
+    to parameters. ``secret_store`` (a JSON file) keeps generated secret values across runs.
+    Resources of other types are listed in ``LocalResources.skipped``.
     """
-    creator = _Creator(template, clients, stack_name, parameters or {})
+    creator = _Creator(template, clients, stack_name, parameters or {}, secret_store)
     resources: Mapping[str, Any] = template.get("Resources") or {}
     builders = {QUEUE: creator.queue, TABLE: creator.table, SECRET: creator.secret}
     # Queues without a redrive policy first: a redrive policy may name another queue's Arn.

@@ -289,7 +289,11 @@ class LocalStack:
         if self.endpoints is None or self.redis_url is None:
             raise RuntimeError("start_services() must run first")
         self.clients = AwsClients.for_endpoints(self.endpoints, self.region)
-        self.resources = create_resources(self.template, self.clients, self.stack_name, self.parameters)
+        # With --persist the data outlives moto, so the JWT key must too (tokens stay valid).
+        secret_store = self.state_dir / "secrets.json" if self.persist else None
+        self.resources = create_resources(
+            self.template, self.clients, self.stack_name, self.parameters, secret_store=secret_store
+        )
         redis_host, redis_port = _redis_host_port(self.redis_url)
         self.resolver = build_resolver(self.template, self.resources, self.parameters, redis_host, redis_port)
         return self.resources

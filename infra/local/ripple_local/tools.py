@@ -13,6 +13,22 @@ into the virtualenv, under ``<venv>/share/ripple/``:
   builds the server with the jar's own ``ServerRunner`` and binds it to 127.0.0.1.
 
 It needs Java 17 or newer (``java`` and ``javac``); bootstrap installs a JDK when missing.
+
+``python -m ripple_local.tools install-localstack`` adds LocalStack in host mode (no Docker),
+the opt-in third emulator (``make up EMULATOR=localstack``; ``make test`` runs the contract
+suite on it where it can be installed). LocalStack 2026.3 needs Python 3.13 (found on the PATH,
+in ``PYTHON313`` or in pyenv) and Node.js with npm (its DynamoDB Streams run on the
+``kinesis-local`` emulator). Everything LocalStack would download at run time is placed
+beforehand, so it runs offline:
+
+* its own virtualenv with ``localstack-core[runtime]`` and the pins its imports need
+  (``data/localstack-requirements.txt``, constrained by a known-good freeze);
+* DynamoDB Local, the jar installed above, where LocalStack looks for its "dynamodb-local 2"
+  package - behind a launcher jar, so LocalStack's own ``java -jar DynamoDBLocal.jar`` binds
+  127.0.0.1 - and a do-nothing Java agent where LocalStack expects the one it would fetch
+  from GitHub (``java/NoopAgent.java``);
+* ``kinesis-local`` from the npm registry, with its hard-coded ``"0.0.0.0"`` listen address
+  changed to ``"127.0.0.1"`` (the one literal is checked before it is replaced).
 """
 
 from __future__ import annotations
@@ -29,16 +45,21 @@ import sys
 import tarfile
 import tempfile
 import urllib.request
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
     "DYNAMODB_LOCAL_VERSION",
+    "LOCALSTACK_VERSION",
     "DynamoDBLocalInstall",
+    "LocalStackInstall",
     "ToolMissing",
     "find_java",
     "install_dynamodb_local",
+    "install_localstack",
+    "localstack",
     "main",
 ]
 
@@ -55,6 +76,15 @@ MIN_JAVA = 17  # DynamoDB Local 3.x is built for Java 17
 LAUNCHER_CLASS = "LoopbackDynamoDBLocal"
 _LAUNCHER_SOURCE = Path(__file__).with_name("java") / f"{LAUNCHER_CLASS}.java"
 _DOWNLOAD_TIMEOUT_S = 300
+# Exit status when a prerequisite (Java, Python 3.13, Node.js) is missing, as opposed to a failure:
+# `make test` skips the LocalStack contract run on such a machine and says why.
+CANNOT_INSTALL_HERE = 3
+
+LOCALSTACK_VERSION = "2026.3.0"  # measured on these machines (../shared/README.md)
+LOCALSTACK_PYTHON = (3, 13)  # what localstack-core 2026.3 supports
+KINESIS_LOCAL_VERSION = "0.5.2"  # LocalStack 2026.3's default KINESIS_MOCK_VERSION
+_DATA = Path(__file__).with_name("data")
+_AGENT_SOURCE = Path(__file__).with_name("java") / "NoopAgent.java"
 
 
 class ToolMissing(RuntimeError):
@@ -262,21 +292,179 @@ def install_dynamodb_local(force: bool = False) -> DynamoDBLocalInstall:
     return install
 
 
+# ---------------------------------------------------------------------------- LocalStack
+
+
+@dataclass(frozen=True)
+class LocalStackInstall:
+    """An installed LocalStack (host mode): its virtualenv and the libraries it would fetch."""
+
+    home: Path
+
+    @property
+    def python(self) -> Path:
+        return self.home / "venv" / "bin" / "python"
+
+    @property
+    def libs(self) -> Path:
+        """What LocalStack calls its static libraries (``<FILESYSTEM_ROOT>/usr/lib/localstack``)."""
+        return self.home / "libs"
+
+    @property
+    def complete(self) -> bool:
+        return (self.home / ".complete").is_file() and self.python.is_file()
+
+
+def localstack_install() -> LocalStackInstall:
+    return LocalStackInstall(tools_dir() / f"localstack-{LOCALSTACK_VERSION}")
+
+
+def localstack() -> LocalStackInstall:
+    """The installed LocalStack; ToolMissing (saying what to run) if it is not there."""
+    install = localstack_install()
+    if not install.complete:
+        raise ToolMissing(
+            f"LocalStack {LOCALSTACK_VERSION} (host mode) is not installed in {install.home}; "
+            "run `python -m ripple_local.tools install-localstack` (needs Python 3.13 and Node.js)."
+        )
+    return install
+
+
+def find_python313() -> str:
+    """A Python 3.13 interpreter: ``PYTHON313``, ``python3.13`` on the PATH, or pyenv's."""
+    major, minor = LOCALSTACK_PYTHON
+    candidates = [os.environ.get("PYTHON313", ""), shutil.which(f"python{major}.{minor}") or ""]
+    pyenv_roots = [os.environ.get("PYENV_ROOT", ""), str(Path.home() / ".pyenv")]
+    for root in filter(None, pyenv_roots):
+        candidates += sorted(
+            str(p) for p in Path(root).glob(f"versions/{major}.{minor}*/bin/python{major}.{minor}")
+        )
+    for candidate in filter(None, candidates):
+        check = [
+            candidate,
+            "-c",
+            f"import sys, venv, ensurepip; assert sys.version_info[:2] == ({major}, {minor})",
+        ]
+        if subprocess.run(check, capture_output=True, timeout=60, check=False).returncode == 0:
+            return candidate
+    raise ToolMissing(
+        f"LocalStack {LOCALSTACK_VERSION} needs Python {major}.{minor} (with venv), not found on the PATH, "
+        f"in PYTHON313 or in pyenv: `pyenv install {major}.{minor}`, or your OS package "
+        f"python{major}.{minor} + python{major}.{minor}-venv, or set PYTHON313=/path/to/python{major}.{minor}"
+    )
+
+
+def _run(command: Sequence[str], what: str, timeout: float = 900, cwd: Path | None = None) -> None:
+    result = subprocess.run(
+        list(command), capture_output=True, text=True, timeout=timeout, cwd=cwd, check=False
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{(result.stderr or result.stdout)[-2000:]}")
+
+
+def _jar(path: Path, manifest: dict[str, str], classes: Path | None = None) -> None:
+    """A jar is a zip with META-INF/MANIFEST.MF first (no ``jar`` tool needed)."""
+    lines = ["Manifest-Version: 1.0", *(f"{key}: {value}" for key, value in manifest.items()), "", ""]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("META-INF/MANIFEST.MF", "\r\n".join(lines))
+        if classes is not None:
+            for file in sorted(classes.rglob("*.class")):
+                archive.write(file, file.relative_to(classes).as_posix())
+
+
+def _place_dynamodb_local(engine: DynamoDBLocalInstall, target: Path, scratch: Path) -> None:
+    """LocalStack runs ``java -javaagent:<t>/ddb-local-loader-0.1.jar -jar <t>/DynamoDBLocal.jar``
+    with ``-Djava.library.path=<t>/DynamoDBLocal_lib``: the real jar goes in under another
+    name, DynamoDBLocal.jar becomes the loopback launcher that loads it."""
+    target.mkdir(parents=True)
+    shutil.copy2(engine.jar, target / "DynamoDBLocal-real.jar")  # its Class-Path resolves in target
+    shutil.copytree(engine.library_path, target / "DynamoDBLocal_lib")
+    shutil.copy2(_DATA / "log4j2.xml", target / "log4j2.xml")
+    _jar(
+        target / "DynamoDBLocal.jar",
+        {"Main-Class": LAUNCHER_CLASS, "Class-Path": "DynamoDBLocal-real.jar"},
+        engine.launcher_dir,
+    )
+    agent_classes = scratch / "agent"
+    agent_classes.mkdir()
+    _run([find_java("javac"), "-nowarn", "-d", str(agent_classes), str(_AGENT_SOURCE)], "compiling NoopAgent")
+    _jar(target / "ddb-local-loader-0.1.jar", {"Premain-Class": "NoopAgent"}, agent_classes)
+
+
+def _place_kinesis_local(target: Path) -> None:
+    """What LocalStack itself would run at first use (``npm install kinesis-local@V``), then its
+    one listen address changed to loopback: kinesis-mock hard-codes ``"0.0.0.0"``."""
+    npm = shutil.which("npm")
+    if npm is None or shutil.which("node") is None:
+        raise ToolMissing(
+            "LocalStack's DynamoDB Streams need Node.js and npm (Debian: apt-get install nodejs npm)"
+        )
+    target.mkdir(parents=True)
+    spec = f"kinesis-local@{KINESIS_LOCAL_VERSION}"
+    _run(
+        [npm, "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(target), spec],
+        f"npm install {spec}",
+    )
+    main_js = target / "node_modules" / "kinesis-local" / "main.js"
+    source = main_js.read_text()
+    if source.count('"0.0.0.0"') != 1:
+        raise RuntimeError(f'{main_js}: expected exactly one "0.0.0.0" to bind to 127.0.0.1 instead')
+    main_js.write_text(source.replace('"0.0.0.0"', '"127.0.0.1"'))
+
+
+def install_localstack(force: bool = False) -> LocalStackInstall:
+    """Install LocalStack host mode and everything it would fetch (idempotent; ``force`` redoes it)."""
+    install = localstack_install()
+    if install.complete and not force:
+        return install
+    python313 = find_python313()
+    engine = install_dynamodb_local()
+    staging = install.home.with_name(install.home.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    print(f"tools: installing LocalStack {LOCALSTACK_VERSION} (host mode) with {python313}", flush=True)
+    partial = LocalStackInstall(staging)
+    _run([python313, "-m", "venv", str(staging / "venv")], "creating LocalStack's virtualenv")
+    _run(
+        [str(partial.python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "-r", str(_DATA / "localstack-requirements.txt"), "-c", str(_DATA / "localstack-constraints.txt")],
+        "installing localstack-core",
+    )  # fmt: skip
+    _place_dynamodb_local(engine, partial.libs / "dynamodb-local" / "2", staging)
+    _place_kinesis_local(partial.libs / "kinesis-local" / KINESIS_LOCAL_VERSION)
+    (staging / ".complete").touch()
+    shutil.rmtree(install.home, ignore_errors=True)
+    staging.rename(install.home)  # the venv's scripts name staging in their shebangs; we run `python -m`
+    return install
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m ripple_local.tools install [--force] | where``."""
+    """``python -m ripple_local.tools install [--force] | install-localstack [--force] | where``."""
     parser = argparse.ArgumentParser(prog="python -m ripple_local.tools", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     install = commands.add_parser("install", help="install DynamoDB Local into the virtualenv")
     install.add_argument("--force", action="store_true", help="reinstall even if present")
-    commands.add_parser("where", help="print where DynamoDB Local is installed")
+    install_ls = commands.add_parser(
+        "install-localstack", help="install LocalStack (host mode) into the virtualenv"
+    )
+    install_ls.add_argument("--force", action="store_true", help="reinstall even if present")
+    commands.add_parser("where", help="print where DynamoDB Local (and LocalStack, if installed) are")
     args = parser.parse_args(argv)
     try:
         if args.command == "install":
             installed = install_dynamodb_local(force=args.force)
             print(f"tools: DynamoDB Local {DYNAMODB_LOCAL_VERSION} in {installed.home}", flush=True)
+        elif args.command == "install-localstack":
+            done = install_localstack(force=args.force)
+            print(f"tools: LocalStack {LOCALSTACK_VERSION} (host mode) in {done.home}", flush=True)
         else:
             print(dynamodb_local().home)
-    except (ToolMissing, RuntimeError, OSError) as error:
+            if localstack_install().complete:
+                print(localstack_install().home)
+    except ToolMissing as error:
+        print(f"tools: {error}", file=sys.stderr, flush=True)
+        return CANNOT_INSTALL_HERE
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as error:
         print(f"tools: {error}", file=sys.stderr, flush=True)
         return 1
     return 0

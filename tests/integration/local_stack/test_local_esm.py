@@ -19,7 +19,7 @@ import pytest
 from ripple_local.esm import CheckpointStore, RetryBackoff, StreamEventSourceMapping
 from ripple_local.lambda_context import LambdaContextFactory
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.contract]  # runs on every emulator
 
 FAST = RetryBackoff(initial_s=0.001, multiplier=2.0, maximum_s=0.01)
 FUNCTION = "ripple-test-Consumer"

@@ -12,7 +12,7 @@ from ripple_local.aws import AwsClients, Endpoints
 from ripple_local.cfn import load_template, parameter_values
 from ripple_local.resources import LocalResources, create_resources
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.contract]  # runs on every emulator
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -19,7 +19,7 @@ from ripple_local.aws import Endpoints, client
 from ripple_local.esm import RetryBackoff
 from ripple_local.stack import LocalStack
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.contract]  # runs on every emulator
 
 ROOT = Path(__file__).resolve().parents[3]
 
