@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.config import REPO_ROOT, SOURCE_PATHS, BenchConfig
+from bench.config import REPO_ROOT, BenchConfig
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -20,6 +19,8 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def parser() -> argparse.ArgumentParser:
     """The command line."""
+    from ripple_local.emulators import EMULATORS
+
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     commands = p.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the benchmark and write the report")
@@ -76,8 +77,9 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--emulator",
-        choices=("patched", "stock"),
-        help="moto with O(1) transactions (default) or stock moto, whose transactions slow as tables grow",
+        choices=EMULATORS,
+        help="what serves DynamoDB and its streams: DynamoDB Local (default; SQS and Secrets Manager on "
+        "moto), moto, or LocalStack",
     )
     run.add_argument("--no-profile", action="store_true", help="skip the py-spy / pyinstrument windows")
     return p
@@ -86,9 +88,6 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; prints the report's path."""
     args = parser().parse_args(argv)
-    for path in (*SOURCE_PATHS, REPO_ROOT):
-        if str(path) not in sys.path:
-            sys.path.insert(0, str(path))
     from bench.report import render
     from bench.runner import execute
 

@@ -63,8 +63,8 @@ class ApiClient:
 
         ``retry_errors`` retries connection errors and 5xx answers that many times with a
         short backoff, as a real client would: the local API server's listen backlog is 5, so
-        a burst of new connections is reset, and moto fails the odd concurrent transaction
-        with a 500 (see the report)."""
+        a burst of new connections is reset, and a write whose transaction still conflicts
+        after Ripple's own retries is a 503 that changed nothing."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         deadline = time.monotonic() + max_wait_s
         attempt = 0

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# Where the ripple layer and the local stack live (not installed as packages in every venv).
+# Where the ripple layer and the local stack live (not installed as packages in every venv):
+# importable from every bench module, and from the processes it starts (python_path_env).
 SOURCE_PATHS = (REPO_ROOT / "layers" / "ripple", REPO_ROOT / "infra" / "local")
+sys.path[:0] = [str(p) for p in (*SOURCE_PATHS, REPO_ROOT) if str(p) not in sys.path]
 PASSWORD = "bench password 1"
 
 
@@ -52,11 +55,13 @@ class BenchConfig:
     # Cold-start imports from a Lambda-like image of the deployed requirements (both with and
     # without bytecode); False measures this virtualenv as it is (fast, for the smoke run).
     coldstart_images: bool = True
-    compare_emulators: bool = True  # also time transactions on the other emulator (patched/stock)
+    # Table sizes of the emulator figure: a Query and a post transaction at each.
+    scaling_sizes: tuple[int, ...] = (1000, 10000)
+    # Also measure the emulator references on stock moto (on DynamoDB Local if the run is moto's).
+    compare_emulators: bool = True
     accounted_reads: int = 300
     profile: bool = True
-    # "patched": moto with check-then-apply transactions (see bench.emulator); "stock": as is.
-    emulator: str = "patched"
+    emulator: str = "dynamodb-local"  # ripple_local.emulators: dynamodb-local, moto, localstack
     smoke: bool = False
     out_dir: Path = field(default=REPO_ROOT / "bench")
 
@@ -85,6 +90,7 @@ class BenchConfig:
             probe_seconds=0.75,
             cost_posts=4,
             ceiling_seconds=0.5,
+            scaling_sizes=(100, 1000),
             idle_quiet_s=0.75,
             coldstart_images=False,
             compare_emulators=False,
@@ -100,9 +106,4 @@ class BenchConfig:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly parameters."""
-        data = asdict(self)
-        data["out_dir"] = str(self.out_dir)
-        data["rates"] = list(self.rates)
-        data["write_concurrency"] = list(self.write_concurrency)
-        data["read_concurrency"] = list(self.read_concurrency)
-        return data
+        return {**asdict(self), "out_dir": str(self.out_dir)}

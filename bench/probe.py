@@ -28,11 +28,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from bench.config import REPO_ROOT, SOURCE_PATHS
-
-for _path in SOURCE_PATHS:
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+from bench.config import REPO_ROOT
 
 
 class CallLog:
@@ -230,13 +226,14 @@ class Probe:
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         from bench.capacity import Charger, tables_from_template
+        from ripple_local.aws import Endpoints
         from ripple_local.lambda_context import LambdaContextFactory
         from ripple_local.stack import LocalStack
 
         self.config = config
         self.stack = LocalStack(
             Path(config["root"]),
-            emulator_url=config["emulator_url"],
+            endpoints=Endpoints.of(**config["endpoints"]),
             redis_url=config["redis_url"],
             state_dir=Path(config["state_dir"]),
             with_api=False,

@@ -1,4 +1,4 @@
-"""Sampling profiles of the running stack and emulator processes with py-spy.
+"""Sampling profiles of the running stack's Python processes (and moto's) with py-spy.
 
 py-spy attaches by pid from outside (non-blocking: the target is never paused) and writes
 collapsed stacks; each sample is attributed to the innermost frame that belongs to a known
@@ -90,6 +90,8 @@ class Recording:
 
 IDLE = "idle threads (select, condition waits, sleeps)"
 _IDLE_LEAVES = ("selectors.py", "Condition.wait", "Event.wait", "sleep (", "accept (socket.py", "Thread.join")
+_READ = "SocketIO.readinto"  # a blocking socket read: py-spy samples it like running code
+WAITING = "waiting on the emulator (botocore socket reads)"
 
 
 def summarize(path: Path, components: tuple[tuple[str, str], ...], top: int = 8) -> dict[str, Any]:
@@ -105,7 +107,10 @@ def summarize(path: Path, components: tuple[tuple[str, str], ...], top: int = 8)
         count = int(count_text)
         frames = stack.split(";")
         total += count
-        if any(marker in frames[-1] for marker in _IDLE_LEAVES):
+        # A keep-alive connection's thread waiting for the next request is idle too.
+        if any(marker in frames[-1] for marker in _IDLE_LEAVES) or (
+            _READ in frames[-1] and "handle_one_request" in frames[-2]
+        ):
             idle += count
             continue
         component = "other (interpreter, stdlib, threads)"
@@ -113,6 +118,8 @@ def summarize(path: Path, components: tuple[tuple[str, str], ...], top: int = 8)
             for marker, name in components:
                 if marker in frame:
                     component = name
+        if _READ in frames[-1] and component.startswith("botocore"):
+            component = WAITING  # the time the emulator (any engine, a JVM too) took to answer
         shares[component] += count
         leaves[frames[-1].strip()] += count
     busy = total - idle

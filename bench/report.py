@@ -9,7 +9,7 @@ from typing import Any
 
 from bench import FIGURES, plots
 from bench.config import BenchConfig
-from bench.stats import fmt, fmt_ms, ratio
+from bench.stats import fmt, fmt_ms, ratio, summary
 
 
 def _mb(n: float) -> str:
@@ -19,9 +19,47 @@ def _mb(n: float) -> str:
 def _cpu(cores: Mapping[str, float] | None) -> str:
     if not cores:
         return "-"
-    order = ["stack", "moto", "redis", "bench clients", "other (not this run)"]
-    names = {"stack": "stack process", "moto": "moto", "redis": "redis-server"}
-    return ", ".join(f"{names.get(k, k)} {cores[k]:.2f}" for k in order if k in cores)
+    names = {"stack": "stack process", "dynamodb-local": "DynamoDB Local (JVM)", "redis": "redis-server"}
+    return ", ".join(f"{names.get(k, k)} {v:.2f}" for k, v in cores.items())  # as Run.phase orders them
+
+
+def _emulator(r: Mapping[str, Any]) -> str:
+    """``DynamoDB Local 3.3.0 (SQS, Secrets Manager: moto 5.2.5)``."""
+    e = r["emulator"]
+    return (
+        e["dynamodb"]
+        if e["dynamodb"] == e["others"]
+        else f"{e['dynamodb']} (SQS, Secrets Manager: {e['others']})"
+    )
+
+
+def _scaling(refs: Mapping[str, Any], call: str) -> tuple[Mapping[str, float], Mapping[str, float], float]:
+    """(smallest, largest, p50 ratio largest / smallest) of a call in the emulator figure."""
+    sizes = list(refs["scaling"].values())
+    small, large = sizes[0][call], sizes[-1][call]
+    return small, large, ratio(large["p50"], small["p50"])
+
+
+def _emulator_profile(prof: Mapping[str, Any]) -> str:
+    """The emulator's py-spy shares, or where its time shows when it is not a Python process."""
+    if "moto" in prof:
+        return f"emulator (moto): {_shares(prof['moto'])}."
+    return (
+        "the emulator is not sampled (py-spy reads Python stacks; DynamoDB Local is a JVM): the time it "
+        'takes to answer is the stack\'s "waiting on the emulator" share, and its CPU the DynamoDB Local '
+        "column."
+    )
+
+
+def _within(*ratios: float) -> str:
+    """Whether every 10x-the-data ratio is within 20 % of 1 (issue 10's bar)."""
+    return "within 20 %" if all(abs(x - 1.0) <= 0.2 for x in ratios) else "NOT within 20 %"
+
+
+def _tx_rate(r: Mapping[str, Any]) -> float:
+    """Bare post transactions/s on the smallest tables of the emulator figure (1 / mean latency)."""
+    refs = r.get("emulator_references")
+    return 1.0 / _scaling(refs["this"], "transaction")[0]["mean"] if refs else math.nan
 
 
 def _shares(profile: Mapping[str, Any] | None, top: int = 5) -> str:
@@ -38,8 +76,8 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     return [_row(header), _row(["---"] * len(header)), *(_row(r) for r in rows)]
 
 
-def _lat(s: Mapping[str, float]) -> str:
-    return f"{fmt_ms(s['p50'])} / {fmt_ms(s['p99'])}"
+def _lat(s: Mapping[str, float], digits: int = 0) -> str:
+    return f"{fmt_ms(s['p50'], digits)} / {fmt_ms(s['p99'], digits)}"
 
 
 def render(results: dict[str, Any], config: BenchConfig) -> Path:
@@ -82,9 +120,9 @@ def render(results: dict[str, Any], config: BenchConfig) -> Path:
         f"Generated {results['started_at']} by `{command}` in {results['total_seconds'] / 60:.1f} min on "
         f"{results['machine']['cpus']} cores (load average {_load(results['machine'])}); Python "
         f"{results['machine']['python']}. Everything ran on this machine against one local stack "
-        "(`python -m ripple_local up` on free ports: moto, redis-server, the Chalice API and the stream "
-        "runners), all load to 127.0.0.1. The machine is shared and noisy: read the ratios, which are "
-        "measured in the same run, before the absolute numbers."
+        f"(`python -m ripple_local up` on free ports; DynamoDB and its streams on {_emulator(results)}; "
+        "redis-server, the Chalice API and the stream runners), all load to 127.0.0.1. The machine is "
+        "shared and noisy: read the ratios, which are measured in the same run, before the absolute numbers."
     )
     code = results.get("code")
     if code:
@@ -109,6 +147,7 @@ def render(results: dict[str, Any], config: BenchConfig) -> Path:
     _figure4(add, results)
     _figure5(add, results)
     _figure6(add, results)
+    _figure7(add, results)
     _method(add, results, config)
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
@@ -130,6 +169,7 @@ def _command(config: BenchConfig) -> str:
         ("--reads", config.reads, defaults.reads),
         ("--duration", config.duration_s, defaults.duration_s),
         ("--seed", config.seed, defaults.seed),
+        ("--emulator", config.emulator, defaults.emulator),
     ):
         if value != default:
             parts.append(f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
@@ -187,7 +227,7 @@ def _headline(add: Any, r: dict[str, Any]) -> None:
     refs = r.get("emulator_references")
     if wp and refs:
         best = max(wp, key=lambda w: w["posts_per_s"])
-        rate = refs["this"]["tx_sized"]["per_s"]
+        rate = _tx_rate(r)
         rows.append(
             [
                 "Write path, POST /posts",
@@ -255,6 +295,25 @@ def _headline(add: Any, r: dict[str, Any]) -> None:
                 "of a read",
             ]
         )
+    if refs:
+        sizes = list(refs["this"]["scaling"])
+        (q1, q2, qx), (t1, t2, tx) = (_scaling(refs["this"], c) for c in ("query", "transaction"))
+        other = refs.get("other")
+        rows.append(
+            [
+                f"Emulator: {r['emulator']['dynamodb']}, a Query and a post transaction at "
+                f"{int(sizes[0]):,} and {int(sizes[-1]):,} items",
+                f"Query p50 {fmt_ms(q1['p50'], 1)} -> {fmt_ms(q2['p50'], 1)}, transaction "
+                f"{fmt_ms(t1['p50'], 1)} -> {fmt_ms(t2['p50'], 1)}",
+                f"x{qx:.2f} / x{tx:.2f}: {_within(qx, tx)}"
+                + (
+                    f"; {r['emulator_references']['other_emulator']['dynamodb']}: x"
+                    + " / x".join(f"{_scaling(other, c)[2]:.1f}" for c in ("query", "transaction"))
+                    if other
+                    else ""
+                ),
+            ]
+        )
     add("\n".join(_table(["figure", "measured (median / p99)", "ratio in the same run"], rows)))
     add("")
 
@@ -313,6 +372,7 @@ def _parameters(add: Any, r: dict[str, Any], config: BenchConfig, pngs: Mapping[
         ],
         ["client processes", f"{config.client_processes} (spawned), threads inside each, keep-alive HTTP"],
         ["seed", str(config.seed)],
+        ["emulator", f"`--emulator {config.emulator}`: {_emulator(r)}"],
         [
             "stack parameters",
             "samconfig [local] plus: "
@@ -464,9 +524,9 @@ def _bounds_convergence(r: dict[str, Any]) -> str:
             f"At {worst['rate']:g} posts/s it fell behind: the posts stream arrived in batches of "
             f"{runner['records'] / runner['invocations']:.0f} records per invocation (a backlog), and the "
             "CPU split "
-            f"was {_cpu(worst.get('cpu_cores'))} cores of 2 - the stack (one Python process: API threads "
-            "and six "
-            "stream runners under one GIL) and moto share the machine with the watchers' reads. "
+            f"was {_cpu(worst.get('cpu_cores'))} cores of {r['machine']['cpus']} - the stack (one Python "
+            "process: API threads and every stream runner under one GIL) and the emulator share the machine "
+            "with the watchers' reads. "
         )
     text += (
         "On AWS the same shape holds per shard (DynamoDB latency replaces the emulator's); "
@@ -483,12 +543,13 @@ def _figure2(add: Any, r: dict[str, Any], pngs: Mapping[str, str]) -> None:
     closed = r.get("write_path", [])
     ceil = r["ceiling"]["one_client"]
     refs = r.get("emulator_references")
-    tx_rate = refs["this"]["tx_sized"]["per_s"] if refs else math.nan
+    tx_rate = _tx_rate(r)
     add(
         "`POST /posts` over HTTP. Open loop: posts sent on a Poisson schedule whatever the latency of "
         "earlier ones (the convergence steps). Closed loop: N clients posting back to back. The emulator "
-        "reference is a bare boto3 loop of the transaction a post makes (put the post, ADD to the author's "
-        "post_count) on scratch tables as large as Ripple's were at that point, in the same run."
+        "reference is the bare post transaction of figure 7 (put the post, put its post-id row, ADD to the "
+        "author's post_count; one boto3 client) on its smallest tables, in the same run: 1 / its mean "
+        "latency."
     )
     add("")
     rows = []
@@ -517,28 +578,19 @@ def _figure2(add: Any, r: dict[str, Any], pngs: Mapping[str, str]) -> None:
     add("\n".join(_table(["load", "posts/s", "p50 / p99", "max", "errors", "x bare transactions/s"], rows)))
     add("")
     if refs:
-        sized, empty = refs["this"]["tx_sized"], refs["this"]["tx_empty"]
-        text = (
-            f"Emulator references in the same run ({refs['emulator']} moto, one boto3 client): the "
-            "post-shaped "
-            f"TransactWriteItems {sized['per_s']:.0f}/s on tables of {sized['posts']} posts and "
-            f"{sized['users']} "
-            f"users (p50 {fmt_ms(sized['latency']['p50'], 1)}), {empty['per_s']:.0f}/s on empty ones; bare "
-            f"PutItem {ceil['put_items_per_s']:.0f}/s. "
+        small, large, _ = _scaling(refs["this"], "transaction")
+        sizes = list(refs["this"]["scaling"])
+        add(
+            f"Bare references in the same run ({r['emulator']['dynamodb']}, one boto3 client): the post "
+            f"transaction p50/p99 {_lat(small, 1)} on tables of {int(sizes[0]):,} posts, {_lat(large, 1)} on "
+            f"{int(sizes[-1]):,} (figure 7, which also has stock moto's); bare PutItem "
+            f"{ceil['put_items_per_s']:.0f}/s."
         )
-        if "other" in refs:
-            o_sized, o_empty = refs["other"]["tx_sized"], refs["other"]["tx_empty"]
-            text += (
-                f"On {refs['other_emulator']} moto the same transaction ran at {o_sized['per_s']:.1f}/s on "
-                "the same "
-                f"table sizes and {o_empty['per_s']:.0f}/s on empty tables - see Method. "
-            )
-        add(text)
         add("")
     add(
-        "A post is one TransactWriteItems (post + counter) and one BatchWriteItem (the author's own feed "
-        "item), "
-        "plus Redis (two rate-limit counters, the post body, the author's cached feed)."
+        "A post is one TransactWriteItems (the post, its post-id row, the author's post_count) and one "
+        "BatchWriteItem (the author's own feed item), plus Redis (two rate-limit counters, the post body, "
+        "the author's cached feed)."
     )
     if "tput" in pngs:
         add("")
@@ -556,14 +608,12 @@ def _figure2(add: Any, r: dict[str, Any], pngs: Mapping[str, str]) -> None:
             "emulator is meanwhile serving the fan-out each post triggers (stream reads, follower queries, "
             "feed "
             "writes); the stack is one Python process, so the local HTTP server, JWT, Redis and botocore of "
-            "every request, and all six stream runners, share one GIL. "
+            "every request, and every stream runner, share one GIL. "
         )
         prof = r.get("write_profile") or {}
         if prof:
-            text += (
-                f"Profile under write load - stack process: {_shares(prof.get('stack'))}; "
-                f"emulator: {_shares(prof.get('moto'))}."
-            )
+            text += f"Profile under write load - stack process: {_shares(prof.get('stack'))}; "
+            text += _emulator_profile(prof)
         add(text)
         add("")
 
@@ -583,8 +633,8 @@ def _figure3(add: Any, r: dict[str, Any], pngs: Mapping[str, str]) -> None:
         f"sent by {fo['clients']} clients; items counted by the stack's `FanoutItemsWritten` counter "
         "(Prometheus exporter) until "
         "every one was written. The ceiling is a bare boto3 loop of 25-item BatchWriteItem into a scratch "
-        "table "
-        "with the feed table's keys and stream, on the same emulator, just before the burst."
+        f"table with the feed table's keys (and no stream, see Method) on the run's DynamoDB "
+        f"({r['emulator']['dynamodb']}), just before the burst."
     )
     add("")
     rows = [
@@ -615,7 +665,8 @@ def _figure3(add: Any, r: dict[str, Any], pngs: Mapping[str, str]) -> None:
         [
             "bare BatchWriteItem, 1 client, empty emulator",
             f"{start['batch_items_per_s']:.0f}",
-            "at the start of the run",
+            "at the start of the run"
+            + (", JVM still warming up" if "Local" in r["emulator"]["dynamodb"] else ""),
             f"{ratio(start['batch_items_per_s'], fo['items_per_s']):.2f}",
         ],
     ]
@@ -625,15 +676,13 @@ def _figure3(add: Any, r: dict[str, Any], pngs: Mapping[str, str]) -> None:
     if refs:
         q = refs["this"]["follower_query"]
         text = (
-            f"Fan-out also pages followers through the follows table's `by_followee` index: that Query alone "
-            f"runs at {q['per_s']:.0f}/s (p50 {fmt_ms(q['latency']['p50'], 1)}) on a scratch table of "
-            f"{q['follows']} "
-            f"follows on this run's ({refs['emulator']}) emulator"
+            f"Fan-out also pages followers with a strongly consistent Query of the Followers table "
+            f"({q['page']} per page): that Query alone takes p50/p99 {_lat(q['latency'], 1)} on a scratch "
+            f"table of {q['follows']} follows on {r['emulator']['dynamodb']}"
         )
         if "other" in refs:
-            o = refs["other"]["follower_query"]
-            text += f", {o['per_s']:.0f}/s (p50 {fmt_ms(o['latency']['p50'], 1)}) "
-            text += f"on {refs['other_emulator']} moto"
+            other = refs["other_emulator"]["dynamodb"]
+            text += f", {_lat(refs['other']['follower_query']['latency'], 1)} on {other}"
         add(text + ".")
         add("")
     add(
@@ -664,8 +713,7 @@ def _figure3(add: Any, r: dict[str, Any], pngs: Mapping[str, str]) -> None:
         )
     if prof:
         text += (
-            f"Emulator profile (busy samples): {_shares(prof.get('moto'))}. "
-            f"Stack process profile: {_shares(prof.get('stack'))}."
+            f"Stack process profile (busy samples): {_shares(prof.get('stack'))}; {_emulator_profile(prof)}"
         )
     add(text)
     add("")
@@ -681,8 +729,7 @@ def _figure4(add: Any, r: dict[str, Any]) -> None:
         return
     handler, bare = probe["handler_reads"], probe["bare_redis_reads"]
     again = probe.get("handler_reads_again", {})
-    h = _latency_summary(handler["latencies"])
-    b = _latency_summary(bare["latencies"])
+    h, b = summary(handler["latencies"]), summary(bare["latencies"])
     add(
         f"Warm feeds of {len(r.get('read_users', [])) or r['config']['read_users']} readers, `limit="
         f"{r['config']['feed_limit']}`. Over HTTP from client processes; then the handler alone - the "
@@ -777,12 +824,6 @@ def _figure4(add: Any, r: dict[str, Any]) -> None:
         )
     add(text)
     add("")
-
-
-def _latency_summary(values: Sequence[float]) -> dict[str, float]:
-    from bench.stats import summary
-
-    return summary(values)
 
 
 def _figure5(add: Any, r: dict[str, Any]) -> None:
@@ -902,7 +943,7 @@ def _figure6(add: Any, r: dict[str, Any]) -> None:
         "the "
         f"stream runners' measured batching (at {r.get('batching_step_rate', '-')} posts/s) and durations "
         "are "
-        "the handlers' in-process times against the emulator (moto answers a call in about the time DynamoDB "
+        "the handlers' in-process times against the emulator (it answers a call in about the time DynamoDB "
         "does in-region, so these are the right order, not exact)."
     )
     add("")
@@ -994,46 +1035,84 @@ def _figure6(add: Any, r: dict[str, Any]) -> None:
     add("")
 
 
+def _figure7(add: Any, r: dict[str, Any]) -> None:
+    add(f"## {FIGURES[6]}")
+    add("")
+    refs = r.get("emulator_references")
+    if not refs:
+        add("(not measured)")
+        return
+    sizes = [int(size) for size in refs["this"]["scaling"]]
+    add(
+        "Does a call cost the same on a bigger table, as on DynamoDB? Bare boto3 loops, one client, on "
+        "scratch tables with template.yaml's key schemas seeded by BatchWriteItem with "
+        + " and ".join(f"{n:,}" for n in sizes)
+        + " posts (50 per author, a post-id row each, a Users row per author): a feed-page Query (one "
+        "partition, newest first, `Limit 20`, consistent) and the post transaction (put the post, put its "
+        "post-id row, ADD to the author's post_count). The sizes are interleaved call by call after a short "
+        "discarded warm-up, so drift on the shared machine hits both alike."
+    )
+    add("")
+    rows = []
+    verdicts = []
+    emulators = [(r["emulator"]["dynamodb"], refs["this"])]
+    if "other" in refs:
+        emulators.append((refs["other_emulator"]["dynamodb"], refs["other"]))
+    for name, measured in emulators:
+        ratios = []
+        for call, label in (("query", "Query, feed page"), ("transaction", "post transaction (3 items)")):
+            small, large, x = _scaling(measured, call)
+            ratios.append(x)
+            rows.append([name, label, _lat(small, 1), _lat(large, 1), f"x{x:.2f}", _within(x)])
+        verdicts.append(f"{name}: Query x{ratios[0]:.2f}, transaction x{ratios[1]:.2f} - {_within(*ratios)}")
+    header = [
+        "DynamoDB",
+        "call",
+        f"p50 / p99 at {sizes[0]:,}",
+        f"p50 / p99 at {sizes[-1]:,}",
+        "p50 ratio",
+        "",
+    ]
+    add("\n".join(_table(header, rows)))
+    add("")
+    add(f"**From {sizes[0]:,} to {sizes[-1]:,} items: " + "; ".join(verdicts) + ".**")
+    add("")
+    add(
+        "**What bounds it.** DynamoDB Local is AWS's own engine on SQLite: a Query reads one partition "
+        "through the key index and a transaction touches its three items, whatever the table holds. Stock "
+        "moto lists every item of the table for each Query and deep-copies every table a transaction names "
+        "(items and stream records) so that it can roll back, so both grow with the data - which is why "
+        "moto is not the bench's default."
+    )
+    add("")
+
+
 def _method(add: Any, r: dict[str, Any], config: BenchConfig) -> None:
     add("## Method and caveats")
     add("")
-    refs = r.get("emulator_references") or {}
     setup = r.get("setup", {})
-    stock = ""
-    stock_refs = refs.get("this") if refs.get("emulator") == "stock" else refs.get("other")
-    if stock_refs:
-        t_sized, t_empty, q = stock_refs["tx_sized"], stock_refs["tx_empty"], stock_refs["follower_query"]
-        stock = (
-            f" Measured in this run on stock moto: {t_empty['per_s']:.0f} post transactions/s on empty "
-            "tables but "
-            f"{t_sized['per_s']:.1f}/s once they held {t_sized['posts']} posts and {t_sized['users']} users; "
-            f"a follower-page Query {fmt_ms(q['latency']['p50'], 1)} at {q['follows']} follows."
-        )
+    e = r["emulator"]
     items = [
-        f"**Emulator: {config.emulator} moto.** Two operations of stock moto 5.2 cost time proportional to "
-        "the whole table where DynamoDB's depend only on the items touched, so the local stack slows down "
-        "with every post and follow it stores: TransactWriteItems deep-copies every table it names (items "
-        "and "
-        "stream records) to be able to roll back - which also makes concurrent transactions fail with HTTP "
-        "500 (`dictionary changed size during iteration`) and lets a cancelled transaction undo other "
-        "clients' writes - and Query lists and sorts every item of the table before keeping the partition "
-        "(or index key) asked for."
-        + stock
-        + " The bench therefore runs moto itself (bench/emulator.py) with "
-        "exactly these two replaced - transactions check every condition, then apply (all or nothing, as on "
-        "AWS); a Query starts from the partition or a per-index map and then runs moto's own query code "
-        "(same "
-        "order, conditions, filters, limits, pages) - and starts the stack with `--emulator-url`. Everything "
-        "else is stock moto. `--emulator stock` runs it unpatched (keep --users small then).",
-        "The stack is `python -m ripple_local up --root-dir <overlay> --emulator-url <the bench's moto>`, a "
-        "subprocess on free ports with its own state directory, stopped by pid at the end. A process "
-        "environment variable cannot change a function's setting: the local stack writes each function's "
-        "template environment over os.environ, so `HIGH_FOLLOWER_THRESHOLD=...` in the environment is "
-        "replaced before any function reads it. So `--root-dir` points at a directory of the bench's own: "
-        "symlinks to template.yaml, functions/ and layers/ and a generated samconfig.toml holding the "
-        "repository's `[local]` overrides plus HighFollowerThreshold, FanoutPageSize and "
-        "AccessTokenTtlSeconds "
-        "(7200, so tokens outlive the run).",
+        f"**Emulator (`--emulator {config.emulator}`): DynamoDB and DynamoDB Streams on {e['dynamodb']}; "
+        f"SQS, Secrets Manager and STS on {e['others']}.** The bench starts them with "
+        "`ripple_local.emulators.start_emulators` on free ports, and a redis-server, then runs "
+        "`python -m ripple_local up --root-dir <overlay> --emulator-url <moto> --dynamodb-url <DynamoDB> "
+        "--redis-url <redis>` as a subprocess with its own state directory; all are stopped by pid at the "
+        "end. `--emulator moto` puts everything on stock moto (its Query and transactions slow down as the "
+        "tables grow, figure 7, and concurrent transactions on one item can lose writes), `--emulator "
+        "localstack` on LocalStack in host mode.",
+        "The bench's scratch tables (ceilings, references, figure 7) have the template's keys and indexes "
+        "but no stream: DynamoDB Local charges every item written to a streamed table for the records held "
+        "by the streams of the tables created before it, so a streamed scratch table made mid-run would "
+        "time Ripple's accumulated stream records rather than the call. The same charge applies inside "
+        "Ripple: the feed table is created after the posts and follows tables, so each feed item written "
+        "also pays for their stream records, which the bare ceiling does not.",
+        "A process environment variable cannot change a function's setting: the local stack writes each "
+        "function's template environment over os.environ, so `HIGH_FOLLOWER_THRESHOLD=...` in the "
+        "environment is replaced before any function reads it. So `--root-dir` points at a directory of the "
+        "bench's own: symlinks to template.yaml, functions/ and layers/ and a generated samconfig.toml "
+        "holding the repository's `[local]` overrides plus HighFollowerThreshold, FanoutPageSize and "
+        "AccessTokenTtlSeconds (7200, so tokens outlive the run).",
         "Users, follows, posts and reads all go through the HTTP API from spawned client processes (threads "
         "with keep-alive connections, opened before each measurement: the local API server keeps "
         "socketserver's listen backlog of 5, so a burst of new connections is reset). Setup calls retry "
@@ -1045,19 +1124,23 @@ def _method(add: Any, r: dict[str, Any], config: BenchConfig) -> None:
         "Percentiles are over all samples of a phase; p99 of small samples (fewer than ~100) is close to the "
         f"max. Phases run one after another, each waiting until no stream runner has delivered a record for "
         f"{config.idle_quiet_s:g} s.",
-        "CPU columns are cores used during the phase (from /proc): the stack process, moto, redis-server, "
-        "the "
-        "bench's own client processes, and the rest of the machine (other tenants; the machine is shared).",
+        "CPU columns are cores used during the phase (from /proc): the stack process, DynamoDB Local (its "
+        "JVM, all threads), moto, redis-server, the bench's own client processes, and the rest of the "
+        "machine (other tenants; the machine is shared).",
         "In-process measurements (figure 4's handler, figure 6's accounting) import the three handlers in a "
         "fresh interpreter with the stack's environment (`ripple_local`'s own `LocalStack.prepare()`, "
         "idempotent on the existing resources); fan-out and cache refresh are invoked with the stream "
         "records "
         "their post produced, so the running stack processes those records twice (harmless: every step is "
         "idempotent).",
-        "Profiles (py-spy on the stack and moto pids, pyinstrument in process) are taken in separate, "
-        "shorter "
-        "windows after the measured ones, so they do not slow the reported numbers; raw files are in "
-        "bench/profiles.",
+        "Profiles (py-spy on the stack process, and on moto when it serves DynamoDB; pyinstrument in "
+        "process) are taken in separate, shorter windows after the measured ones, so they do not slow the "
+        "reported numbers; raw files are in bench/profiles. py-spy reads Python stacks only, so DynamoDB "
+        "Local (a JVM) is not profiled: time spent inside it shows up in the stack's profiles as "
+        '"waiting on the emulator" (botocore blocked reading the answer from its socket), as wall time '
+        'under "DynamoDB calls" in the handler\'s pyinstrument profile (figure 4), and as its CPU column. '
+        "A thread of the local HTTP server waiting for a keep-alive connection's next request counts as "
+        "idle.",
     ]
     for item in items:
         add(f"- {item}")

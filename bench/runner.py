@@ -16,20 +16,24 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from importlib import metadata
 from multiprocessing import get_context
 from multiprocessing.context import SpawnContext
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from prometheus_client.samples import Sample
+
 from bench import ceiling, coldstart, profiling, workers
 from bench.client import Account, ApiClient
 from bench.config import REPO_ROOT, BenchConfig
 from bench.cost import estimate
-from bench.emulator import Emulator
 from bench.graph import SocialGraph, generate, pick_threshold
-from bench.stack import StackProcess, free_port, machine_cpu, metric_sum, python_path_env
-from bench.stats import percentile, summary
+from bench.stack import StackProcess, machine_cpu, metric_sum, python_path_env
+from bench.stats import summary
+from ripple_local.emulators import DYNAMODB_LOCAL, MOTO, start_emulators
+from ripple_local.tools import DYNAMODB_LOCAL_VERSION
 
 POSTER_THREADS = 24
 FANOUT_METRIC = "ripple_fanout_items_written_total"
@@ -62,7 +66,7 @@ class Run:
             # Tokens must outlive the run (the default 15 min is about a full run).
             "AccessTokenTtlSeconds": "7200",
         }
-        self.stack = StackProcess(state_dir, self.parameters, patched_emulator=config.emulator == "patched")
+        self.stack = StackProcess(state_dir, self.parameters, config.emulator)
         self.accounts: list[Account] = []
         self.results: dict[str, Any] = {"phases": {}}
         self.profile_dir = config.out_dir / "profiles"
@@ -167,7 +171,7 @@ class Run:
 
     def check_pulled(self) -> dict[str, Any]:
         """Which accounts the stack marked high-follower (read from the Users table's index)."""
-        client = ceiling.dynamodb_client(self.stack.emulator_url)
+        client = ceiling.dynamodb_client(self.stack.endpoints.dynamodb)
         marked: set[str] = set()
         kwargs: dict[str, Any] = {
             "TableName": "ripple-local-UsersTable",
@@ -332,19 +336,23 @@ class Run:
             "stream": self.stream_deltas(before, after),
         }
 
-    def stream_deltas(self, before: dict[str, float], after: dict[str, float]) -> dict[str, dict[str, float]]:
-        """Invocations and records per runner between two scrapes."""
+    @staticmethod
+    def stream_deltas(before: list[Sample], after: list[Sample]) -> dict[str, dict[str, float]]:
+        """Invocations, records and retries per runner between two scrapes."""
+        fields = {
+            "ripple_stream_invocations_total": "invocations",
+            "ripple_stream_records_delivered_total": "records",
+            "ripple_stream_retries_total": "retries",
+        }
         out: dict[str, dict[str, float]] = {}
-        for key, value in after.items():
-            for metric, field in (
-                ("ripple_stream_invocations_total", "invocations"),
-                ("ripple_stream_records_delivered_total", "records"),
-                ("ripple_stream_retries_total", "retries"),
-            ):
-                if key.startswith(metric + "{"):
-                    labels = dict(part.split("=", 1) for part in key[len(metric) + 1 : -1].split(","))
-                    runner = f"{labels['function'].strip(chr(34))}.{labels['event_source'].strip(chr(34))}"
-                    out.setdefault(runner, {})[field] = value - before.get(key, 0.0)
+        for sign, samples in ((-1.0, before), (1.0, after)):
+            for sample in samples:
+                if sample.name in fields:
+                    runner = out.setdefault(
+                        f"{sample.labels['function']}.{sample.labels['event_source']}", {}
+                    )
+                    field = fields[sample.name]
+                    runner[field] = runner.get(field, 0.0) + sign * sample.value
         return out
 
     # ------------------------------------------------------------------ figure 2
@@ -373,41 +381,35 @@ class Run:
                 self.stack.wait_idle(self.config.idle_quiet_s, timeout_s=300)
 
     def emulator_references(self) -> dict[str, Any]:
-        """The calls a post and its fan-out make, bare, on tables as large as Ripple's are now:
-        on this run's emulator, and (unless disabled) on the other one (patched / stock)."""
+        """Bare calls of a post and its fan-out on this run's emulator - fan-out's follower page
+        on a table as large as Ripple's, and a feed-page Query and the post transaction at each
+        of ``scaling_sizes`` - and, unless disabled, the same on stock moto (or DynamoDB Local)."""
         cfg = self.config
-        url = self.stack.emulator_url
-        posts = ceiling.item_count(url, "ripple-local-PostsTable")
-        users = ceiling.item_count(url, "ripple-local-UsersTable")
-        follows = ceiling.item_count(url, "ripple-local-FollowsTable")
 
-        def measure(endpoint: str) -> dict[str, Any]:
-            sized = ceiling.measure_transactions(endpoint, cfg.ceiling_seconds, posts, users)
-            empty = ceiling.measure_transactions(endpoint, cfg.ceiling_seconds / 2, 0, 1)
-            query = ceiling.measure_follower_queries(endpoint, cfg.ceiling_seconds / 2, follows, users)
+        def measure(url: str) -> dict[str, Any]:
+            follows = len(self.graph.edges())
             return {
-                name: {**_without_lists(r), "latency": summary(r["latencies"])}
-                for name, r in (("tx_sized", sized), ("tx_empty", empty), ("follower_query", query))
+                "follower_query": ceiling.measure_follower_queries(
+                    url, cfg.ceiling_seconds / 2, follows, self.graph.users, self.page_size
+                ),
+                "scaling": ceiling.measure_scaling(url, cfg.scaling_sizes, cfg.ceiling_seconds),
             }
 
-        result: dict[str, Any] = {"emulator": cfg.emulator, "this": measure(url)}
+        result: dict[str, Any] = {"this": measure(self.stack.endpoints.dynamodb)}
         if cfg.compare_emulators:
-            other = Emulator(
-                free_port(), self.state_dir / "moto-other.log", patched=cfg.emulator != "patched"
-            )
-            other.start()
+            other = MOTO if cfg.emulator != MOTO else DYNAMODB_LOCAL
+            running = start_emulators(other, self.state_dir / "other-emulator")
             try:
-                result["other"] = measure(other.url)
+                result["other"] = measure(running.endpoints.dynamodb)
             finally:
-                other.stop()
-            result["other_emulator"] = "stock" if cfg.emulator == "patched" else "patched"
-        this = result["this"]
-        log(
-            f"bare post transactions {this['tx_sized']['per_s']:.0f}/s at {posts} posts "
-            f"({this['tx_empty']['per_s']:.0f}/s empty); "
-            f"follower queries {this['follower_query']['per_s']:.0f}/s "
-            f"at {follows} follows ({cfg.emulator} emulator)"
-        )
+                running.stop()
+            result["other_emulator"] = describe_emulator(other)
+        for name, refs in (("this", result["this"]), ("other", result.get("other"))):
+            for size, calls in (refs or {}).get("scaling", {}).items():
+                log(
+                    f"{name} emulator at {size} items: Query p50 {calls['query']['p50'] * 1000:.1f} ms, "
+                    f"post transaction p50 {calls['transaction']['p50'] * 1000:.1f} ms"
+                )
         return result
 
     def closed_loop_posts(self, concurrency: int, duration_s: float, authors: list[int]) -> dict[str, Any]:
@@ -436,8 +438,8 @@ class Run:
     def fanout(self) -> None:
         cfg = self.config
         with self.phase("emulator ceiling") as record:
-            single = ceiling.measure_ceiling(self.stack.emulator_url, cfg.ceiling_seconds, threads=1)
-            double = ceiling.measure_ceiling(self.stack.emulator_url, cfg.ceiling_seconds, threads=2)
+            single = ceiling.measure_ceiling(self.stack.endpoints.dynamodb, cfg.ceiling_seconds, threads=1)
+            double = ceiling.measure_ceiling(self.stack.endpoints.dynamodb, cfg.ceiling_seconds, threads=2)
             record["done"] = True
         with self.phase("fan-out burst") as cpu:
             burst = self.burst(cfg.posts)
@@ -445,7 +447,7 @@ class Run:
         best = max(single["batch_items_per_s"], double["batch_items_per_s"])
         burst["ratio_to_ceiling_1_client"] = burst["items_per_s"] / single["batch_items_per_s"]
         burst["ratio_to_ceiling_best"] = burst["items_per_s"] / best
-        self.results["ceiling"] = {"one_client": _strip(single), "two_clients": _strip(double)}
+        self.results["ceiling"] = {"one_client": single, "two_clients": double}
         self.results["fanout"] = burst
         log(
             f"fan-out {burst['items_per_s']:.0f} items/s vs ceiling {single['batch_items_per_s']:.0f} "
@@ -578,7 +580,7 @@ class Run:
         config = {
             "root": str(self.stack.root),
             "state_dir": str(self.state_dir / "probe"),
-            "emulator_url": self.stack.emulator_url,
+            "endpoints": {"default": self.stack.endpoints.default, "dynamodb": self.stack.endpoints.dynamodb},
             "redis_url": self.stack.redis_url,
             "readers": [[self.accounts[u].user_id, self.accounts[u].token] for u in readers],
             "cost_authors": [
@@ -624,7 +626,10 @@ class Run:
         return self.config.profile and not self.config.smoke
 
     def profiled_pids(self) -> dict[str, int]:
-        return {k: v for k, v in self.stack.pids.items() if k in ("stack", "moto")}
+        """The Python processes doing the work: the stack, and moto when it serves DynamoDB
+        (py-spy cannot sample DynamoDB Local's JVM)."""
+        python = ("stack", "moto") if self.config.emulator == MOTO else ("stack",)
+        return {k: v for k, v in self.stack.pids.items() if k in python}
 
     # ------------------------------------------------------------------ figure 5
     def cold_start(self) -> None:
@@ -669,16 +674,14 @@ class Run:
         }
 
 
-def _without_lists(result: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in result.items() if not isinstance(v, list)}
-
-
-def _strip(result: dict[str, Any]) -> dict[str, Any]:
-    """A ceiling result without raw latency lists, plus their summaries."""
-    out = {k: v for k, v in result.items() if not k.endswith("latencies")}
-    out["batch_call_latency"] = summary(result["batch_call_latencies"])
-    out["put_latency"] = summary(result["put_latencies"])
-    return out
+def describe_emulator(kind: str) -> dict[str, str]:
+    """What serves DynamoDB (and its streams) and what serves the other services, with versions."""
+    moto = f"moto {metadata.version('moto')}"
+    if kind == DYNAMODB_LOCAL:
+        return {"kind": kind, "dynamodb": f"DynamoDB Local {DYNAMODB_LOCAL_VERSION}", "others": moto}
+    if kind == MOTO:
+        return {"kind": kind, "dynamodb": moto, "others": moto}
+    return {"kind": kind, "dynamodb": "LocalStack (DynamoDB Local inside)", "others": "LocalStack"}
 
 
 def _git_state() -> dict[str, Any]:
@@ -714,9 +717,10 @@ def execute(config: BenchConfig, render: Callable[[dict[str, Any], BenchConfig],
         "load_avg_at_start": os.getloadavg(),
     }
     run.results["code"] = _git_state()
+    run.results["emulator"] = describe_emulator(config.emulator)
     log(
         f"graph: {config.users} users, threshold {run.threshold}, page size {run.page_size}, "
-        f"pulled {len(run.pulled)}; emulator: {config.emulator} moto"
+        f"pulled {len(run.pulled)}; DynamoDB on {run.results['emulator']['dynamodb']}"
     )
     try:
         try:
@@ -724,8 +728,8 @@ def execute(config: BenchConfig, render: Callable[[dict[str, Any], BenchConfig],
                 run.stack.start()
             run.results["stack_parameters"] = run.stack.effective_parameters
             with run.phase("emulator ceiling (empty emulator)"):
-                run.results["ceiling_at_start"] = _strip(
-                    ceiling.measure_ceiling(run.stack.emulator_url, config.ceiling_seconds, threads=1)
+                run.results["ceiling_at_start"] = ceiling.measure_ceiling(
+                    run.stack.endpoints.dynamodb, config.ceiling_seconds, threads=1
                 )
             run.setup()
             run.convergence()
@@ -733,9 +737,6 @@ def execute(config: BenchConfig, render: Callable[[dict[str, Any], BenchConfig],
             run.fanout()
             run.reads()
             run.probe()
-            run.results["stack_metrics_at_end"] = {
-                k: v for k, v in run.stack.metrics().items() if "_bucket" not in k
-            }
         finally:
             with run.phase("stack stop"):
                 run.stack.stop()
@@ -752,4 +753,4 @@ def execute(config: BenchConfig, render: Callable[[dict[str, Any], BenchConfig],
     return report
 
 
-__all__ = ["Run", "execute", "log", "percentile"]
+__all__ = ["Run", "execute", "log"]

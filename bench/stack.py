@@ -12,34 +12,27 @@ the repository is edited, and every code change is picked up live through the sy
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 import tomllib
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
+
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from bench.config import REPO_ROOT, SOURCE_PATHS
-from bench.emulator import Emulator
+from ripple_local.aws import Endpoints
+from ripple_local.emulators import RunningEmulators, start_emulators
+from ripple_local.processes import RedisProcess, free_port
 
 _LINKED = ("template.yaml", "functions", "layers")
-_METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([-+0-9.eEinfaN]+)$")
 STACK_NAME = "ripple-local"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def python_path_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -53,7 +46,6 @@ def python_path_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 def local_parameter_overrides(samconfig: Path = REPO_ROOT / "samconfig.toml") -> dict[str, str]:
     """The repository's ``[local]`` parameter overrides (parsed as the local stack parses them)."""
-    sys.path[:0] = [str(p) for p in SOURCE_PATHS if str(p) not in sys.path]
     from ripple_local.samconfig import load_sam_environment
 
     return dict(load_sam_environment(samconfig, "local").parameter_overrides)
@@ -85,26 +77,9 @@ def write_overlay_root(root: Path, parameters: Mapping[str, str]) -> dict[str, s
     return merged
 
 
-def parse_metrics(text: str) -> dict[str, float]:
-    """Prometheus text exposition -> ``{"name{labels}": value}`` (comments skipped)."""
-    values: dict[str, float] = {}
-    for line in text.splitlines():
-        match = _METRIC_LINE.match(line.strip())
-        if match:
-            values[match.group(1) + (match.group(2) or "")] = float(match.group(3))
-    return values
-
-
-def metric_sum(metrics: Mapping[str, float], name: str, **labels: str) -> float:
-    """Sum of a metric's series whose labels include ``labels``."""
-    total = 0.0
-    for key, value in metrics.items():
-        base, _, rest = key.partition("{")
-        if base != name:
-            continue
-        if all(f'{k}="{v}"' in rest for k, v in labels.items()):
-            total += value
-    return total
+def metric_sum(samples: Sequence[Sample], name: str) -> float:
+    """Sum of a metric's samples over all its label values."""
+    return sum(sample.value for sample in samples if sample.name == name)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -124,39 +99,18 @@ def machine_cpu() -> tuple[float, float]:
     return float(total - idle), float(total)
 
 
-def children(pid: int) -> list[int]:
-    """Direct children of a process (Linux /proc)."""
-    found: list[int] = []
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            text = (task / "children").read_text().split()
-            found.extend(int(x) for x in text)
-    except OSError:
-        pass
-    return found
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
 class StackProcess:
-    """``python -m ripple_local up`` on free ports; started, watched and stopped by pid."""
+    """``python -m ripple_local up`` on free ports, attached to emulators and a redis-server
+    the bench starts itself (so it knows every pid); started, watched and stopped by pid."""
 
-    def __init__(
-        self, state_dir: Path, parameters: Mapping[str, str], *, patched_emulator: bool = True
-    ) -> None:
+    def __init__(self, state_dir: Path, parameters: Mapping[str, str], emulator: str) -> None:
         self.state_dir = state_dir
-        self.patched_emulator = patched_emulator
-        self.emulator: Emulator | None = None
+        self.emulator = emulator
+        self.emulators: RunningEmulators | None = None
+        self.redis: RedisProcess | None = None
         self.parameters = dict(parameters)
         self.effective_parameters: dict[str, str] = {}
         self.api_port = free_port()
-        self.emulator_port = free_port()
-        self.redis_port = free_port()
         self.metrics_port = free_port()
         self.log_path = state_dir / "stack.log"
         self._process: subprocess.Popen[bytes] | None = None
@@ -167,12 +121,15 @@ class StackProcess:
         return f"http://127.0.0.1:{self.api_port}"
 
     @property
-    def emulator_url(self) -> str:
-        return f"http://127.0.0.1:{self.emulator_port}"
+    def endpoints(self) -> Endpoints:
+        """Where each AWS service of the run is (DynamoDB: ``endpoints.dynamodb``)."""
+        assert self.emulators is not None, "start() first"
+        return self.emulators.endpoints
 
     @property
     def redis_url(self) -> str:
-        return f"redis://127.0.0.1:{self.redis_port}/0"
+        assert self.redis is not None, "start() first"
+        return self.redis.url
 
     @property
     def metrics_url(self) -> str:
@@ -185,45 +142,41 @@ class StackProcess:
     def start(self, timeout_s: float = 120.0) -> StackProcess:
         """Start the stack and wait for GET /health/live; raise with the log tail on failure."""
         self.effective_parameters = write_overlay_root(self.root, self.parameters)
-        # The bench runs the emulator itself (see bench.emulator) and the stack reuses it.
-        self.emulator = Emulator(
-            self.emulator_port, self.state_dir / "moto.log", self.patched_emulator
-        ).start()
+        services = self.state_dir / "services"
+        self.emulators = start_emulators(self.emulator, services)
+        self.redis = RedisProcess.start_on_free_port(state_dir=services)
+        endpoints = self.emulators.endpoints
         command = [
             sys.executable, "-m", "ripple_local", "up",
             "--root-dir", str(self.root),
             "--api-port", str(self.api_port),
-            "--emulator-url", self.emulator.url,
-            "--redis-port", str(self.redis_port),
+            "--emulator-url", endpoints.default,
+            "--dynamodb-url", endpoints.dynamodb,
+            "--redis-url", self.redis.url,
             "--metrics-port", str(self.metrics_port),
             "--state-dir", str(self.state_dir / "stack"),
             "--log-level", "WARNING",
         ]  # fmt: skip
-        log = self.log_path.open("wb")
-        self._process = subprocess.Popen(
-            command,
-            cwd=REPO_ROOT,
-            env=python_path_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
+        with self.log_path.open("wb") as log:
+            self._process = subprocess.Popen(
+                command,
+                cwd=REPO_ROOT,
+                env=python_path_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout_s
         while not self._healthy():
             if self._process.poll() is not None:
                 raise RuntimeError(f"local stack exited early:\n{self.log_tail()}")
             if time.monotonic() > deadline:
-                self.stop()
                 raise RuntimeError(f"local stack did not come up in {timeout_s:.0f}s:\n{self.log_tail()}")
             time.sleep(0.2)
         self.pids = {"stack": self._process.pid}
-        if self.emulator.pid is not None:
-            self.pids["moto"] = self.emulator.pid
-        for child in children(self._process.pid):
-            if "redis-server" in _cmdline(child):
-                self.pids["redis"] = child
+        self.pids.update({p.name: p.pid for p in self.emulators.processes if p.pid is not None})
+        self.pids["redis"] = self.redis.pid or 0
         return self
 
     def _healthy(self) -> bool:
@@ -239,13 +192,14 @@ class StackProcess:
         except OSError:
             return ""
 
-    def metrics(self) -> dict[str, float]:
-        """The exporter's current values (empty if it does not answer)."""
+    def metrics(self) -> list[Sample]:
+        """The exporter's current samples (none if it does not answer)."""
         try:
             with urllib.request.urlopen(self.metrics_url, timeout=5.0) as response:
-                return parse_metrics(response.read().decode())
+                text = response.read().decode()
         except (OSError, urllib.error.URLError):
-            return {}
+            return []
+        return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
 
     def delivered_records(self) -> float:
         """Stream records delivered to functions so far, all runners together."""
@@ -266,11 +220,11 @@ class StackProcess:
         return time.monotonic() - start
 
     def cpu(self) -> dict[str, float]:
-        """CPU seconds used so far by the stack process, moto and redis-server."""
+        """CPU seconds used so far by the stack process, the emulators and redis-server."""
         return {name: cpu_seconds(pid) for name, pid in self.pids.items()}
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """SIGINT (the stack stops its runners, API and Redis in order), then the emulator."""
+        """SIGINT (the stack stops its runners and API), then Redis and the emulators."""
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGINT)
@@ -279,23 +233,7 @@ class StackProcess:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(5.0)
-        self._kill_service("redis")  # never leave a service behind if the stack died
-        if self.emulator is not None:
-            self.emulator.stop()
-
-    def _kill_service(self, name: str) -> None:
-        pid = self.pids.get(name)
-        if pid is None or not Path(f"/proc/{pid}").exists():
-            return
-        if name == "redis" and "redis-server" not in _cmdline(pid):
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-    def __enter__(self) -> StackProcess:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        if self.redis is not None:
+            self.redis.stop()
+        if self.emulators is not None:
+            self.emulators.stop()

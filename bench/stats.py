@@ -3,35 +3,30 @@
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile (0-100) by linear interpolation; NaN for no values."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return float(ordered[0])
-    rank = (len(ordered) - 1) * q / 100.0
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return float(ordered[low] + (ordered[high] - ordered[low]) * (rank - low))
+def percentile(values: Iterable[float], q: int) -> float:
+    """The ``q``-th percentile (1-99) by linear interpolation; NaN for no values."""
+    return summary(values, (q,))[f"p{q}"]
 
 
-def summary(values: Iterable[float]) -> dict[str, Any]:
-    """Count, min, p50, p90, p95, p99, max and mean of ``values`` (NaN when empty)."""
+def summary(values: Iterable[float], percentiles: Sequence[int] = (50, 90, 95, 99)) -> dict[str, Any]:
+    """Count, min, percentiles (linear interpolation, as numpy's default), max and mean (NaN
+    when empty)."""
     data = [float(v) for v in values]
+    if len(data) < 2:
+        cuts = data * 99 or [math.nan] * 99
+    else:
+        cuts = statistics.quantiles(data, n=100, method="inclusive")
     return {
         "n": len(data),
-        "min": min(data) if data else math.nan,
-        "p50": percentile(data, 50),
-        "p90": percentile(data, 90),
-        "p95": percentile(data, 95),
-        "p99": percentile(data, 99),
-        "max": max(data) if data else math.nan,
-        "mean": sum(data) / len(data) if data else math.nan,
+        "min": min(data, default=math.nan),
+        **{f"p{q}": cuts[q - 1] for q in percentiles},
+        "max": max(data, default=math.nan),
+        "mean": statistics.fmean(data) if data else math.nan,
     }
 
 
