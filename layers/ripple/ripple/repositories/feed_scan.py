@@ -2,7 +2,8 @@
 
 The request paths never need "every user" or "every post of an author", so these reads live
 apart from the request repositories: they are for operators' tools (``check-convergence``,
-``rebuild-feed``), which may afford a Scan or an unbounded Query. Every read is strongly
+``rebuild-feed``, ``show-user``, ``show-feed``), which may afford a Scan, an unbounded Query
+or a COUNT over a whole partition. Every read is strongly
 consistent, so a check run right after a write sees that write.
 """
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 from ripple.domain import FeedEntry
 from ripple.ids import is_ulid, ulid_timestamp_ms
-from ripple.repositories.models import FeedItemModel, PostModel, UserModel
+from ripple.repositories.models import FeedItemModel, FollowerModel, FollowModel, PostModel, UserModel
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,28 @@ class FeedScanRepository:
             )
             for m in query
         ]
+
+    def newest_feed_entries(self, user_id: str, limit: int) -> list[FeedEntry]:
+        """A reader's ``limit`` newest feed items (the top of :meth:`feed_entries`)."""
+        query = FeedItemModel.query(user_id, scan_index_forward=False, consistent_read=True, limit=limit)
+        return [
+            FeedEntry(
+                user_id=m.user_id, post_id=m.post_id, author_id=m.author_id, created_at=int(m.created_at)
+            )
+            for m in query
+        ]
+
+    def count_followers(self, user_id: str) -> int:
+        """Rows in the user's Followers partition (what ``follower_count`` counts)."""
+        return FollowerModel.count(user_id, consistent_read=True)
+
+    def count_following(self, user_id: str) -> int:
+        """Rows in the user's Follows partition (what ``following_count`` counts)."""
+        return FollowModel.count(user_id, consistent_read=True)
+
+    def count_posts(self, author_id: str) -> int:
+        """Rows in the author's Posts partition (what ``post_count`` counts)."""
+        return PostModel.count(author_id, consistent_read=True)
 
     def post_stamps(self, author_id: str) -> list[PostStamp]:
         """Every post of an author, newest first, without the bodies."""
