@@ -87,4 +87,26 @@ fi
 
 "$VENV/bin/python" -m ripple_local.tools install
 
+# promtool, Prometheus' own checker of configs and rules (tests/unit/observability), taken out
+# of Debian's prometheus package into the venv without installing the package (which would
+# also start a Prometheus service on machines with systemd).
+PROMTOOL_DIR="$VENV/share/ripple/promtool"
+if ! command -v promtool >/dev/null && [ ! -x "$PROMTOOL_DIR/usr/bin/promtool" ] \
+   && command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null; then
+  echo "bootstrap: extracting promtool from Debian's prometheus package into $PROMTOOL_DIR"
+  scratch=$(mktemp -d)
+  if ! (cd "$scratch" && apt-get download -qq prometheus >/dev/null 2>&1); then
+    if [ -z "$apt_updated" ]; then $SUDO apt-get update -qq; apt_updated=1; fi
+    (cd "$scratch" && apt-get download -qq prometheus >/dev/null 2>&1) || true
+  fi
+  if ls "$scratch"/prometheus_*.deb >/dev/null 2>&1; then
+    dpkg-deb -x "$scratch"/prometheus_*.deb "$scratch/x"
+    mkdir -p "$PROMTOOL_DIR/usr/bin"
+    cp "$scratch/x/usr/bin/promtool" "$PROMTOOL_DIR/usr/bin/promtool"
+  else
+    echo "bootstrap: promtool unavailable (no Debian package); its config checks will be skipped" >&2
+  fi
+  rm -rf "$scratch"
+fi
+
 echo "bootstrap: ready ($("$VENV/bin/python" --version), redis $("$(find_redis)" --version | cut -d' ' -f3 | cut -d= -f2), $(java -version 2>&1 | head -n1), DynamoDB Local $("$VENV/bin/python" -c 'from ripple_local.tools import DYNAMODB_LOCAL_VERSION as v; print(v)'))"
