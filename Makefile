@@ -1,9 +1,11 @@
 # Ripple's commands. The two a new user needs: `make up` and `make test`.
 VENV := .venv
 PY := $(VENV)/bin/python
-# `make up EMULATOR=moto` or `EMULATOR=localstack`; `make up PERSIST=1` keeps DynamoDB Local's data.
+# `make up EMULATOR=moto` or `EMULATOR=localstack`; `make up PERSIST=1` keeps DynamoDB Local's data;
+# `make up UP_ARGS="--quiet --api-port 3001"` passes any other option of `python -m ripple_local up`.
 EMULATOR ?= dynamodb-local
 PERSIST ?=
+UP_ARGS ?=
 
 .PHONY: bootstrap up test test-contract test-fast lint typecheck clean
 
@@ -14,13 +16,14 @@ bootstrap:
 ## stream runners.
 up: bootstrap
 	$(if $(filter localstack,$(EMULATOR)),$(PY) -m ripple_local.tools install-localstack)
-	$(PY) -m ripple_local up --emulator $(EMULATOR) $(if $(PERSIST),--persist)
+	$(PY) -m ripple_local up --emulator $(EMULATOR) $(if $(filter 1 yes true,$(PERSIST)),--persist) $(UP_ARGS)
 
 ## Lint, type-check, then run the whole test suite (unit, integration, end-to-end) on the
 ## default emulators (DynamoDB Local + moto), then its contract subset on moto alone and on
 ## LocalStack; starting the emulators and Redis it needs itself.
 test: bootstrap
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy layers/ripple/ripple infra/local/ripple_local functions/api/app.py
 	$(PY) -m pytest
 	bash infra/test-contract.sh

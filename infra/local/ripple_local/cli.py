@@ -8,20 +8,32 @@ LocalStack from infra/docker-compose.yml).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import signal
 import sys
-import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from ripple_local.aws import LOCAL_REGION, AwsClients, Endpoints
 from ripple_local.cfn import load_template, parameter_values
 from ripple_local.commands import register as register_commands
+from ripple_local.emulators import DYNAMODB_LOCAL
+from ripple_local.processes import PortInUse
 from ripple_local.resources import create_resources
 from ripple_local.samconfig import load_sam_environment
-from ripple_local.stack import DEFAULT_EMULATOR, EMULATORS, SAMCONFIG_FILE, TEMPLATE_FILE, LocalStack
+from ripple_local.stack import (
+    DEFAULT_EMULATOR,
+    EMULATORS,
+    SAMCONFIG_FILE,
+    TEMPLATE_FILE,
+    LocalStack,
+    StackAlreadyRunning,
+)
 from ripple_local.tools import ToolMissing
 
 __all__ = ["find_root", "main"]
@@ -48,7 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--config-env", default="local", help="samconfig.toml environment for parameters")
     common.add_argument("--log-level", default="INFO", help="logging level of the local stack")
 
-    parser = argparse.ArgumentParser(prog="python -m ripple_local", description=__doc__)
+    invoked = Path(sys.argv[0]).name
+    prog = invoked if invoked == "ripple" else "python -m ripple_local"
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     up = commands.add_parser(
@@ -75,6 +89,11 @@ def _parser() -> argparse.ArgumentParser:
         help="Prometheus exporter port (default 9464, or a free port if that is taken; 0 = any free port)",
     )
     up.add_argument("--no-metrics", action="store_true", help="run no Prometheus exporter")
+    output = up.add_mutually_exclusive_group()
+    output.add_argument("--quiet", action="store_true", help="no line per API request on the terminal")
+    output.add_argument(
+        "--verbose", action="store_true", help="show the functions' logs and EMF on the terminal too"
+    )
     up.add_argument(
         "--emulator-url", default=None, help="reuse a running emulator (all AWS APIs) instead of starting one"
     )
@@ -97,21 +116,97 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _wait_for_signal() -> None:
-    """Block until SIGINT or SIGTERM (the handlers only set an event; cleanup runs after)."""
-    stop = threading.Event()
+class _StopRequested(BaseException):
+    """A stop signal arrived (Ctrl-C, the terminal closing, a process manager's SIGTERM)."""
 
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        logger.info("received %s, stopping", signal.Signals(signum).name)
-        stop.set()
 
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        while not stop.wait(1.0):
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    for sig in _STOP_SIGNALS:  # one stop at a time: the orderly one is already under way
+        signal.signal(sig, signal.SIG_IGN)
+    raise _StopRequested(signal.Signals(signum).name)
+
+
+class _Terminal:
+    """Where ``up`` talks to a person, apart from everything the functions print.
+
+    The functions' own output (Powertools JSON logs, EMF documents, warnings) and the stack's
+    log go to files under ``<state>/logs/``; the terminal gets the status table, one line per
+    API request (none with ``quiet``), and warnings. ``verbose`` shows everything there too.
+    Writes to a terminal that has gone away (SIGHUP) are dropped, never raised.
+    """
+
+    def __init__(self, logs_dir: Path, *, quiet: bool, verbose: bool, level: str) -> None:
+        logs_dir.mkdir(parents=True, exist_ok=True)
+        self.stream = sys.stdout
+        self.quiet = quiet
+        self._functions = open(logs_dir / "functions.log", "a", buffering=1)  # noqa: SIM115 - closed in close()
+        captured: Any = _Tee(self._functions, self.stream) if verbose else self._functions
+        self._saved = (sys.stdout, sys.stderr)
+        sys.stdout = sys.stderr = captured
+        logging.captureWarnings(True)  # e.g. Powertools' "No application metrics to publish"
+        root = logging.getLogger()
+        root.handlers.clear()
+        root.setLevel(level.upper())
+        to_file = logging.FileHandler(logs_dir / "stack.log")
+        to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        root.addHandler(to_file)
+        to_terminal = logging.StreamHandler(_Safe(self.stream))
+        to_terminal.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        to_terminal.setLevel(logging.DEBUG if verbose else logging.WARNING)
+        if not verbose:  # warnings of the functions' libraries belong to their log
+            to_terminal.addFilter(lambda record: record.name != "py.warnings")
+        root.addHandler(to_terminal)
+
+    def say(self, text: str) -> None:
+        _Safe(self.stream).write(text + "\n")
+
+    def request(self, method: str, route: str, status: int, elapsed_ms: float) -> None:
+        if not self.quiet:
+            self.say(f"  {method:<6} {route:<34} {status}  {elapsed_ms:7.1f} ms")
+
+    def close(self) -> None:
+        sys.stdout, sys.stderr = self._saved
+        logging.captureWarnings(False)
+        self._functions.close()
+
+
+class _Safe:
+    """A text stream whose write never raises (the terminal may be gone)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            self._stream.write(text)
+            self._stream.flush()
+        except (OSError, ValueError):
             pass
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        return len(text)
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._stream.flush()
+
+
+class _Tee:
+    def __init__(self, *streams: Any) -> None:
+        self._streams = [_Safe(s) for s in streams]
+
+    def write(self, text: str) -> int:
+        for stream in self._streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self._streams:
+            stream.flush()
+
+    def isatty(self) -> bool:
+        return False
 
 
 def _up(args: argparse.Namespace, root: Path) -> int:
@@ -120,6 +215,16 @@ def _up(args: argparse.Namespace, root: Path) -> int:
         endpoints = Endpoints.of(args.emulator_url, args.dynamodb_url)
     elif args.dynamodb_url is not None:
         raise SystemExit("--dynamodb-url needs --emulator-url (where SQS and Secrets Manager are)")
+    if args.persist and (args.emulator != DYNAMODB_LOCAL or endpoints is not None):
+        raise SystemExit(
+            "ripple_local: --persist keeps DynamoDB Local's data: use it with --emulator dynamodb-local"
+        )
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):  # the local stack never uses a real AWS profile;
+        os.environ.pop(name, None)  # a missing one would stop every boto3 client from starting
+    state_dir = args.state_dir if args.state_dir is not None else root / ".local"
+    for sig in _STOP_SIGNALS:  # from here on, any of them stops everything in order
+        signal.signal(sig, _raise_stop)
+    terminal = _Terminal(state_dir / "logs", quiet=args.quiet, verbose=args.verbose, level=args.log_level)
     stack = LocalStack(
         root,
         api_port=args.api_port,
@@ -130,20 +235,36 @@ def _up(args: argparse.Namespace, root: Path) -> int:
         emulator=args.emulator,
         persist=args.persist,
         redis_url=args.redis_url,
-        state_dir=args.state_dir,
+        state_dir=state_dir,
         stack_name=args.stack_name,
         config_env=args.config_env,
         metrics_port=args.metrics_port,
         with_metrics=not args.no_metrics,
+        request_log=terminal.request,
     )
-    stack.start()
+    status = 0
     try:
-        print("Press Ctrl-C to stop.", flush=True)
-        _wait_for_signal()
+        terminal.say(f"Starting the local stack ({args.emulator}); logs in {state_dir / 'logs'} ...")
+        stack.start()
+        logger.info("resources:\n%s", stack.describe_resources())
+        terminal.say(stack.summary())
+        terminal.say("Press Ctrl-C to stop." + ("" if args.quiet else " Requests:"))
+        while True:
+            time.sleep(3600)
+    except _StopRequested as stop:
+        logger.info("received %s, stopping", stop)
+    except (PortInUse, StackAlreadyRunning, ToolMissing) as error:
+        terminal.say(f"ripple_local: {error}")
+        status = 1
+    except Exception as error:  # a startup failure: one line here, the traceback in the log
+        logger.debug("startup failed", exc_info=True)
+        logging.getLogger(__name__).error("the local stack failed: %s (see %s)", error, state_dir / "logs")
+        status = 1
     finally:
         stack.stop()
-        print("Ripple local stack stopped.", flush=True)
-    return 0
+        terminal.say("Ripple local stack stopped.")
+        terminal.close()
+    return status
 
 
 def _create_resources(args: argparse.Namespace, root: Path) -> int:
@@ -167,14 +288,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
     )
-    root = args.root_dir.resolve() if args.root_dir is not None else find_root()
     try:
+        root = args.root_dir.resolve() if args.root_dir is not None else find_root()
         if hasattr(args, "run"):  # a command from ripple_local.commands
             return int(args.run(args, root))
         if args.command == "up":
             return _up(args, root)
         return _create_resources(args, root)
-    except ToolMissing as error:  # not installed yet: one line saying what to run
+    except (ToolMissing, FileNotFoundError) as error:  # not installed yet, or not in a checkout
         print(f"ripple_local: {error}", file=sys.stderr, flush=True)
         return 1
 

@@ -1,8 +1,9 @@
 """A fault-injecting HTTP reverse proxy in front of the AWS emulator.
 
-Point a client's endpoint (``AWS_ENDPOINT_URL``, ``Settings.aws_endpoint_url``) at the proxy
-instead of the emulator and, with a configurable probability or a fixed pattern, DynamoDB
-requests are answered the way DynamoDB answers under stress instead of being forwarded:
+Point a client's DynamoDB endpoint (``AWS_ENDPOINT_URL_DYNAMODB``,
+``Settings.dynamodb_endpoint_url``) at the proxy instead of DynamoDB Local and, with a
+configurable probability or a fixed pattern, DynamoDB requests are answered the way DynamoDB
+answers under stress and contention instead of being forwarded:
 
 * ``throttle`` - HTTP 400 ``ProvisionedThroughputExceededException`` (the request is not
   forwarded: nothing is written). botocore retries it with backoff.
@@ -29,12 +30,14 @@ pass through. Every request is recorded (operation, tables, outcome, timing, a d
 the body), so tests can count retries, measure backoff and list which tables and indexes
 a code path really touches (:meth:`ProxiedCall.permissions`).
 
-Run it by hand in front of ``make up``'s emulator, e.g. 30 % throttling::
+Run it by hand in front of ``make up``'s DynamoDB Local, e.g. 30 % throttling::
 
-    python -m ripple_local.fault_proxy --upstream http://127.0.0.1:4566 --port 4567 --throttle 0.3
+    python -m ripple_local.fault_proxy --upstream http://127.0.0.1:8000 --port 8001 --throttle 0.3
 
-then ``python -m ripple_local up --emulator-url http://127.0.0.1:4567`` puts the whole local
-stack (API and stream consumers) behind it.
+then start a second stack whose DynamoDB is the proxy (its own tables, Redis, ports and state)::
+
+    python -m ripple_local up --emulator-url http://127.0.0.1:4566 --dynamodb-url http://127.0.0.1:8001 \
+        --stack-name faulty --state-dir .local-faulty --api-port 3001 --redis-port 6380 --metrics-port 0
 """
 
 from __future__ import annotations
@@ -701,7 +704,7 @@ class FaultProxy:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m ripple_local.fault_proxy``: serve until Ctrl-C or SIGTERM."""
     parser = argparse.ArgumentParser(prog="python -m ripple_local.fault_proxy", description=__doc__)
-    parser.add_argument("--upstream", required=True, help="the emulator's URL (http://127.0.0.1:4566)")
+    parser.add_argument("--upstream", required=True, help="DynamoDB's URL (make up: http://127.0.0.1:8000)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=4567)
     parser.add_argument("--throttle", type=float, default=0.0, help="probability of a throttling 400")

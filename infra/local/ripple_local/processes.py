@@ -8,6 +8,7 @@ Ctrl-C in the terminal reaches only ``up``, which then stops them in order.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import shutil
@@ -20,9 +21,12 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
+
+import psutil
 
 from ripple_local import tools
 
@@ -30,10 +34,16 @@ __all__ = [
     "DynamoDBLocalProcess",
     "EmulatorProcess",
     "ManagedProcess",
+    "PortInUse",
+    "ProcessRecord",
     "RedisProcess",
+    "descendants",
     "find_redis_server",
     "free_port",
     "http_answers",
+    "kill_all",
+    "port_in_use",
+    "port_owner",
     "wait_for_port",
 ]
 
@@ -49,7 +59,8 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _port_open(host: str, port: int) -> bool:
+def port_in_use(host: str, port: int) -> bool:
+    """True when something accepts TCP connections on host:port."""
     try:
         with socket.create_connection((host, port), timeout=0.5):
             return True
@@ -59,7 +70,7 @@ def _port_open(host: str, port: int) -> bool:
 
 def wait_for_port(host: str, port: int, timeout: float = 15.0) -> None:
     """Block until something accepts TCP connections on host:port."""
-    _wait_until(lambda: _port_open(host, port), timeout, f"{host}:{port} to accept connections")
+    _wait_until(lambda: port_in_use(host, port), timeout, f"{host}:{port} to accept connections")
 
 
 def http_answers(url: str) -> bool:
@@ -97,37 +108,115 @@ def find_redis_server() -> str:
     raise FileNotFoundError("redis-server not found on PATH or in " + ", ".join(_REDIS_DIRS))
 
 
-def descendants(pid: int) -> list[tuple[int, str]]:
-    """Every live descendant of ``pid`` as (pid, start time): the start time tells a process
-    from a later one that reuses its pid. Linux only (reads /proc); empty elsewhere."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
-        if entry.isdigit():
-            fields = _stat_fields(int(entry))
-            if fields is not None:
-                children.setdefault(int(fields[1]), []).append(int(entry))  # by parent pid
-    found: list[tuple[int, str]] = []
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            identity = process_identity(child)
-            if identity is not None:
-                found.append(identity)
-            todo.append(child)
-    return found
+@dataclass(frozen=True)
+class ProcessRecord:
+    """A process this code started (or one of its children), as written to a state directory:
+    enough to find it again after a crash, and to be sure it is still the same process (a pid
+    can be reused; its creation time and command line cannot both match by chance)."""
+
+    name: str
+    pid: int
+    create_time: float
+    cmdline: tuple[str, ...]
+
+    @classmethod
+    def of(cls, name: str, process: psutil.Process) -> ProcessRecord:
+        with process.oneshot():
+            return cls(name, process.pid, process.create_time(), tuple(process.cmdline()))
+
+    def live(self) -> psutil.Process | None:
+        """The process, if it is still running and is still the one recorded."""
+        try:
+            process = psutil.Process(self.pid)
+            with process.oneshot():
+                same = process.create_time() == self.create_time and tuple(process.cmdline()) == self.cmdline
+                return process if same and process.status() != psutil.STATUS_ZOMBIE else None
+        except psutil.Error:
+            return None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "pid": self.pid,
+            "create_time": self.create_time,
+            "cmdline": list(self.cmdline),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> ProcessRecord:
+        return cls(
+            str(data["name"]),
+            int(data["pid"]),  # type: ignore[call-overload]
+            float(data["create_time"]),  # type: ignore[arg-type]
+            tuple(str(part) for part in data["cmdline"]),  # type: ignore[attr-defined]
+        )
 
 
-def _stat_fields(pid: int) -> list[str] | None:
+def descendants(pid: int) -> list[psutil.Process]:
+    """Every live descendant of ``pid`` (children started in sessions of their own included)."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
+        return list(psutil.Process(pid).children(recursive=True))
+    except psutil.Error:
+        return []
+
+
+def kill_all(processes: list[psutil.Process], grace_s: float = 0.0) -> None:
+    """SIGTERM (when ``grace_s`` > 0, then wait that long) and SIGKILL what is left."""
+    alive = [p for p in processes if p.is_running()]
+    if grace_s > 0:
+        for process in alive:
+            with contextlib.suppress(psutil.Error):
+                process.terminate()
+        _, alive = psutil.wait_procs(alive, timeout=grace_s)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(alive, timeout=5)
+
+
+def port_owner(port: int) -> str | None:
+    """Who listens on TCP ``port`` on this machine: ``"redis-server (pid 123)"``, or None."""
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except (psutil.Error, OSError):
         return None
+    for connection in connections:
+        if connection.status == psutil.CONN_LISTEN and connection.laddr and connection.laddr.port == port:
+            if connection.pid is None:
+                return "a process of another user"
+            try:
+                process = psutil.Process(connection.pid)
+                command = " ".join(process.cmdline()[:3]) or process.name()
+            except psutil.Error:
+                command = "a process"
+            return f"{command} (pid {connection.pid})"
+    return None
 
 
-def process_identity(pid: int) -> tuple[int, str] | None:
-    """(pid, start time) of a live process; None if it is gone or a zombie."""
-    fields = _stat_fields(pid)
-    return None if fields is None or fields[0] == "Z" else (pid, fields[19])
+class PortInUse(RuntimeError):
+    """A port the stack wants is taken; the message names the port and what holds it."""
+
+    def __init__(self, service: str, host: str, port: int) -> None:
+        owner = port_owner(port)
+        super().__init__(
+            f"{service}: port {port} on {host} is already in use"
+            + (f" by {owner}" if owner else "")
+            + "; stop it, or choose another port (see --help)"
+        )
+        self.port = port
+
+
+# Linux prctl(2): deliver this signal to the child when the thread that started it dies, so no
+# service outlives the stack, however the stack ends (SIGKILL and out-of-memory included).
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: runs in the child between fork and exec; calls nothing but prctl (resolved
+    in the parent), so it is safe although the stack has threads."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class ManagedProcess:
@@ -170,6 +259,16 @@ class ManagedProcess:
         """True while the child process is alive."""
         return self._process is not None and self._process.poll() is None
 
+    def records(self) -> list[ProcessRecord]:
+        """The running service and its descendants, for the state directory's record."""
+        if self._process is None:
+            return []
+        try:
+            main = psutil.Process(self._process.pid)
+            return [ProcessRecord.of(self.name, p) for p in [main, *main.children(recursive=True)]]
+        except psutil.Error:
+            return []
+
     def command(self) -> Sequence[str]:
         """The argv that starts the service."""
         raise NotImplementedError
@@ -207,12 +306,16 @@ class ManagedProcess:
         raise AssertionError("unreachable")
 
     def start(self, timeout: float | None = None) -> Self:
-        """Start the service and wait until it answers; raise with the log tail if it cannot."""
+        """Start the service and wait until it answers; raise PortInUse when its port is taken,
+        RuntimeError with the log tail when it does not come up.
+
+        The service gets SIGKILL if the thread that started it dies (Linux PR_SET_PDEATHSIG):
+        start services from a thread that lives as long as they should (the main thread)."""
         timeout = self.start_timeout_s if timeout is None else timeout
         if self.running:
             return self
-        if _port_open(self.host, self.port):
-            raise RuntimeError(f"{self.name}: {self.host}:{self.port} is already in use")
+        if port_in_use(self.host, self.port):
+            raise PortInUse(self.name, self.host, self.port)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - stays open for the child; closed in stop()
         logger.info("starting %s on %s:%d (log: %s)", self.name, self.host, self.port, self.log_path)
@@ -224,6 +327,7 @@ class ManagedProcess:
             cwd=self.state_dir,
             env=self.environment(),
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         try:
             _wait_until(
@@ -249,10 +353,7 @@ class ManagedProcess:
                     tree += descendants(process.pid)
                     process.kill()
                     process.wait(10)
-            for pid, started in tree:
-                if process_identity(pid) == (pid, started):  # still the same process
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
+            kill_all(tree)  # children in sessions of their own (psutil checks each is still the same)
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -18,6 +18,7 @@ stream runners report retries, failure-queue sends and iterator age to it direct
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -27,11 +28,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ripple_local.api_server import ApiServer
+import psutil
+
+from ripple_local.api_server import ApiServer, RequestLog
 from ripple_local.aws import LOCAL_REGION, AwsClients, Endpoints, client
 from ripple_local.cfn import Resolver, load_template, parameter_values
 from ripple_local.checkpoints import CheckpointStore
-from ripple_local.emulators import DEFAULT_EMULATOR, DYNAMODB_LOCAL, EMULATORS, start_emulators
+from ripple_local.emulators import DEFAULT_EMULATOR, DYNAMODB_LOCAL, EMULATORS, LOCALSTACK, start_emulators
 from ripple_local.environment import build_resolver, stack_environment
 from ripple_local.esm import Handler, RetryBackoff, StreamEventSourceMapping, StreamObserver
 from ripple_local.functions import (
@@ -43,7 +46,15 @@ from ripple_local.functions import (
 )
 from ripple_local.lambda_context import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, LambdaContextFactory
 from ripple_local.metrics_exporter import DEFAULT_METRICS_PORT, SINK_ENV, MetricsExporter
-from ripple_local.processes import ManagedProcess, RedisProcess, http_answers
+from ripple_local.processes import (
+    ManagedProcess,
+    PortInUse,
+    ProcessRecord,
+    RedisProcess,
+    http_answers,
+    kill_all,
+    port_in_use,
+)
 from ripple_local.resources import LocalResources, create_resources
 from ripple_local.samconfig import load_sam_environment
 
@@ -57,6 +68,13 @@ SAMCONFIG_FILE = "samconfig.toml"
 # Written by a running `up` into its state directory: where its services listen, so the
 # operator commands attach to them without flags.
 CONNECTION_FILE = "stack.json"
+# Every process the stack started (and their children), written as they start: what a later
+# `up` on the same state directory reclaims if this one was killed before it could stop them.
+SERVICES_FILE = "services.json"
+
+
+class StackAlreadyRunning(RuntimeError):
+    """Another live ``up`` uses the same state directory."""
 
 
 def runner_key(function_id: str, event_name: str) -> str:
@@ -111,6 +129,7 @@ class LocalStack:
         emulator: str = DEFAULT_EMULATOR,
         dynamodb_port: int = 8000,
         persist: bool = False,
+        request_log: RequestLog | None = None,
     ) -> None:
         if emulator not in EMULATORS:
             raise ValueError(f"emulator must be one of {', '.join(EMULATORS)}, not {emulator!r}")
@@ -123,6 +142,7 @@ class LocalStack:
         self.redis_port = redis_port
         self.emulator = emulator
         self.persist = persist
+        self.request_log = request_log  # one call per API response (up prints a line each)
         self.endpoints = endpoints
         self.redis_url = redis_url
         self.state_dir = Path(state_dir) if state_dir is not None else self.root_dir / ".local"
@@ -157,7 +177,8 @@ class LocalStack:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> LocalStack:
-        """Everything: services, resources, environment, API and stream runners; then print where."""
+        """Everything: services, resources, environment, API and stream runners (``summary()``
+        says where each listens)."""
         try:
             self.prepare()
             if self.with_metrics:
@@ -170,8 +191,64 @@ class LocalStack:
             self.stop()
             raise
         self._write_connection_file()
-        print(self.summary(), flush=True)
+        self._record_services()
         return self
+
+    def reclaim_leftovers(self) -> list[ProcessRecord]:
+        """Stop what an earlier stack on this state directory started and left running (it was
+        killed before it could stop them). Only processes recorded in ``services.json`` are
+        touched, each only if its pid, creation time and command line all still match.
+
+        Raises StackAlreadyRunning when that earlier stack is itself still running.
+        """
+        recorded = self.read_connection_file(self.state_dir) or {}
+        owner = recorded.get("pid")
+        if isinstance(owner, int) and owner != os.getpid() and psutil.pid_exists(owner):
+            with contextlib.suppress(psutil.Error):
+                if any("ripple_local" in part for part in psutil.Process(owner).cmdline()):
+                    raise StackAlreadyRunning(
+                        f"another local stack (pid {owner}) is running with the state directory "
+                        f"{self.state_dir}; stop it first, or pass --state-dir"
+                    )
+        path = self.state_dir / SERVICES_FILE
+        try:
+            entries = json.loads(path.read_text())
+            records = [ProcessRecord.from_json(entry) for entry in entries]
+        except (OSError, ValueError, KeyError, TypeError):
+            records = []
+        leftovers = [(record, process) for record in records if (process := record.live()) is not None]
+        if leftovers:
+            for record, _ in leftovers:
+                logger.warning(
+                    "reclaiming %s (pid %d), left running by an earlier stack", record.name, record.pid
+                )
+            kill_all([process for _, process in leftovers], grace_s=2.0)
+        path.unlink(missing_ok=True)
+        return [record for record, _ in leftovers]
+
+    def check_ports(self) -> None:
+        """Every port this stack will listen on must be free before anything starts: PortInUse
+        names the port and the program that holds it (a second ``up``, another service)."""
+        wanted: list[tuple[str, int]] = []
+        if self.endpoints is None:
+            wanted.append(("localstack" if self.emulator == LOCALSTACK else "moto", self.emulator_port))
+            if self.emulator == DYNAMODB_LOCAL:
+                wanted.append(("dynamodb-local", self.dynamodb_port))
+        if self.redis_url is None:
+            wanted.append(("redis", self.redis_port))
+        if self.with_api:
+            wanted.append(("api", self.api_port))
+        if self.with_metrics and self.metrics_port:  # None picks a free port by itself
+            wanted.append(("metrics", self.metrics_port))
+        for name, port in wanted:
+            if port and port_in_use(self.host, port):
+                raise PortInUse(name, self.host, port)
+
+    def _record_services(self) -> None:
+        records = [record.to_json() for process in self._services for record in process.records()]
+        if records:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            (self.state_dir / SERVICES_FILE).write_text(json.dumps(records, indent=1) + "\n")
 
     def _write_connection_file(self) -> None:
         if self.endpoints is None:
@@ -225,6 +302,8 @@ class LocalStack:
             self._wrote_connection_file = False
         for process in reversed(self._services):
             process.stop()
+        if self._services:
+            (self.state_dir / SERVICES_FILE).unlink(missing_ok=True)
         if self._redis is not None:
             self.redis_url = None  # ours is gone; a later start() starts a new one
         if any(process is not self._redis for process in self._services):
@@ -243,10 +322,15 @@ class LocalStack:
     # ------------------------------------------------------------------ steps
 
     def start_services(self) -> None:
-        """Start the emulators and redis-server, or check that the given ones answer."""
+        """Start the emulators and redis-server (after reclaiming what a killed earlier stack
+        left running), or check that the given ones answer."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.endpoints is None or self.redis_url is None:  # only a stack that starts services
+            self.reclaim_leftovers()
+            self.check_ports()
         if self.endpoints is None:
             self.endpoints = self._start_emulators()
+            self._record_services()
         else:
             for url in {self.endpoints.default, *self.endpoints.overrides.values()}:
                 if not http_answers(url):
@@ -254,6 +338,7 @@ class LocalStack:
         if self.redis_url is None:
             self._redis = self._start(RedisProcess(self.host, self.redis_port, self.state_dir))
             self.redis_url = self._redis.url
+            self._record_services()
         else:
             _redis_host_port(self.redis_url)  # validate early
 
@@ -294,6 +379,7 @@ class LocalStack:
         self.resources = create_resources(
             self.template, self.clients, self.stack_name, self.parameters, secret_store=secret_store
         )
+        self._record_services()  # LocalStack starts its Kinesis emulator with the first stream
         redis_host, redis_port = _redis_host_port(self.redis_url)
         self.resolver = build_resolver(self.template, self.resources, self.parameters, redis_host, redis_port)
         return self.resources
@@ -383,6 +469,7 @@ class LocalStack:
             self.api_port,
             timeout_s=int(function_setting(self.template, API_FUNCTION, "Timeout", DEFAULT_TIMEOUT_S)),
             memory_mb=int(function_setting(self.template, API_FUNCTION, "MemorySize", DEFAULT_MEMORY_MB)),
+            request_log=self.request_log,
         ).start()
         return self.api
 
@@ -456,23 +543,39 @@ class LocalStack:
         return self.resources[logical_id].ref
 
     def summary(self) -> str:
-        """Where everything listens, for humans."""
-        lines = [f"Ripple local stack {self.stack_name!r} is up"]
-        if self.api is not None:
-            lines.append(f"  API            {self.api.url}")
+        """One status table for humans: every endpoint, the emulator in use, the state directory."""
         started = {process.url: process.name for process in self._services}
+
+        def origin(url: str) -> str:
+            return started.get(url, "reused")
+
+        rows: list[tuple[str, str, str]] = []
+        if self.api is not None:
+            rows.append(("API", self.api.url, "Chalice app, as API Gateway + Lambda"))
         if self.endpoints is not None:
-            for service, url in sorted(self.endpoints.overrides.items()):
-                lines.append(f"  {service:<14} {url}  ({started.get(url, 'reused')})")
-            others = "everything else" if self.endpoints.overrides else "AWS APIs"
-            lines.append(
-                f"  {others:<14} {self.endpoints.default}  ({started.get(self.endpoints.default, 'reused')})"
-            )
-        if self.persist:
-            lines.append(f"  data           {self.state_dir / 'dynamodb'}  (kept between runs)")
-        lines.append(f"  redis          {self.redis_url}{'' if self._redis else ' (reused)'}")
+            dynamodb = self.endpoints.dynamodb
+            if dynamodb != self.endpoints.default:
+                rows.append(("DynamoDB + Streams", dynamodb, origin(dynamodb)))
+                rows.append(("SQS, Secrets Manager", self.endpoints.default, origin(self.endpoints.default)))
+            else:
+                rows.append(("AWS APIs", dynamodb, origin(dynamodb)))
+        rows.append(("Redis", str(self.redis_url), "redis-server" if self._redis else "reused"))
         if self.metrics is not None:
-            lines.append(f"  metrics        {self.metrics.url}  (Prometheus exposition)")
+            rows.append(("metrics", self.metrics.url, "Prometheus exposition"))
+        if self.runners:
+            rows.append(("stream runners", str(len(self.runners)), ", ".join(self.runners)))
+        data = f"{self.state_dir / 'dynamodb'} (kept)" if self.persist else "in memory"
+        rows.append(("data", data, f"emulator: {self.emulator if self._services else 'reused'}"))
+        rows.append(("state, logs", str(self.state_dir), "logs/, stack.json, checkpoints"))
+        width = max(len(name) for name, _, _ in rows)
+        url_width = max(len(url) for _, url, _ in rows)
+        lines = [f"Ripple local stack {self.stack_name!r} is up"]
+        lines += [f"  {name:<{width}}  {url:<{url_width}}  {note}" for name, url, note in rows]
+        return "\n".join(lines)
+
+    def describe_resources(self) -> str:
+        """Tables, queues and stream runners by name (for --verbose and the log)."""
+        lines: list[str] = []
         if self.resources is not None:
             for logical_id, name in self.resources.table_names().items():
                 lines.append(f"  table          {logical_id}: {name}")
@@ -480,7 +583,4 @@ class LocalStack:
                 lines.append(f"  queue          {logical_id}: {url}")
         for key, runner in self.runners.items():
             lines.append(f"  stream runner  {key} <- {runner.stream_arn}")
-        for url in sorted({r.failure_queue_url for r in self.runners.values() if r.failure_queue_url}):
-            lines.append(f"  failure queue  {url}")
-        lines.append(f"  state dir      {self.state_dir}")
         return "\n".join(lines)

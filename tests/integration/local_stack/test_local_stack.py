@@ -87,7 +87,7 @@ def test_prepared_stack_runs_template_streams_end_to_end(
         assert stack.resources is not None
         assert posts_runner.failure_queue_url == stack.resources.queue_urls()["StreamFailureQueue"]
         assert stack.runner("CacheRefresherFunction", "FeedStream").config.maximum_retry_attempts == 5
-        assert f"{stack_name}-FeedTable" in stack.summary()
+        assert f"{stack_name}-FeedTable" in stack.describe_resources()
     finally:
         stack.stop()
     # And stop() gives the shell its environment back

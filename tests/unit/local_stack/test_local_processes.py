@@ -10,7 +10,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ripple_local.processes import ManagedProcess, descendants, process_identity
+import psutil
+
+from ripple_local.processes import ManagedProcess, ProcessRecord, descendants
 
 # A service that starts a grandchild in its own session, then serves a port; with "stubborn"
 # it ignores SIGTERM too.
@@ -54,10 +56,10 @@ def _listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _gone(identities: list[tuple[int, str]], within_s: float = 5.0) -> bool:
+def _gone(records: list[ProcessRecord], within_s: float = 5.0) -> bool:
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
-        if all(process_identity(pid) != (pid, started) for pid, started in identities):
+        if all(record.live() is None for record in records):
             return True
         time.sleep(0.05)
     return False
@@ -66,18 +68,41 @@ def _gone(identities: list[tuple[int, str]], within_s: float = 5.0) -> bool:
 def test_stop_kills_children_in_their_own_sessions(tmp_path: Path) -> None:
     service = Service(tmp_path, "polite").start_on_any_free_port()
     assert service.pid is not None
-    tree = descendants(service.pid)
-    assert len(tree) == 1 and os.getsid(tree[0][0]) != os.getsid(service.pid)
+    tree = service.records()
+    assert len(tree) == 2 and os.getsid(tree[1].pid) != os.getsid(service.pid)
     service.stop()
     assert _gone(tree)
 
 
 def test_stop_kills_a_service_that_ignores_sigterm_and_its_children(tmp_path: Path) -> None:
     service = Service(tmp_path, "stubborn").start_on_any_free_port()
-    assert service.pid is not None
-    pid = service.pid
-    tree = [*descendants(pid), (pid, process_identity(pid)[1])]  # type: ignore[index]
+    tree = service.records()
+    assert len(tree) == 2
     started = time.monotonic()
     service.stop()
     assert _gone(tree)
     assert time.monotonic() - started < 5  # the grace period, then SIGKILL
+
+
+def test_a_service_dies_with_the_thread_that_started_it(tmp_path: Path) -> None:
+    """However the stack ends (SIGKILL, out of memory), its services end with it: each is
+    started with a parent-death signal. Here the starting thread ends without stopping it."""
+    import threading
+
+    started: list[Service] = []
+    thread = threading.Thread(
+        target=lambda: started.append(Service(tmp_path, "stubborn").start_on_any_free_port())
+    )
+    thread.start()
+    thread.join()
+    (service,) = started
+    main = [r for r in service.records() if r.pid == service.pid]
+    assert _gone(main), "the service outlived the thread that started it"
+
+
+def test_a_record_tells_a_process_from_a_later_one_with_the_same_pid() -> None:
+    me = ProcessRecord.of("me", psutil.Process())
+    assert me.live() is not None
+    assert ProcessRecord(me.name, me.pid, me.create_time + 1, me.cmdline).live() is None
+    assert ProcessRecord(me.name, me.pid, me.create_time, ("other",)).live() is None
+    assert ProcessRecord.from_json(me.to_json()) == me
