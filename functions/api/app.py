@@ -150,7 +150,7 @@ def post_id_param(value: str) -> str:
 @json_errors
 def signup() -> Response:
     auth_attempt()
-    username, password = validation.credentials(body())
+    username, password = validation.signup_credentials(body())
     session = container.accounts.signup(username, password)
     return Response(body={"user": session.user.to_public(), **session.tokens.to_public()}, status_code=201)
 
@@ -159,7 +159,7 @@ def signup() -> Response:
 @json_errors
 def login() -> dict[str, Any]:
     auth_attempt()
-    username, password = validation.credentials(body())
+    username, password = validation.login_credentials(body())
     session = container.accounts.login(username, password)
     return {"user": session.user.to_public(), **session.tokens.to_public()}
 
@@ -264,7 +264,7 @@ def create_post() -> Response:
     claims = writer()
     text = validation.post_text(body(), max_chars=settings.post_max_chars)
     post = container.post_service.create(claims.user_id, text)
-    return Response(body=post.to_public(), status_code=201)
+    return Response(body=post.for_reader(False).to_public(), status_code=201)  # nobody has liked it yet
 
 
 @app.route("/posts/{post_id}", methods=["GET"])

@@ -45,6 +45,8 @@ def stack(
     os.environ["RATE_LIMIT_WRITES_PER_MINUTE"] = "40"  # high enough for the tests, low enough to hit
     os.environ["FANOUT_PAGE_SIZE"] = str(TEST_FANOUT_PAGE_SIZE)
     os.environ["HIGH_FOLLOWER_THRESHOLD"] = str(TEST_HIGH_FOLLOWER_THRESHOLD)
+    # No grace: a marked author's posts are pulled at once (the grace has its own test).
+    os.environ["HIGH_FOLLOWER_PULL_GRACE_SECONDS"] = "0"
     for source in stream_event_sources(local.template):
         local.runners[runner_key(source.function_id, source.event_name)] = local.make_runner(source)
     yield local

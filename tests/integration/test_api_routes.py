@@ -4,16 +4,23 @@ validation, 401/403/404/409/429, idempotency, counters and pagination."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import jwt
 import pytest
 from chalice.test import Client
 
+from ripple.auth.passwords import PasswordHasher
+from ripple.cache.rate_limit import Limit
 from ripple.container import Container
+from ripple.domain import User
+from ripple.errors import RateLimitedError
+from ripple.ids import new_ulid
 from ripple_local.stack import LocalStack
 
 pytestmark = [pytest.mark.integration, pytest.mark.contract]  # runs on every emulator
@@ -96,6 +103,50 @@ def test_auth_errors(http: Http) -> None:
     for path, body, status, code in cases:
         r = http("POST", path, body=body)
         assert (r.status_code, error_code(r)) == (status, code), (path, body, r.json)
+
+
+def test_login_never_applies_the_signup_password_policy(http: Http, container: Container) -> None:
+    """Issue 12, item 1: a wrong password of any length or content is 401, never 400."""
+    u = http.user("pol")
+    wrong = ["12345", "", " ", "x" * 129, "x" * 15_000, "\ud800", "p\u00e4ss\u200b", "password12", "\x00"]
+    for password in wrong:
+        r = http("POST", "/auth/login", body={"username": u["name"], "password": password})
+        assert (r.status_code, error_code(r)) == (401, "invalid_credentials"), (len(password), r.json)
+    for name in ("", "x", "a" * 31, "no such name!", "y" * 10_000):  # names sign-up would refuse
+        r = http("POST", "/auth/login", body={"username": name, "password": "password123"})
+        assert (r.status_code, error_code(r)) == (401, "invalid_credentials"), (name[:20], r.json)
+    # The request's shape is still checked: 400.
+    for body in ({"username": u["name"]}, {"username": u["name"], "password": 12345678},
+                 {"username": u["name"], "password": "password123", "remember": True}, ["x"]):  # fmt: skip
+        r = http("POST", "/auth/login", body=body)
+        assert (r.status_code, error_code(r)) == (400, "validation_error"), body
+    # The right password always works - also one set under an older, looser policy.
+    assert (
+        http("POST", "/auth/login", body={"username": u["name"], "password": "password123"}).status_code
+        == 200
+    )
+    hasher = PasswordHasher(container.settings.password_scrypt_n)
+    for name in (f"old_{uuid.uuid4().hex[:10]}", f"old-style.{uuid.uuid4().hex[:10]}"):  # the 2nd: a name
+        legacy = User(user_id=new_ulid(), username=name, created_at=1)  # today's policy refuses
+        container.users.create(legacy, hasher.hash("abc"))
+        r = http("POST", "/auth/login", body={"username": name, "password": "abc"})
+        assert r.status_code == 200 and r.json["user"]["user_id"] == legacy.user_id, name
+
+
+def test_a_token_from_a_clock_a_few_seconds_ahead_is_accepted(http: Http, container: Container) -> None:
+    """Issue 12, item 3: another container whose clock is 1-5 s ahead issued the token."""
+    u = http.user("skew")
+    for ahead in (1, 3, 5):
+        now = int(time.time()) + ahead
+        claims = {"sub": u["id"], "typ": "access", "roles": [], "iat": now, "exp": now + 900, "jti": "j"}
+        token = jwt.encode(claims, container.jwt_secret, algorithm="HS256")
+        r = http("GET", "/me", token)
+        assert r.status_code == 200, (ahead, r.json)
+    leeway = container.settings.jwt_leeway_seconds
+    now = int(time.time()) + leeway + 30  # well beyond the leeway: refused
+    claims = {"sub": u["id"], "typ": "access", "roles": [], "iat": now, "exp": now + 900, "jti": "j"}
+    r = http("GET", "/me", jwt.encode(claims, container.jwt_secret, algorithm="HS256"))
+    assert (r.status_code, error_code(r)) == (401, "invalid_token")
 
 
 # ------------------------------------------------------------------ users
@@ -192,7 +243,7 @@ def test_posts_likes_and_ownership(http: Http, container: Container) -> None:
     created = http("POST", "/posts", author["token"], {"text": "mine"})
     assert created.status_code == 201
     post = created.json
-    assert post["like_count"] == 0 and post["author_id"] == author["id"]
+    assert post["like_count"] == 0 and post["author_id"] == author["id"] and post["liked_by_me"] is False
     assert http("GET", "/me", author["token"]).json["post_count"] == 1
 
     liked = http("POST", f"/posts/{post['post_id']}/like", other["token"])
@@ -292,17 +343,17 @@ def test_write_rate_limit_per_user_gives_429_with_retry_after(http: Http, contai
 
 
 def test_auth_rate_limit_per_ip(http: Http, container: Container) -> None:
-    """Fill this IP's auth window to the limit, then one more login is refused."""
-    limiter_key_prefix = "rl:auth:ip:127.0.0.1:"
-    window = int(time.time() // 60)
-    limit = container.settings.rate_limit_auth_per_minute
-    container.redis.set(f"{limiter_key_prefix}{window}", limit, ex=65)
-    container.redis.set(f"{limiter_key_prefix}{window + 1}", limit, ex=125)  # in case the minute turns
+    """Fill this IP's auth limit, then one more login is refused, with Retry-After."""
+    limit = Limit("auth:ip", container.settings.rate_limit_auth_per_minute)  # app.AUTH_PER_IP
     try:
+        with contextlib.suppress(RateLimitedError):
+            for _ in range(limit.amount + 1):
+                container.rate_limiter.check(limit, "127.0.0.1")
         r = http("POST", "/auth/login", body={"username": "whoever", "password": "password123"})
-        assert r.status_code == 429 and "Retry-After" in r.headers
+        assert r.status_code == 429 and error_code(r) == "rate_limited"
+        assert 1 <= int(r.headers["Retry-After"]) <= 60
     finally:
-        container.redis.delete(f"{limiter_key_prefix}{window}", f"{limiter_key_prefix}{window + 1}")
+        container.rate_limiter.reset(limit, "127.0.0.1")
 
 
 # ------------------------------------------------------------------ meta

@@ -132,3 +132,88 @@ def test_out_of_order_and_duplicate_delivery_converge(container: Container, fano
     assert fanout_handler(event) == {"batchItemFailures": []}
     assert fanout_handler(copy.deepcopy(event)) == {"batchItemFailures": []}
     assert table_feed(container, reader) == [b[SAMPLE_POST], a[SAMPLE_POST]]
+
+
+def test_a_deleted_posts_likes_are_deleted_also_when_likes_race_the_delete(
+    stack: LocalStack, container: Container
+) -> None:
+    """Likes live in their own table: deleting the post must not leave them behind (nobody could
+    remove them: unlike needs the post). Likes race the delete from threads; whatever committed
+    before the delete is purged by fan-out, a page of likers at a time; nothing commits after."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ripple.errors import NotFoundError
+
+    # Given a post liked by six users (two pages of four), and three more about to like it
+    author = signup(container, "liked")
+    likers = [signup(container, "liker") for _ in range(9)]
+    post = container.post_service.create(author, "likes go with me")
+    for user in likers[:6]:
+        container.post_service.like(user, post.post_id)
+
+    def like(user: str) -> str:
+        try:
+            container.post_service.like(user, post.post_id)
+            return "liked"
+        except NotFoundError:
+            return "gone"
+
+    # When it is deleted while the others like it, and the streams are delivered
+    with ThreadPoolExecutor(4) as pool:
+        racing = [pool.submit(like, user) for user in likers[6:]]
+        container.post_service.delete(post.post_id, author)
+        outcomes = [future.result() for future in racing]
+    stack.drain()
+
+    # Then no like of the post is left, whatever each racing like answered
+    assert set(outcomes) <= {"liked", "gone"}
+    assert container.likes.likers(post.post_id, 100) == []
+    assert container.likes.liked(likers[0], [post.post_id]) == set()
+
+
+def test_posts_right_after_the_mark_reach_readers_who_do_not_know_of_it_yet(
+    stack: LocalStack, container: Container
+) -> None:
+    """A reader's container reloads the registry of pulled authors only every few seconds: a post
+    made just after its author was marked is pushed still (the pull grace), so it is in the
+    feed at once, and once the reader's registry has the author, it shows once, not twice."""
+    from dataclasses import replace
+
+    from ripple.repositories.fanout_jobs import FanoutJobRepository
+    from ripple.services.fanout import FanoutService
+
+    star, reader = signup(container, "star"), signup(container, "reader")
+    reader_feed = FeedReader(  # a container whose registry was loaded before the mark
+        container.feed,
+        container.feed_cache,
+        PostHydrator(container.posts, container.likes, container.post_cache),
+        container.posts,
+        PulledAuthors(container.users, container.follows, ttl_seconds=3600),
+    )
+    reader_feed.home(reader, 10)
+    settings = container.settings
+    graced = FanoutService(  # the production default grace (this session's stack runs with none)
+        container.posts,
+        container.follows,
+        container.users,
+        container.feed,
+        FanoutJobRepository(),
+        container.likes,
+        backfill_posts=settings.backfill_posts,
+        page_size=settings.fanout_page_size,
+        high_follower_threshold=settings.high_follower_threshold,
+        pull_grace_ms=60_000,
+    )
+    container.follow_service.follow(reader, star)
+    for fan in [signup(container, "fan") for _ in range(TEST_HIGH_FOLLOWER_THRESHOLD)]:
+        container.follow_service.follow(fan, star)
+    stack.drain()
+    assert container.users.is_high_follower(star)
+
+    post = container.post_service.create(star, "just after the mark")
+    graced.post_created(replace(post))
+    stack.drain()  # the feed stream brings the pushed item into the reader's cached feed
+
+    assert post.post_id in table_feed(container, reader)  # pushed within the grace
+    assert [p.post_id for p in reader_feed.home(reader, 10).items] == [post.post_id]
+    assert [p.post_id for p in fresh_reader(container).home(reader, 10).items] == [post.post_id]  # once

@@ -467,15 +467,16 @@ def test_every_dynamodb_call_is_allowed_by_the_calling_functions_policy(h: Harne
             break
         # The pulled-author merge (BatchGetItem on follows) needs a high-follower account in
         # the registry; mark one and go round again with a fresh registry.
-        h.api.users.mark_high_follower(star["id"])
+        h.api.users.mark_high_follower(star["id"], 0)  # marked long ago: its posts are pulled
         h.api.__dict__.pop("feed_reader", None)
     for action, resource in sorted(api_observed):
         assert allows(granted(template, "ApiFunction"), action, resource), ("ApiFunction", action, resource)
     assert api_observed == _needs("ApiFunction")
 
     # Fan-out: pushes with continuation pages (TEST_FANOUT_PAGE_SIZE = 4), a push that finds
-    # its post deleted, retraction, backfill, unfollow, and marking a high-follower account
-    # (TEST_HIGH_FOLLOWER_THRESHOLD = 12). All API calls first: only fan-out runs while recording.
+    # its post deleted, retraction and the purge of its likes, backfill, unfollow, and marking
+    # a high-follower account (TEST_HIGH_FOLLOWER_THRESHOLD = 12). All API calls first: only
+    # fan-out runs while recording.
     page_size, threshold = h.api.settings.fanout_page_size, h.api.settings.high_follower_threshold
     author, big = h.user("lpa"), h.user("lpb")
     readers = [h.user("lpr") for _ in range(max(page_size + 2, threshold))]
@@ -484,6 +485,7 @@ def test_every_dynamodb_call_is_allowed_by_the_calling_functions_policy(h: Harne
     h.stack.drain()
     h.call("POST", "/posts", author["token"], {"text": "pushed in pages"})
     doomed = h.call("POST", "/posts", author["token"], {"text": "deleted before fan-out"}).json
+    h.call("POST", f"/posts/{doomed['post_id']}/like", readers[0]["token"])  # its likes are purged
     h.call("DELETE", f"/posts/{doomed['post_id']}", author["token"])
     for reader in readers:
         h.call("POST", f"/users/{big['id']}/follow", reader["token"])

@@ -9,6 +9,7 @@ import pytest
 
 from ripple.auth.passwords import PasswordHasher
 from ripple.auth.tokens import ACCESS, REFRESH, TokenService
+from ripple.config import Settings
 from ripple.errors import AuthenticationError
 
 SECRET = "x" * 48
@@ -70,3 +71,45 @@ def test_password_hash_verifies_only_the_right_password() -> None:
     assert not hasher.verify("wrong horse", stored)
     assert not hasher.verify("correct horse", "garbage")
     assert hasher.hash("correct horse") != stored  # salted
+
+
+# ------------------------------------------------------------------ clock skew (leeway)
+def _signed(**overrides: int) -> str:
+    now = int(time.time())
+    claims: dict[str, object] = {"sub": "U1", "typ": ACCESS, "iat": now, "exp": now + 60, "jti": "j1"}
+    claims.update({k: now + v for k, v in overrides.items()})
+    return jwt.encode(claims, SECRET, "HS256")
+
+
+def test_the_default_leeway_is_ten_seconds_and_configurable() -> None:
+    assert Settings.from_env({}).jwt_leeway_seconds == 10
+    assert Settings.from_env({"JWT_LEEWAY_SECONDS": "3"}).jwt_leeway_seconds == 3
+    with pytest.raises(ValueError, match="JWT_LEEWAY_SECONDS"):
+        Settings.from_env({"JWT_LEEWAY_SECONDS": "-1"})
+
+
+@pytest.mark.parametrize("ahead", [1, 2, 5, 10])
+def test_a_token_from_a_clock_a_few_seconds_ahead_is_accepted(ahead: int) -> None:
+    """Another container issued it; its clock is ``ahead`` seconds ahead of this one's."""
+    tokens = TokenService(SECRET, 60, 600, leeway_seconds=Settings.from_env({}).jwt_leeway_seconds)
+    assert tokens.verify(_signed(iat=ahead, exp=ahead + 60)).user_id == "U1"
+    assert tokens.verify(_signed(nbf=ahead)).user_id == "U1"
+
+
+def test_the_leeway_applies_to_iat_nbf_and_exp_and_no_further() -> None:
+    tokens = TokenService(SECRET, 60, 600, leeway_seconds=10)
+    assert tokens.verify(_signed(exp=-5)).user_id == "U1"  # expired 5 s ago by this clock
+    for claims in ({"iat": 30, "exp": 90}, {"nbf": 30}):
+        with pytest.raises(AuthenticationError) as raised:
+            tokens.verify(_signed(**claims))
+        assert raised.value.code == "invalid_token", claims
+    with pytest.raises(AuthenticationError) as raised:
+        tokens.verify(_signed(iat=-120, exp=-30))
+    assert raised.value.code == "token_expired"
+
+
+def test_without_leeway_a_token_from_the_future_is_refused() -> None:
+    with pytest.raises(AuthenticationError):
+        TokenService(SECRET, 60, 600).verify(_signed(iat=5, exp=65))
+    with pytest.raises(ValueError, match="leeway"):
+        TokenService(SECRET, 60, 600, leeway_seconds=-1)

@@ -111,6 +111,9 @@ NEEDS: dict[str, dict[str, frozenset[str]]] = {
         "FeedTable": frozenset({"dynamodb:BatchWriteItem", "dynamodb:Query"}),
         # repositories/fanout_jobs.py enqueue (conditional Put).
         "FanoutJobsTable": frozenset({"dynamodb:PutItem"}),
+        # repositories/likes.py likers (Query) and delete_likes (BatchWriteItem): a deleted
+        # post's likes, purged by services/fanout.py post_deleted / run_job.
+        "LikesTable": frozenset({"dynamodb:Query", "dynamodb:BatchWriteItem"}),
         # The OnFailure destination of its three stream events.
         "StreamFailureQueue": frozenset({"sqs:SendMessage"}),
     },

@@ -314,11 +314,16 @@ NAMES = [
     "",
     "   ",
 ]
-PASSWORDS = ["x" * 7, "x" * 8, "x" * 128, "x" * 129, "p\u00e4ss w\u00f6rd!"]
+PASSWORDS = ["x" * 7, "x" * 8, "x" * 128, "x" * 129, "p\u00e4ss w\u00f6rd!", "x" * 5000]
 
 
-@pytest.mark.parametrize("path", ["/auth/signup", "/auth/login"])
-def test_credentials_schema_accepts_what_the_server_accepts(path: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "check"),
+    [("/auth/signup", validation.signup_credentials), ("/auth/login", validation.login_credentials)],
+)
+def test_credentials_schema_accepts_what_the_server_accepts(
+    path: str, check: Callable[[Any], object]
+) -> None:
     body_schema = request_schema(path, "POST")
     bodies: list[Any] = [{"username": name, "password": "correct horse"} for name in NAMES]
     bodies += [{"username": "alice", "password": p} for p in PASSWORDS]
@@ -331,9 +336,11 @@ def test_credentials_schema_accepts_what_the_server_accepts(path: str) -> None:
         {"username": "alice", "password": "correct horse", "extra": 1},
         {"username": 5, "password": "correct horse"},
         {"username": "alice", "password": None},
+        {"username": "alice", "password": ""},
+        {"username": "", "password": "correct horse"},
     ]
     for body in bodies:
-        assert valid(body_schema, body) == accepted(validation.credentials, body), body
+        assert valid(body_schema, body) == accepted(check, body), body
 
 
 def test_post_schema_accepts_what_the_server_accepts() -> None:

@@ -7,7 +7,7 @@ from ripple.errors import NotFoundError, ValidationError
 
 
 def test_credentials_are_normalised() -> None:
-    assert validation.credentials({"username": " Alice_1 ", "password": "s3cret-pass"}) == (
+    assert validation.signup_credentials({"username": " Alice_1 ", "password": "s3cret-pass"}) == (
         "alice_1",
         "s3cret-pass",
     )
@@ -27,7 +27,33 @@ def test_credentials_are_normalised() -> None:
 )
 def test_bad_credentials_explain_themselves(body: object, message: str) -> None:
     with pytest.raises(ValidationError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        validation.credentials(body)
+        validation.signup_credentials(body)
+
+
+@pytest.mark.parametrize(
+    "password", ["short", "", "x" * 129, "x" * 16_000, "\ud800", "p\u00e4ss", " ", "\x00"]
+)
+def test_login_applies_no_password_policy(password: str) -> None:
+    """Rules apply when a password is set: at login any string is a credential to check."""
+    assert validation.login_credentials({"username": " Alice ", "password": password}) == ("alice", password)
+    assert validation.login_credentials({"username": "x", "password": password}) == ("x", password)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ([], "JSON object"),
+        ({"username": "alice"}, "missing field(s): password"),
+        ({"password": "whatever"}, "missing field(s): username"),
+        ({"username": "alice", "password": "pw", "admin": True}, "unknown field(s): admin"),
+        ({"username": "alice", "password": None}, "'password' must be a string"),
+        ({"username": "alice", "password": 12345678}, "'password' must be a string"),
+        ({"username": ["alice"], "password": "pw"}, "'username' must be a string"),
+    ],
+)
+def test_login_still_refuses_a_malformed_request(body: object, message: str) -> None:
+    with pytest.raises(ValidationError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        validation.login_credentials(body)
 
 
 def test_post_text_limits() -> None:

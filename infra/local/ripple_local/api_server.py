@@ -15,11 +15,21 @@ import gzip
 import json
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+import time
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping
+from http import HTTPStatus
 from typing import Any
 
 from chalice.config import Config
-from chalice.local import ChaliceRequestHandler, CustomLocalChalice, LocalChalice, LocalDevServer
+from chalice.local import (
+    ChaliceRequestHandler,
+    CustomLocalChalice,
+    ForbiddenError,
+    LocalChalice,
+    LocalDevServer,
+    LocalGatewayException,
+)
 
 from ripple_local.cfn import CfnResolutionError, Resolver
 
@@ -27,9 +37,24 @@ __all__ = ["DEFAULT_MINIMUM_COMPRESSION_SIZE", "ApiServer", "accepts_gzip", "min
 
 logger = logging.getLogger(__name__)
 
+# Called once per response: (method, route template, status, milliseconds).
+RequestLog = Callable[[str, str, int, float], None]
+
 # template.yaml's RippleApi MinimumCompressionSize (a test keeps the two equal).
 DEFAULT_MINIMUM_COMPRESSION_SIZE = 1024
 _API_TYPES = frozenset({"AWS::Serverless::Api", "AWS::ApiGateway::RestApi"})
+
+# (status, code, message) of what API Gateway answers before the app runs, as template.yaml's
+# RippleApi GatewayResponses configure it (tests/unit/local_stack/test_api_server.py keeps the
+# two equal): an unknown route (MISSING_AUTHENTICATION_TOKEN), any other 4XX and 5XX. Static
+# messages: nothing of the request is ever repeated (it may carry a credential).
+NO_ROUTE = (404, "not_found", "no route matches this method and path")
+GATEWAY_4XX = (400, "bad_request", "the request was refused before it reached the API")
+GATEWAY_5XX = (500, "internal_error", "the API could not complete the request")
+# A method the matched route does not have. (On AWS API Gateway answers that as an unknown
+# route, NO_ROUTE; locally the route is known, so 405 with Allow, as the app itself answers.)
+METHOD_NOT_ALLOWED = (405, "method_not_allowed", "the route does not allow this method (see Allow)")
+_MAX_DISCARDED_BODY = 1024 * 1024
 
 
 def minimum_compression_size(
@@ -111,19 +136,123 @@ class CompressingRequestHandler(ChaliceRequestHandler):
         config: Config,
         *,
         minimum_compression_size: int | None = DEFAULT_MINIMUM_COMPRESSION_SIZE,
+        request_log: RequestLog | None = None,
     ) -> None:
         # Set before the base __init__, which handles the whole request.
         self.minimum_compression_size = minimum_compression_size
+        self.request_log = request_log
+        self._started = time.perf_counter()
         super().__init__(request, client_address, server, app_object, config)
 
-    def _method_not_allowed(self) -> None:
-        """Methods Chalice's local server has no handler for answer as API Gateway does: 405."""
-        body = json.dumps(
-            {"error": {"code": "method_not_allowed", "message": f"method {self.command} is not allowed"}}
-        )
-        self._send_http_response_with_body(405, {"Content-Type": "application/json"}, body.encode())
+    def parse_request(self) -> bool:
+        self._started = time.perf_counter()  # per request: one connection serves several
+        return bool(super().parse_request())
 
-    do_TRACE = do_CONNECT = _method_not_allowed
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """One call per response (from send_response): method, route template, status, ms."""
+        if self.request_log is None:
+            return
+        path = urllib.parse.urlsplit(self.path).path
+        try:  # the template ("/users/{user_id}"), as API Gateway's metrics name a route
+            route = self.local_gateway.event_converter._route_matcher.match_route(path).route
+        except Exception:
+            route = path
+        elapsed_ms = (time.perf_counter() - self._started) * 1000
+        try:
+            self.request_log(self.command, str(route), int(code), elapsed_ms)
+        except Exception:  # a logging hook never breaks a response
+            logger.debug("request log hook failed", exc_info=True)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """http.server's own lines (errors, bad requests) go to the log, not the terminal."""
+        logger.debug("api: " + format, *args)
+
+    # ---- requests the app never sees: unknown routes and methods (issue 12, items 4 and 5).
+    # Chalice's local server answers an unknown route 403 {"message": "Missing Authentication
+    # Token"} - quoting the whole Authorization header when there is one - and any method
+    # without a do_* handler with http.server's 501 HTML page. Here every such answer is
+    # Ripple's {"error": {"code", "message"}} shape, and none repeats anything of the request.
+
+    def __getattr__(self, name: str) -> Any:
+        """``do_<METHOD>`` for every method without a handler (QUERY, PURGE, PROPFIND, ``get``,
+        garbage): http.server looks it up by name and would otherwise answer 501."""
+        if name.startswith("do_"):
+            return self._unknown_method
+        raise AttributeError(name)
+
+    def _unknown_method(self) -> None:
+        """A method no route has: 405 with ``Allow`` on a route, 404 where no route matches."""
+        self._discard_request_body()
+        allowed = self._allowed_methods()
+        if allowed is None:
+            self._send_gateway_error(*NO_ROUTE)
+            return
+        status, code, message = METHOD_NOT_ALLOWED
+        self._send_gateway_error(status, code, message, {"Allow": ", ".join(allowed)})
+
+    # OPTIONS and TRACE/CONNECT are no route's methods either (Chalice would answer OPTIONS
+    # with a CORS preflight the API does not configure).
+    do_OPTIONS = do_TRACE = do_CONNECT = _unknown_method
+
+    def _send_error_response(self, error: LocalGatewayException) -> None:
+        """Chalice's local gateway errors as template.yaml's GatewayResponses answer on AWS.
+        The app has no authorizers, so its 403 only ever means that no route matched."""
+        if isinstance(error, ForbiddenError):
+            self._send_gateway_error(*NO_ROUTE)
+        elif error.CODE >= 500:
+            self._send_gateway_error(error.CODE, *GATEWAY_5XX[1:])
+        else:
+            self._send_gateway_error(error.CODE or 400, *GATEWAY_4XX[1:])
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (a malformed request line, a URI or headers too long) in
+        the error shape instead of its HTML page. Its message can quote the request line, so
+        only the status phrase is sent."""
+        _, error_code, _ = GATEWAY_5XX if code >= 500 else GATEWAY_4XX
+        self.close_connection = True
+        try:
+            phrase = HTTPStatus(code).phrase.lower()
+        except ValueError:
+            phrase = "the request was refused"
+        self._send_gateway_error(code, error_code, phrase, {"Connection": "close"})
+
+    def _allowed_methods(self) -> list[str] | None:
+        """The methods of the route the request's path matches, None if none matches."""
+        gateway = self.local_gateway
+        try:
+            route = gateway.event_converter._route_matcher.match_route(self.path).route
+        except ValueError:
+            return None
+        return sorted(gateway._app_object.routes[route])
+
+    def _discard_request_body(self) -> None:
+        """Read a body the app never sees, so the connection stays in step (keep-alive)."""
+        try:
+            length = (
+                -1 if self.headers.get("Transfer-Encoding") else int(self.headers.get("Content-Length") or 0)
+            )
+        except ValueError:
+            length = -1
+        if 0 <= length <= _MAX_DISCARDED_BODY:
+            self.rfile.read(length)
+        else:  # unreadable or too large: answer, then close
+            self.close_connection = True
+
+    def _send_gateway_error(
+        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        body = json.dumps({"error": {"code": code, "message": message}}).encode()
+        self._send_http_response_with_body(
+            status, {"Content-Type": "application/json", **(headers or {})}, body
+        )
+
+    def _send_head_response(self, code: int, headers: dict[str, Any], length: int) -> None:
+        """A HEAD answer: the headers a GET would get and no body (RFC 9110 9.3.2); a body
+        here would be read as the start of the next response on a kept-alive connection."""
+        self.send_response(code)
+        self.send_header("Content-Length", str(length))
+        self.send_header("Content-Type", headers.pop("Content-Type", "application/json"))
+        self._send_headers(headers)
 
     def _send_http_response_with_body(self, code: int, headers: dict[str, Any], body: str | bytes) -> None:
         raw = body.encode("utf-8") if isinstance(body, str) else body
@@ -139,6 +268,9 @@ class CompressingRequestHandler(ChaliceRequestHandler):
             if not already_encoded and accepts_gzip(self.headers.get_all("Accept-Encoding") or []):
                 raw = gzip.compress(raw, mtime=0)
                 headers["Content-Encoding"] = "gzip"
+        if self.command == "HEAD":
+            self._send_head_response(code, dict(headers), len(raw))
+            return
         # The base class sets Content-Length from the bytes it is given.
         super()._send_http_response_with_body(code, headers, raw)
 
@@ -160,11 +292,13 @@ class ApiServer:
         timeout_s: int = 30,
         memory_mb: int = 512,
         minimum_compression_size: int | None = DEFAULT_MINIMUM_COMPRESSION_SIZE,
+        request_log: RequestLog | None = None,
     ) -> None:
         self.app = app
         self.host = host
         self.port = port
         self.minimum_compression_size = minimum_compression_size
+        self.request_log = request_log
         self.config = Config.create(lambda_timeout=timeout_s, lambda_memory_size=memory_mb)
         self._server: LocalDevServer | None = None
         self._thread: threading.Thread | None = None
@@ -190,7 +324,9 @@ class ApiServer:
             CustomLocalChalice.__bases__ = (LocalChalice, self.app.__class__)
             self.app.__class__ = CustomLocalChalice
         handler = functools.partial(
-            CompressingRequestHandler, minimum_compression_size=self.minimum_compression_size
+            CompressingRequestHandler,
+            minimum_compression_size=self.minimum_compression_size,
+            request_log=self.request_log,
         )
         server = LocalDevServer(self.app, self.config, self.host, self.port, handler_cls=handler)
         self.port = int(server.server.server_address[1])

@@ -22,6 +22,12 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from exc
 
 
+def _non_negative(value: int, name: str) -> int:
+    if value < 0:
+        raise ValueError(f"environment variable {name} must not be negative, got {value}")
+    return value
+
+
 def _endpoint(env: Mapping[str, str], service_variable: str) -> str | None:
     """A service's endpoint: ``AWS_ENDPOINT_URL_<SERVICE>``, else ``AWS_ENDPOINT_URL``, else
     None (AWS's own). The same names and order as the AWS SDKs' service-specific endpoints,
@@ -65,6 +71,9 @@ class Settings:
     jwt_secret_arn: str | None = None
     access_token_ttl_seconds: int = 900
     refresh_token_ttl_seconds: int = 30 * 24 * 3600
+    # Clock skew tolerated between the container that issued a token and the one verifying
+    # it, for iat, nbf and exp (RFC 7519 4.1.4-4.1.6 allow "some small leeway").
+    jwt_leeway_seconds: int = 10
     # Mastodon keeps 800 ids per home feed: enough for days of reading, small in memory.
     feed_cache_max_items: int = 800
     feed_cache_ttl_seconds: int = 7 * 24 * 3600
@@ -72,13 +81,18 @@ class Settings:
     backfill_posts: int = 20
     # Above this many followers an author's posts are pulled at read time, not pushed.
     high_follower_threshold: int = 10_000
+    # Posts made this soon after their author was marked high-follower are still pushed: it
+    # covers the readers' reload of the pulled-author registry (10 s, services/feed.py) and
+    # the registry index's lag (typically well under a second) several times over.
+    high_follower_pull_grace_seconds: int = 60
     # Followers written per fan-out step; more continue as a follow-up job record.
     fanout_page_size: int = 1000
     post_max_chars: int = 500
     max_body_bytes: int = 16 * 1024
     # scrypt cost; 2**14 is the interactive-login recommendation (RFC 7914).
     password_scrypt_n: int = 2**14
-    # Fixed one-minute windows in Redis; 0 disables a limit.
+    # Requests accepted in any 60-second span (a moving window in Redis, ripple.cache.rate_limit);
+    # 0 disables a limit.
     rate_limit_writes_per_minute: int = 60
     rate_limit_ip_writes_per_minute: int = 300
     rate_limit_auth_per_minute: int = 20
@@ -111,12 +125,18 @@ class Settings:
             jwt_secret_arn=e.get("JWT_SECRET_ARN") or None,
             access_token_ttl_seconds=_int(e, "ACCESS_TOKEN_TTL_SECONDS", d.access_token_ttl_seconds),
             refresh_token_ttl_seconds=_int(e, "REFRESH_TOKEN_TTL_SECONDS", d.refresh_token_ttl_seconds),
+            jwt_leeway_seconds=_non_negative(
+                _int(e, "JWT_LEEWAY_SECONDS", d.jwt_leeway_seconds), "JWT_LEEWAY_SECONDS"
+            ),
             feed_cache_max_items=_int(e, "FEED_CACHE_MAX_ITEMS", d.feed_cache_max_items),
             feed_cache_ttl_seconds=_int(e, "FEED_CACHE_TTL_SECONDS", d.feed_cache_ttl_seconds),
             post_cache_ttl_seconds=_int(e, "POST_CACHE_TTL_SECONDS", d.post_cache_ttl_seconds),
             backfill_posts=_int(e, "BACKFILL_POSTS", d.backfill_posts),
             high_follower_threshold=_int(e, "HIGH_FOLLOWER_THRESHOLD", d.high_follower_threshold),
             fanout_page_size=_int(e, "FANOUT_PAGE_SIZE", d.fanout_page_size),
+            high_follower_pull_grace_seconds=_int(
+                e, "HIGH_FOLLOWER_PULL_GRACE_SECONDS", d.high_follower_pull_grace_seconds
+            ),
             post_max_chars=_int(e, "POST_MAX_CHARS", d.post_max_chars),
             max_body_bytes=_int(e, "MAX_BODY_BYTES", d.max_body_bytes),
             password_scrypt_n=_int(e, "PASSWORD_SCRYPT_N", d.password_scrypt_n),

@@ -101,7 +101,10 @@ class Container:
     @cached_property
     def tokens(self) -> TokenService:
         return TokenService(
-            self.jwt_secret, self.settings.access_token_ttl_seconds, self.settings.refresh_token_ttl_seconds
+            self.jwt_secret,
+            self.settings.access_token_ttl_seconds,
+            self.settings.refresh_token_ttl_seconds,
+            leeway_seconds=self.settings.jwt_leeway_seconds,
         )
 
     @cached_property
@@ -154,9 +157,11 @@ class Container:
             self.users,
             self.feed,
             FanoutJobRepository(),
+            self.likes,
             backfill_posts=self.settings.backfill_posts,
             page_size=self.settings.fanout_page_size,
             high_follower_threshold=self.settings.high_follower_threshold,
+            pull_grace_ms=self.settings.high_follower_pull_grace_seconds * 1000,
         )
 
     @cached_property

@@ -46,17 +46,29 @@ def _require_valid_unicode(value: str, name: str) -> None:
         raise ValidationError(f"'{name}' must be valid Unicode (no unpaired surrogates)")
 
 
+def fold_username(value: str) -> str:
+    """A username as typed, the way it is stored: surrounding whitespace trimmed, lower-cased."""
+    return value.strip().lower()
+
+
+def is_username(value: str) -> bool:
+    """True if ``value`` (already folded) is a name sign-up could have accepted."""
+    return USERNAME_RE.fullmatch(value) is not None
+
+
 def username(value: Any, name: str = "username") -> str:
     """Usernames are 3-30 of a-z, 0-9 and underscore; input is case-folded."""
     if not isinstance(value, str):
         raise ValidationError(f"'{name}' must be a string")
-    folded = value.strip().lower()
-    if not USERNAME_RE.fullmatch(folded):
+    folded = fold_username(value)
+    if not is_username(folded):
         raise ValidationError(f"'{name}' must be 3-30 characters of a-z, 0-9 or _")
     return folded
 
 
-def password(value: Any) -> str:
+def new_password(value: Any) -> str:
+    """The password policy, applied where a password is *set* (sign-up), never where one is
+    checked (login): 8-128 characters of valid Unicode. Raises ValidationError."""
     if not isinstance(value, str):
         raise ValidationError("'password' must be a string")
     _require_valid_unicode(value, "password")
@@ -65,10 +77,27 @@ def password(value: Any) -> str:
     return value
 
 
-def credentials(body: Any) -> tuple[str, str]:
-    """Validate a signup or login body: {username, password}."""
+def signup_credentials(body: Any) -> tuple[str, str]:
+    """Validate ``POST /auth/signup``: {username, password}, both policies applied.
+
+    Returns (folded username, password); raises ValidationError (400)."""
     obj = require_object(body, allowed={"username", "password"}, required={"username", "password"})
-    return username(obj["username"]), password(obj["password"])
+    return username(obj["username"]), new_password(obj["password"])
+
+
+def login_credentials(body: Any) -> tuple[str, str]:
+    """Validate ``POST /auth/login``: {username, password}, both strings - the request's shape only.
+
+    No username or password *policy* applies here: a value sign-up would refuse is simply a
+    wrong credential (401 from ``AccountService.login``), so a policy made stricter later can
+    never lock out an existing user, and a typo of any length is answered like any other.
+    Returns (username folded as sign-up folds it, password exactly as sent); raises
+    ValidationError (400) for a body that is not an object of exactly these two strings."""
+    obj = require_object(body, allowed={"username", "password"}, required={"username", "password"})
+    for name in ("username", "password"):
+        if not isinstance(obj[name], str):
+            raise ValidationError(f"'{name}' must be a string")
+    return fold_username(obj["username"]), obj["password"]
 
 
 def post_text(body: Any, *, max_chars: int) -> str:

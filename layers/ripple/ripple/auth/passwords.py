@@ -24,13 +24,16 @@ class PasswordHasher:
         return "$".join(["scrypt", str(self._n), str(_R), str(_P), _b64(salt), _b64(digest)])
 
     def verify(self, password: str, stored: str) -> bool:
+        """True if ``password`` is the one ``stored`` was made from. Never raises, for any
+        string: an unpaired surrogate (which sign-up refuses, so no stored hash can match)
+        is encoded with ``surrogatepass`` and simply verifies as wrong, at the same cost."""
         try:
             scheme, n, r, p, salt, digest = stored.split("$")
             if scheme != "scrypt":
                 return False
             expected = base64.b64decode(digest)
             actual = hashlib.scrypt(
-                password.encode(),
+                password.encode("utf-8", "surrogatepass"),
                 salt=base64.b64decode(salt),
                 n=int(n),
                 r=int(r),

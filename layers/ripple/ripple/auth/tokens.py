@@ -2,7 +2,9 @@
 
 Only HS256 is accepted on decode (so ``alg: none`` and algorithm confusion are refused),
 every token carries ``typ`` so a refresh token cannot be used as an access token, and
-``exp``/``iat``/``sub`` are required.
+``exp``/``iat``/``sub`` are required. ``iat``, ``nbf`` and ``exp`` are checked with a small
+leeway (``Settings.jwt_leeway_seconds``): the container that issued a token and the one
+verifying it may disagree about the time by a few seconds.
 """
 
 from __future__ import annotations
@@ -46,12 +48,22 @@ class Claims:
 
 
 class TokenService:
-    def __init__(self, secret: str, access_ttl: int, refresh_ttl: int) -> None:
+    """Issues and verifies tokens.
+
+    ``access_ttl`` and ``refresh_ttl`` are lifetimes in seconds. ``leeway_seconds`` is the clock
+    skew tolerated on verification (PyJWT's ``leeway``): a token issued up to that many seconds
+    "in the future" (``iat``/``nbf``), or expired less than that long ago (``exp``), is accepted.
+    """
+
+    def __init__(self, secret: str, access_ttl: int, refresh_ttl: int, leeway_seconds: int = 0) -> None:
         if len(secret) < 32:
             raise ValueError("the JWT secret must be at least 32 characters")
+        if leeway_seconds < 0:
+            raise ValueError("the JWT leeway must not be negative")
         self._secret = secret
         self._access_ttl = access_ttl
         self._refresh_ttl = refresh_ttl
+        self._leeway = leeway_seconds
 
     def issue(self, user_id: str, roles: tuple[str, ...] = ()) -> TokenPair:
         now = int(time.time())
@@ -78,12 +90,17 @@ class TokenService:
         return jwt.encode(payload, self._secret, algorithm=ALGORITHM)
 
     def verify(self, token: str, expected_type: str = ACCESS) -> Claims:
+        """The claims of a valid token of ``expected_type``. Raises AuthenticationError:
+        ``token_expired`` once ``exp`` is more than the leeway in the past, ``invalid_token``
+        for anything else (bad signature or algorithm, a missing claim, ``iat``/``nbf`` more
+        than the leeway ahead of this container's clock, the wrong ``typ``)."""
         try:
             payload = jwt.decode(
                 token,
                 self._secret,
                 algorithms=[ALGORITHM],
                 options={"require": ["exp", "iat", "sub", "typ", "jti"]},
+                leeway=self._leeway,
             )
         except jwt.ExpiredSignatureError as exc:
             raise AuthenticationError("token has expired", code="token_expired") from exc

@@ -1,51 +1,116 @@
-"""Fixed-window rate limits in Redis (``rl:{name}:{subject}:{window}``).
+"""Rate limits over any span of the window, in Redis: the moving window of the ``limits`` package.
 
-One INCR per check, the key expiring with its window: cheap enough for every write.
-If Redis is unavailable the limiter fails open — availability over strictness — and
-API Gateway's own throttling still bounds the worst case.
+A fixed window (one counter per calendar minute) lets twice the limit through: the whole
+limit at the end of one minute and again at the start of the next. A moving window keeps
+the time of each accepted request (``limits``' Redis moving-window strategy: a list of at
+most ``amount`` timestamps per subject, checked and appended by one Lua script), so at most
+``amount`` requests are accepted in *any* ``window_seconds`` span.
+
+Redis cost: one round trip (EVALSHA of ``acquire_moving_window.lua``: LINDEX, LPUSH, LTRIM,
+EXPIRE) per check; a refused check costs a second one (``moving_window.lua``, a binary
+search of at most log2(amount) LINDEXes) to tell when the oldest entry leaves the window
+(``Retry-After``). Memory: at most ``amount`` timestamps per subject, expiring with the window.
+
+If Redis is unavailable the limiter fails open - availability over strictness - and API
+Gateway's own throttling still bounds the worst case.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
+from limits import RateLimitItemPerSecond
+from limits.storage import RedisStorage
+from limits.strategies import MovingWindowRateLimiter
 
 from ripple.errors import RateLimitedError
 
-WINDOW_SECONDS = 60
+# Keys are rl:{name}/{subject}/{amount}/{window_seconds}/second (``limits``' key format).
+KEY_PREFIX = "rl"
+Clock = Callable[[], float]
 
 
 @dataclass(frozen=True)
 class Limit:
+    """At most ``amount`` requests per subject in any ``window_seconds``; ``amount`` 0 disables."""
+
     name: str  # e.g. "writes:user"
-    per_minute: int  # 0 disables
+    amount: int
+    window_seconds: int = 60
+
+    def item(self) -> RateLimitItemPerSecond:
+        return RateLimitItemPerSecond(self.amount, self.window_seconds, namespace=self.name)
+
+    def describe(self) -> str:
+        per = "minute" if self.window_seconds == 60 else f"{self.window_seconds} s"
+        return f"{self.amount} per {per}"
+
+
+class _RedisMovingWindowStorage(RedisStorage):
+    """``limits``' Redis storage on Ripple's own connection pool (its short timeouts, TLS and
+    no client retries), with the time taken from ``clock``.
+
+    ``RedisStorage`` timestamps the moving window with ``time.time()`` itself; the two methods
+    below are its own with the clock injected (so tests can cross a window boundary without
+    sleeping). The algorithm - the library's Lua scripts - is unchanged.
+    """
+
+    def __init__(self, client: redis.Redis, clock: Clock) -> None:
+        super().__init__("redis://", connection_pool=client.connection_pool, key_prefix=KEY_PREFIX)
+        self._clock = clock
+
+    def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        acquired = self.lua_acquire_moving_window(
+            [self.prefixed_key(key)], [self._clock(), limit, expiry, amount]
+        )
+        return bool(acquired)
+
+    def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
+        now = self._clock()
+        window = self.lua_moving_window([self.prefixed_key(key)], [now - expiry, limit])
+        if window:
+            return float(window[0]), int(window[1])
+        return now, 0
 
 
 class RateLimiter:
-    def __init__(self, client: redis.Redis) -> None:
-        self._redis = client
+    """Checks requests against :class:`Limit` s. ``clock`` gives the time in epoch seconds
+    (default ``time.time``; a test's clock may be any monotonic sequence)."""
 
-    def check(self, limit: Limit, subject: str, now: float | None = None) -> bool:
-        """Count one request; raise RateLimitedError over the limit. Returns False when the
-        limit could not be checked (Redis down: fail open)."""
-        if limit.per_minute <= 0:
+    def __init__(self, client: redis.Redis, clock: Clock = time.time) -> None:
+        self._clock = clock
+        self._moving_window = MovingWindowRateLimiter(_RedisMovingWindowStorage(client, clock))
+
+    def check(self, limit: Limit, subject: str) -> bool:
+        """Count one request of ``subject`` (a user id, a source IP) against ``limit``.
+
+        Raises RateLimitedError (429) when ``limit.amount`` requests were already accepted
+        in the last ``limit.window_seconds``; its ``retry_after`` is the whole seconds until
+        the oldest of them leaves the window (a slot frees), at least 1. A refused request
+        takes no slot. Returns False when the limit could not be checked (Redis down: fail
+        open), True otherwise.
+        """
+        if limit.amount <= 0:
             return True
-        t = time.time() if now is None else now
-        window = int(t // WINDOW_SECONDS)
-        key = f"rl:{limit.name}:{subject}:{window}"
+        item = limit.item()
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.incr(key)
-            pipe.expire(key, WINDOW_SECONDS + 5)
-            used, _ = pipe.execute()
+            if self._moving_window.hit(item, subject):
+                return True
+            stats = self._moving_window.get_window_stats(item, subject)
         except redis.RedisError:
             return False
-        if int(used) > limit.per_minute:
-            retry_after = int((window + 1) * WINDOW_SECONDS - t) + 1
-            raise RateLimitedError(
-                f"rate limit exceeded ({limit.per_minute} per minute); retry in {retry_after} s",
-                retry_after=retry_after,
-            )
-        return True
+        now = self._clock()
+        # remaining > 0: the oldest entry left the window since the hit; a retry may pass now.
+        retry_after = 1 if stats.remaining > 0 else max(1, math.ceil(stats.reset_time - now))
+        raise RateLimitedError(
+            f"rate limit exceeded ({limit.describe()}); retry in {retry_after} s", retry_after=retry_after
+        )
+
+    def reset(self, limit: Limit, subject: str) -> None:
+        """Forget ``subject``'s requests under ``limit`` (an operator unblocking a client).
+        Raises redis.RedisError when Redis is unavailable."""
+        self._moving_window.clear(limit.item(), subject)

@@ -10,16 +10,18 @@ from pynamodb.exceptions import PutError
 from ripple.repositories.models import FanoutJobModel
 
 JOB_TTL_SECONDS = 24 * 3600  # long after any retry; TTL sweeps them
-PUSH, RETRACT = "push", "retract"
+# push: a post to a page of followers; retract: a deleted post from a page of followers;
+# purge_likes: a deleted post's likes, a page of likers at a time.
+PUSH, RETRACT, PURGE_LIKES = "push", "retract", "purge_likes"
 
 
 @dataclass(frozen=True)
 class FanoutJob:
-    kind: str  # PUSH | RETRACT
+    kind: str  # PUSH | RETRACT | PURGE_LIKES
     author_id: str
     post_id: str
     created_at: int
-    after: str  # last follower id already handled
+    after: str  # last follower (or liker) id already handled
 
     @property
     def job_id(self) -> str:

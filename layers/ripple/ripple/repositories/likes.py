@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable
 
 from ripple.errors import NotFoundError
-from ripple.repositories.batch import batch_get
+from ripple.repositories.batch import batch_get, batch_write
 from ripple.repositories.models import LikeModel, PostModel
 from ripple.repositories.transactions import ConditionFailed, Transaction
 
@@ -56,3 +56,15 @@ class LikeRepository:
         """Which of ``post_ids`` the user has liked (one BatchGetItem per 100)."""
         keys = [(p, user_id) for p in dict.fromkeys(post_ids)]
         return {m.post_id for m in batch_get(LikeModel, keys)}
+
+    def likers(self, post_id: str, limit: int, after: str | None = None) -> list[str]:
+        """A page of the users who like a post, in id order, strictly after ``after``
+        (strongly consistent: every like committed before the call is in it)."""
+        condition = LikeModel.user_id > after if after else None
+        query = LikeModel.query(post_id, range_key_condition=condition, limit=limit, consistent_read=True)
+        return [row.user_id for row in query]
+
+    def delete_likes(self, post_id: str, user_ids: Iterable[str]) -> int:
+        """Remove these users' like rows of a (deleted) post; missing rows are no-ops."""
+        keys = [{"post_id": {"S": post_id}, "user_id": {"S": u}} for u in dict.fromkeys(user_ids)]
+        return batch_write(LikeModel, delete_keys=keys)

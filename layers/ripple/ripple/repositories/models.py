@@ -38,8 +38,10 @@ class UserModel(Model):
     follower_count = NumberAttribute(default=0)
     following_count = NumberAttribute(default=0)
     post_count = NumberAttribute(default=0)
-    # Set (to 1, sticky) once the account passes the high-follower threshold.
+    # Set (to 1, sticky) once the account passes the high-follower threshold ...
     high_follower = NumberAttribute(null=True)
+    # ... at this time (epoch ms): fan-out still pushes posts made shortly after it.
+    high_follower_since = NumberAttribute(null=True)
     by_high_follower = HighFollowerIndex()
 
 

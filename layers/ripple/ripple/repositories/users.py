@@ -64,6 +64,14 @@ class UserRepository:
         except DoesNotExist:
             return None
 
+    def get_consistent(self, user_id: str) -> User | None:
+        """The user as of now (a strongly consistent read): for operators' tools, which
+        compare counters with rows and print roles right after changing them."""
+        try:
+            return _to_user(UserModel.get(user_id, consistent_read=True))
+        except DoesNotExist:
+            return None
+
     def get_many(self, user_ids: Iterable[str]) -> dict[str, User]:
         unique = list(dict.fromkeys(user_ids))
         return {m.user_id: _to_user(m) for m in batch_get(UserModel, unique)}
@@ -114,17 +122,33 @@ class UserRepository:
             return 0
 
     def is_high_follower(self, user_id: str) -> bool:
-        try:
-            return bool(UserModel.get(user_id, attributes_to_get=["high_follower"]).high_follower)
-        except DoesNotExist:
-            return False
+        return self.high_follower_since(user_id) is not None
 
-    def mark_high_follower(self, user_id: str) -> None:
+    def high_follower_since(self, user_id: str) -> int | None:
+        """When the account was marked high-follower (epoch ms; 0 if before that was
+        recorded), or None if it is not (strongly consistent: a fresh mark is seen at once)."""
+        try:
+            row = UserModel.get(
+                user_id, attributes_to_get=["high_follower", "high_follower_since"], consistent_read=True
+            )
+        except DoesNotExist:
+            return None
+        if not row.high_follower:
+            return None
+        return int(row.high_follower_since or 0)
+
+    def mark_high_follower(self, user_id: str, now_ms: int) -> None:
         """Sticky: an account that once passed the threshold stays pulled, so its posts
-        made while pulled never vanish from feeds when its audience shrinks."""
-        UserModel(user_id=user_id).update(
-            actions=[UserModel.high_follower.set(1)], condition=UserModel.user_id.exists()
-        )
+        made while pulled never vanish from feeds when its audience shrinks. Marking twice
+        keeps the first time."""
+        try:
+            UserModel(user_id=user_id).update(
+                actions=[UserModel.high_follower.set(1), UserModel.high_follower_since.set(now_ms)],
+                condition=UserModel.user_id.exists() & UserModel.high_follower.does_not_exist(),
+            )
+        except UpdateError as exc:
+            if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
+                raise
 
     def high_follower_ids(self) -> list[str]:
         """The registry of pulled authors (a sparse index: small by construction)."""

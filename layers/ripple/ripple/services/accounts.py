@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from ripple import validation
 from ripple.auth.passwords import PasswordHasher
 from ripple.auth.tokens import REFRESH, TokenPair, TokenService
 from ripple.domain import User
@@ -17,6 +18,18 @@ from ripple.repositories.users import UserRepository
 # A real hash to verify against when the username does not exist, so a login for an
 # unknown name costs the same time as one with a wrong password (no user enumeration).
 _DUMMY_PASSWORD = "ripple-timing-equaliser"
+
+
+# DynamoDB refuses an empty key or one over 2048 bytes (UTF-8), which cannot carry an unpaired
+# surrogate either; such a name cannot belong to anyone.
+_MAX_KEY_BYTES = 2048
+
+
+def _is_key(name: str) -> bool:
+    try:
+        return 0 < len(name.encode("utf-8")) <= _MAX_KEY_BYTES
+    except UnicodeEncodeError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -52,10 +65,23 @@ class AccountService:
         return Session(user=user, tokens=pair)
 
     def login(self, username: str, password: str) -> Session:
-        found = self._users.credentials_by_username(username)
+        """Exchange a username (folded, see ``validation.login_credentials``) and a password for
+        tokens. Raises AuthenticationError ``invalid_credentials`` (401) for any wrong pair.
+
+        No password or username policy applies, so a stricter one can never lock out a user
+        who signed up under an older one: a password sign-up would refuse today (too short,
+        too long, odd Unicode, empty) is just a wrong password, and any name is looked up
+        unless DynamoDB could not hold it as a key (then it is an unknown user). Every failure
+        costs one scrypt verification - against the user's hash, or against a dummy hash when
+        there is no such user - so the response time does not tell an unknown user from a
+        wrong password (no user enumeration by timing)."""
+        found = self._users.credentials_by_username(username) if _is_key(username) else None
         stored = found.password_hash if found else self._dummy_hash
         if not self._hasher.verify(password, stored) or found is None:
-            logger.warning("audit: login failed", extra={"audit": "login_failed", "username": username})
+            # Only a name as sign-up makes them is logged: anything else may be a password
+            # typed into the wrong field.
+            logged = username if validation.is_username(username) else None
+            logger.warning("audit: login failed", extra={"audit": "login_failed", "username": logged})
             count("LoginFailures")
             raise AuthenticationError("wrong username or password", code="invalid_credentials")
         return Session(user=found.user, tokens=self._issue(found.user))

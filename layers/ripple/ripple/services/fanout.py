@@ -13,14 +13,16 @@ pull their recent posts at read time (see ``FeedReader``), as large feeds do.
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 from ripple.domain import FeedEntry, Post
 from ripple.ids import ulid_floor
 from ripple.observability import count
-from ripple.repositories.fanout_jobs import PUSH, RETRACT, FanoutJob, FanoutJobRepository
+from ripple.repositories.fanout_jobs import PURGE_LIKES, PUSH, RETRACT, FanoutJob, FanoutJobRepository
 from ripple.repositories.feed import FeedRepository
 from ripple.repositories.follows import FollowRepository
+from ripple.repositories.likes import LikeRepository
 from ripple.repositories.posts import PostRepository
 from ripple.repositories.users import UserRepository
 from ripple.streams import INSERT, REMOVE, StreamChange
@@ -34,27 +36,37 @@ class FanoutService:
         users: UserRepository,
         feed: FeedRepository,
         jobs: FanoutJobRepository,
+        likes: LikeRepository,
         *,
         backfill_posts: int,
         page_size: int,
         high_follower_threshold: int,
+        pull_grace_ms: int,
     ) -> None:
         self._posts = posts
         self._follows = follows
         self._users = users
         self._feed = feed
         self._jobs = jobs
+        self._likes = likes
         self._backfill_posts = backfill_posts
         self._page_size = page_size
         self._threshold = high_follower_threshold
+        self._pull_grace_ms = pull_grace_ms
 
     # ------------------------------------------------------------------ posts
     def post_created(self, post: Post) -> int:
-        """The author's own item, then the first page of followers (unless pulled)."""
+        """The author's own item, then the first page of followers, unless the author is pulled.
+
+        An author marked high-follower less than ``pull_grace_ms`` before the post is still
+        pushed: readers learn of the mark only when their container reloads the registry of
+        pulled authors (an index, ``PulledAuthors``), and until then they would neither get
+        the post pushed nor pull it. Pushed and pulled copies of one post merge into one."""
         written = self._feed.put_many(
             [self._entry(post.author_id, post.post_id, post.author_id, post.created_at)]
         )
-        if self._users.is_high_follower(post.author_id):
+        since = self._users.high_follower_since(post.author_id)
+        if since is not None and post.created_at - since >= self._pull_grace_ms:
             count("FanoutSkippedHighFollower")
             return written
         return written + self._push_page(
@@ -62,14 +74,19 @@ class FanoutService:
         )
 
     def post_deleted(self, author_id: str, post_id: str) -> int:
-        """Retract the post from the author's feed and, page by page, every follower's."""
+        """Retract the post from the author's feed and, page by page, every follower's; and
+        delete its likes, page by page (a like can only be made while the post exists: the
+        like's transaction requires it, so every like is committed before this runs)."""
         removed = self._feed.delete_many([(author_id, post_id)])
+        self._purge_likes_page(FanoutJob(PURGE_LIKES, author_id, post_id, 0, after=""))
         return removed + self._retract_page(FanoutJob(RETRACT, author_id, post_id, 0, after=""))
 
     def run_job(self, job: FanoutJob) -> int:
         """One continuation page. A push whose post is gone is dropped, not retried."""
         if job.kind == RETRACT:
             return self._retract_page(job)
+        if job.kind == PURGE_LIKES:
+            return self._purge_likes_page(job)
         if self._posts.get_by_key(job.author_id, job.post_id) is None:
             count("FanoutJobsDropped")
             return 0
@@ -100,6 +117,13 @@ class FanoutService:
         count("FanoutItemsRetracted", removed)
         return removed
 
+    def _purge_likes_page(self, job: FanoutJob) -> int:
+        likers = self._likes.likers(job.post_id, self._page_size, job.after or None)
+        removed = self._likes.delete_likes(job.post_id, likers)
+        self._continue(job, likers)
+        count("LikesPurged", removed)
+        return removed
+
     def _continue(self, job: FanoutJob, followers: list[str]) -> None:
         if len(followers) == self._page_size:  # there may be more: hand on the next page
             self._jobs.enqueue(replace(job, after=followers[-1]))
@@ -112,7 +136,7 @@ class FanoutService:
         if self._users.follower_count(followee_id) >= self._threshold and not self._users.is_high_follower(
             followee_id
         ):
-            self._users.mark_high_follower(followee_id)
+            self._users.mark_high_follower(followee_id, int(time.time() * 1000))
             count("HighFollowerAccountsMarked")
         if self._users.is_high_follower(followee_id):
             return 0  # pulled at read time: nothing to copy

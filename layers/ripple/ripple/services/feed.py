@@ -60,10 +60,18 @@ class PulledAuthors:
 
     The registry (a sparse index of marked accounts) is small and changes rarely, so each
     container keeps it for ``ttl_seconds``; which of them the reader follows is one
-    BatchGetItem on the follows table.
+    BatchGetItem on the follows table. A newly marked author is missing from a container's
+    registry for up to ``ttl_seconds`` plus the index's lag: fan-out keeps pushing that
+    author's posts meanwhile (``FanoutService`` pull grace), so none goes unseen.
     """
 
-    def __init__(self, users: UserRepository, follows: FollowRepository, ttl_seconds: float = 30.0) -> None:
+    # How long a container keeps the registry: one small Query per container this often; fan-out
+    # keeps pushing a newly marked author's posts for longer than this (its pull grace).
+    REGISTRY_TTL_SECONDS = 10.0
+
+    def __init__(
+        self, users: UserRepository, follows: FollowRepository, ttl_seconds: float = REGISTRY_TTL_SECONDS
+    ) -> None:
         self._users = users
         self._follows = follows
         self._ttl = ttl_seconds

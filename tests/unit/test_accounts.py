@@ -1,0 +1,105 @@
+"""AccountService.login: password and username rules apply where a password is set, never where
+one is checked; every failure is the same 401 at the same cost (one scrypt verification)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ripple.auth.passwords import PasswordHasher
+from ripple.auth.tokens import TokenService
+from ripple.domain import Credentials, User
+from ripple.errors import AuthenticationError
+from ripple.services.accounts import AccountService
+
+PASSWORD = "correct horse"
+# Passwords sign-up refuses today (too short, too long, empty, odd Unicode): at login each is
+# just a wrong password.
+WRONG = ["x" * 5, "", "x" * 129, "x" * 16_000, "\ud800", "p\u00e4ss\u200b", "\x00" * 3, PASSWORD + " "]
+
+
+class CountingHasher(PasswordHasher):
+    """A cheap scrypt that counts verifications (the cost an attacker could time)."""
+
+    def __init__(self) -> None:
+        super().__init__(n=2**4)
+        self.verifications = 0
+
+    def verify(self, password: str, stored: str) -> bool:
+        self.verifications += 1
+        return super().verify(password, stored)
+
+
+def dynamodb_would_refuse(key: str) -> bool:
+    """An empty key, one over 2048 bytes, or one UTF-8 cannot encode."""
+    try:
+        return not 0 < len(key.encode("utf-8")) <= 2048
+    except UnicodeEncodeError:
+        return True
+
+
+class Users:
+    """The one UserRepository method login uses; like DynamoDB, it refuses keys it cannot hold."""
+
+    def __init__(self, hasher: PasswordHasher, passwords: dict[str, str]) -> None:
+        self.rows = {
+            name: Credentials(User(user_id=f"U{i}", username=name, created_at=1), hasher.hash(password))
+            for i, (name, password) in enumerate(passwords.items())
+        }
+        self.lookups: list[str] = []
+
+    def credentials_by_username(self, username: str) -> Credentials | None:
+        if dynamodb_would_refuse(username):
+            raise AssertionError(f"looked up {username[:40]!r}: DynamoDB refuses such a key")
+        self.lookups.append(username)
+        return self.rows.get(username)
+
+
+class RefreshTokens:
+    def store(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def hasher() -> CountingHasher:
+    return CountingHasher()
+
+
+def service(hasher: PasswordHasher, **passwords: str) -> tuple[AccountService, Users]:
+    users = Users(hasher, passwords)
+    accounts = AccountService(users, RefreshTokens(), hasher, TokenService("k" * 40, 60, 600))  # type: ignore[arg-type]
+    return accounts, users
+
+
+@pytest.mark.parametrize("wrong", WRONG, ids=lambda p: f"{len(p)} chars {p[:6]!r}")
+def test_any_wrong_password_is_invalid_credentials_at_the_cost_of_one_verification(
+    hasher: CountingHasher, wrong: str
+) -> None:
+    accounts, _ = service(hasher, alice=PASSWORD)
+    with pytest.raises(AuthenticationError) as raised:
+        accounts.login("alice", wrong)
+    assert raised.value.code == "invalid_credentials"
+    assert hasher.verifications == 1
+
+
+@pytest.mark.parametrize("name", ["nobody_here", "", "x", "a" * 31, "al ice", "x" * 2049, "\ud800ab"])
+def test_an_unknown_or_impossible_username_costs_the_same_as_a_wrong_password(
+    hasher: CountingHasher, name: str
+) -> None:
+    accounts, users = service(hasher, alice=PASSWORD)
+    with pytest.raises(AuthenticationError) as raised:
+        accounts.login(name, PASSWORD)
+    assert raised.value.code == "invalid_credentials"
+    assert hasher.verifications == 1  # against the dummy hash
+    assert users.lookups == ([] if dynamodb_would_refuse(name) else [name])
+
+
+def test_a_password_or_username_outside_todays_policy_still_logs_in(hasher: CountingHasher) -> None:
+    """A stricter policy must never lock out a user whose credentials met an older one."""
+    for password in ("short", "x" * 300, "p\u00e4ss w\u00f6rd \U0001f511"):
+        accounts, _ = service(hasher, alice=password)
+        assert accounts.login("alice", password).user.username == "alice"
+    for name in ("al", "old-style.name", "a" * 40):
+        accounts, _ = service(hasher, **{name: PASSWORD})
+        assert accounts.login(name, PASSWORD).user.username == name
