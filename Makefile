@@ -6,6 +6,10 @@ PY := $(VENV)/bin/python
 EMULATOR ?= dynamodb-local
 PERSIST ?=
 UP_ARGS ?=
+# Test processes (pytest-xdist, a file per worker): the suite waits on emulators and Redis as
+# much as it computes, so even 2 cores halve its time; capped, as each worker runs its own
+# emulators and stacks.
+TEST_WORKERS ?= $(shell python3 -c "import os; print(min(4, os.cpu_count() or 1))")
 
 .PHONY: bootstrap up test test-contract test-fast lint typecheck clean
 
@@ -25,7 +29,7 @@ test: bootstrap
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy layers/ripple/ripple infra/local/ripple_local functions/api/app.py
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 	bash infra/test-contract.sh
 
 ## The contract subset alone, on moto and LocalStack.

@@ -14,6 +14,7 @@ the other two (README "Emulators").
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -33,6 +34,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=os.environ.get(BACKEND_VARIABLE) or DEFAULT_EMULATOR,
         help=f"emulators the integration tests use (default: ${BACKEND_VARIABLE} or {DEFAULT_EMULATOR})",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In the controlling process (not a pytest-xdist worker): a file the e2e tests append their
+    measurements to, inherited by the workers through the environment."""
+    if not hasattr(config, "workerinput") and "RIPPLE_MEASUREMENTS_FILE" not in os.environ:
+        handle, path = tempfile.mkstemp(prefix="ripple-measurements-", suffix=".txt")
+        os.close(handle)
+        os.environ["RIPPLE_MEASUREMENTS_FILE"] = path
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import Any
 
 import requests
 
-MEASUREMENTS: list[str] = []
+
+class _Measurements(list[str]):
+    """What the end-to-end tests measured, for the session's terminal summary. Each line is
+    also appended to ``$RIPPLE_MEASUREMENTS_FILE`` (set by tests/conftest.py), so lines
+    measured in pytest-xdist workers reach the summary the controller prints."""
+
+    def append(self, line: str) -> None:
+        super().append(line)
+        path = os.environ.get("RIPPLE_MEASUREMENTS_FILE")
+        if path:
+            with open(path, "a", encoding="utf-8") as sink:
+                sink.write(line.replace("\n", " ") + "\n")
+
+
+MEASUREMENTS = _Measurements()
 
 
 class Api:
