@@ -29,6 +29,7 @@ from chalice.local import (
     LocalChalice,
     LocalDevServer,
     LocalGatewayException,
+    ThreadedHTTPServer,
 )
 
 from ripple_local.cfn import CfnResolutionError, Resolver
@@ -42,6 +43,16 @@ RequestLog = Callable[[str, str, int, float], None]
 
 # template.yaml's RippleApi MinimumCompressionSize (a test keeps the two equal).
 DEFAULT_MINIMUM_COMPRESSION_SIZE = 1024
+
+
+class _ListeningServer(ThreadedHTTPServer):
+    # socketserver's listen backlog is 5: a burst of concurrent connections beyond it is
+    # reset by the kernel before a thread ever sees it. API Gateway queues bursts instead;
+    # 128 is the kernel's usual somaxconn floor.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 _API_TYPES = frozenset({"AWS::Serverless::Api", "AWS::ApiGateway::RestApi"})
 
 # (status, code, message) of what API Gateway answers before the app runs, as template.yaml's
@@ -328,7 +339,9 @@ class ApiServer:
             minimum_compression_size=self.minimum_compression_size,
             request_log=self.request_log,
         )
-        server = LocalDevServer(self.app, self.config, self.host, self.port, handler_cls=handler)
+        server = LocalDevServer(
+            self.app, self.config, self.host, self.port, handler_cls=handler, server_cls=_ListeningServer
+        )
         self.port = int(server.server.server_address[1])
         self._server = server
         # LocalDevServer.serve_forever prints a banner; serve from the HTTPServer directly.

@@ -210,3 +210,24 @@ def test_every_gateway_response_is_static_json_in_the_error_shape() -> None:
         for value in response["ResponseParameters"]["Headers"].values():
             assert value.startswith("'") and value.endswith("'"), (name, value)  # static values
         assert f"`{body['error']['code']}`" in documented or body["error"]["code"] in documented, name
+
+
+def test_a_burst_of_connections_is_queued_not_reset() -> None:
+    """A burst of concurrent clients waits in the listen queue, as API Gateway queues them.
+
+    With socketserver's default backlog of 5, the 7th connection that arrives before the
+    server accepts is dropped (and, under load, reset): tests/e2e/test_attacks.py's
+    16-thread burst saw ``Connection reset by peer``. Here the accept loop is stopped, so
+    every connection must fit in the backlog.
+    """
+    with ApiServer(probe_app(), port=0) as api:
+        assert api._server is not None
+        api._server.server.shutdown()  # stop accepting; the socket keeps listening
+        clients = []
+        try:
+            for _ in range(64):
+                clients.append(socket.create_connection(("127.0.0.1", api.port), timeout=0.5))
+        finally:
+            for client in clients:
+                client.close()
+        assert len(clients) == 64
