@@ -30,10 +30,10 @@ from ripple.config import Settings
 from ripple.container import Container
 from ripple.ids import new_ulid, ulid_timestamp_ms
 from ripple.repositories.models import ALL_MODELS
-from ripple.services.convergence import FOLLOWED, OWN, ConvergenceChecker
 from ripple.stream_processing import lambda_stream_handler
 from ripple.streams import INSERT, StreamChange
 from ripple_local.aws import Endpoints, client
+from ripple_local.convergence import FOLLOWED, OWN, ConvergenceChecker
 from ripple_local.environment import local_aws_environment
 from ripple_local.esm import Handler, RetryBackoff
 from ripple_local.functions import stream_event_sources

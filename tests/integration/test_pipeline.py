@@ -12,7 +12,9 @@ from ripple.cache.feed_cache import FeedCache
 from ripple.cache.post_cache import PostCache
 from ripple.container import Container
 from ripple.services.feed import FeedReader, PostHydrator, PulledAuthors
+from ripple_local.feed_scan import FeedScanRepository
 from ripple_local.stack import LocalStack
+from ripple_local.warming import warm_feeds
 from tests.integration.support import TEST_FEED_CACHE_MAX_ITEMS
 
 pytestmark = [pytest.mark.integration, pytest.mark.contract]  # runs on every emulator
@@ -118,18 +120,24 @@ def test_reads_survive_redis_being_unreachable(stack: LocalStack, container: Con
     assert page.items[0].text == "still readable"
 
 
-def test_most_read_cold_feeds_are_warmed(stack: LocalStack, container: Container) -> None:
-    a, hot, cold = signup(container, "a"), signup(container, "hot"), signup(container, "cold")
-    for reader in (hot, cold):
-        container.follow_service.follow(reader, a)
+def test_cold_feeds_of_the_most_following_users_are_warmed(stack: LocalStack, container: Container) -> None:
+    """warm-feeds (operator code): named readers, or the users who follow the most accounts."""
+    a, b = signup(container, "a"), signup(container, "b")
+    busy, quiet = signup(container, "busy"), signup(container, "quiet")
+    for author in (a, b):
+        container.follow_service.follow(busy, author)
+    container.follow_service.follow(quiet, a)
     container.post_service.create(a, "warm me")
     stack.drain()
-    for _ in range(50):  # far more reads than any other reader in this session
-        feed_ids(container, hot)
-    feed_ids(container, cold)
-    assert container.feed_cache.most_read(1) == [hot]
-    for reader in (hot, cold):
+    scan = FeedScanRepository()
+    ranked = scan.most_following(100_000)  # the table is shared with other tests
+    assert ranked.index(busy) < ranked.index(quiet)
+    for reader in (busy, quiet):
         container.feed_cache.drop(reader)  # e.g. a failover to an empty node
 
-    assert container.feed_warmer.warm(top=1) == [hot]
-    assert container.feed_cache.is_cached(hot) and not container.feed_cache.is_cached(cold)
+    assert warm_feeds(container.feed_reader, container.feed_cache, scan, [busy]) == [busy]
+    assert container.feed_cache.is_cached(busy) and not container.feed_cache.is_cached(quiet)
+    # Already cached feeds are left alone; by default the ranking picks the feeds.
+    assert warm_feeds(container.feed_reader, container.feed_cache, scan, [busy, quiet]) == [quiet]
+    container.feed_cache.drop(busy)
+    assert busy in warm_feeds(container.feed_reader, container.feed_cache, scan, top=ranked.index(busy) + 1)

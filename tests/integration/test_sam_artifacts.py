@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import glob
 import json
+import modulefinder
 import os
 import shutil
 import subprocess
@@ -193,6 +194,28 @@ def test_sam_build_builds_every_function_and_the_layer(build_dir: Path) -> None:
     for package in ("ripple", "pynamodb", "redis", "jwt", "aws_lambda_powertools", "aws_xray_sdk"):
         assert (layer / package).is_dir(), f"the layer lacks {package}"
     assert (build_dir / built["ApiFunction"]["Properties"]["CodeUri"] / "chalice").is_dir()
+
+
+def test_the_artefacts_hold_only_what_the_functions_import(build_dir: Path) -> None:
+    """Production code is what production runs: every module of the built ``ripple`` package
+    is imported by some function's handler (statically, lazy imports included), and nothing
+    operator-only or local-only (``ripple_local``: convergence checks and their whole-table
+    scans, the Prometheus bridge, the stack itself) is in any artefact."""
+    built = load_template(build_dir / "template.yaml")["Resources"]
+    layer = build_dir / built["RippleLayer"]["Properties"]["ContentUri"] / "python"
+    shipped = {
+        ".".join(path.relative_to(layer).with_suffix("").parts).removesuffix(".__init__")
+        for path in (layer / "ripple").rglob("*.py")
+    }
+    imported: set[str] = set()
+    for function_id in FUNCTIONS:
+        code = build_dir / built[function_id]["Properties"]["CodeUri"]
+        finder = modulefinder.ModuleFinder(path=[str(code), str(layer)])
+        finder.run_script(str(code / "app.py"))
+        imported |= {name for name in finder.modules if name.partition(".")[0] == "ripple"}
+    assert shipped - imported == set(), "deployed but never imported by a function"
+    local_only = sorted(str(p.relative_to(build_dir)) for p in build_dir.rglob("ripple_local*"))
+    assert not local_only, local_only
 
 
 def test_no_dev_dependency_leaks_into_the_artefacts(build_dir: Path) -> None:

@@ -7,7 +7,7 @@
 ``rebuild-feed USER_ID [...]``     make feed tables equal the truth
 ``rebuild-cache [USER_ID ...]``    drop cached feeds (none given: all)
 ``replay-failures``                re-drive the on-failure queue (local stack only)
-``warm-feeds [USER_ID ...]``       warm the most-read cold feeds
+``warm-feeds [USER_ID ...]``       warm cold feeds (these, or the most-following users')
 
 **The local stack** (the default): they attach to the services ``up`` runs (found in the
 ``stack.json`` it writes into its state directory; ``--emulator-url``, ``--dynamodb-url``,
@@ -52,7 +52,7 @@ from ripple_local.replay import FailureReplayer
 from ripple_local.stack import LocalStack
 
 if TYPE_CHECKING:
-    from ripple.services.convergence import ConvergenceChecker, ConvergenceReport
+    from ripple_local.convergence import ConvergenceChecker, ConvergenceReport
     from ripple_local.targets import Target
 
 __all__ = ["OperatorError", "attached_stack", "checker_for", "open_target", "register"]
@@ -217,13 +217,20 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
 
     warm = add(
         "warm-feeds",
-        "warm cold cached feeds: these readers', or the most-read ones",
+        "warm cold cached feeds: these readers', or those of the users who follow the most accounts",
         _warm_feeds,
         ["", "--top 20", "01JDQ0000000000000000AAAAA"],
         "Needs Redis: the local stack's, or on AWS --redis-url through a tunnel.",
     )
-    warm.add_argument("user_ids", nargs="*", metavar="USER_ID", help="readers (default: the --top most read)")
-    warm.add_argument("--top", type=int, default=100, help="how many of the most-read feeds (default 100)")
+    warm.add_argument(
+        "user_ids",
+        nargs="*",
+        metavar="USER_ID",
+        help="readers (default: the --top users following the most accounts)",
+    )
+    warm.add_argument(
+        "--top", type=int, default=100, help="how many users, when no USER_ID is given (default 100)"
+    )
 
 
 # --------------------------------------------------------------------- targets
@@ -386,7 +393,7 @@ def _change_role(args: argparse.Namespace, root: Path, *, grant: bool) -> int:
 
 def _show_user(args: argparse.Namespace, root: Path) -> int:
     with open_target(args, root) as target:
-        from ripple.repositories.feed_scan import FeedScanRepository
+        from ripple_local.feed_scan import FeedScanRepository
         from ripple_local.inspection import find_user, inspect_user
 
         users = target.container().users
@@ -403,7 +410,7 @@ def _show_feed(args: argparse.Namespace, root: Path) -> int:
     if not 1 <= args.limit <= MAX_FEED_LIMIT:
         raise OperatorError(f"--limit must be 1-{MAX_FEED_LIMIT}, not {args.limit}")
     with open_target(args, root) as target:
-        from ripple.repositories.feed_scan import FeedScanRepository
+        from ripple_local.feed_scan import FeedScanRepository
         from ripple_local.inspection import find_user, inspect_feed
 
         container = target.container()
@@ -504,10 +511,15 @@ def _replay_failures(args: argparse.Namespace, root: Path) -> int:
 def _warm_feeds(args: argparse.Namespace, root: Path) -> int:
     with open_target(args, root) as target:
         from ripple.cache.errors import CacheError
+        from ripple_local.feed_scan import FeedScanRepository
+        from ripple_local.warming import warm_feeds
 
         _require_redis(target, "warm-feeds")
+        container = target.container()
         try:
-            warmed = target.container().feed_warmer.warm(args.user_ids or None, args.top)
+            warmed = warm_feeds(
+                container.feed_reader, container.feed_cache, FeedScanRepository(), args.user_ids, args.top
+            )
         except CacheError as exc:
             raise OperatorError(f"Redis unreachable at {target.redis_url}: {exc}") from exc
     _say(f"warmed {len(warmed)} cold feeds")

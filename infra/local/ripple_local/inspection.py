@@ -19,10 +19,10 @@ from ripple.cache.errors import CacheError
 from ripple.cache.feed_cache import SENTINEL, FeedRef
 from ripple.container import Container
 from ripple.domain import User
-from ripple.repositories.feed_scan import FeedScanRepository
 from ripple.repositories.users import UserRepository
 from ripple.services.feed import PulledAuthors
 from ripple.services.posts import ADMIN_ROLE
+from ripple_local.feed_scan import FeedScanRepository
 from ripple_local.operator_errors import OperatorError
 
 __all__ = [

@@ -1,7 +1,7 @@
 """The local stack's Prometheus exporter: CloudWatch EMF in, ``GET /metrics`` out.
 
 On AWS, Powertools writes each invocation's metrics to stdout as CloudWatch EMF and
-CloudWatch turns them into metrics. Locally, ``ripple.metrics_bridge`` POSTs a copy of the
+CloudWatch turns them into metrics. Locally, ``ripple_local.metrics_bridge`` POSTs a copy of the
 same documents to ``POST /emf`` here, and this exporter plays CloudWatch's part for
 Prometheus: it *adds* every document to long-lived ``prometheus_client`` metrics, so
 concurrent invocations (threads of the local process, or other processes) add up.
@@ -48,6 +48,8 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from ripple_local.metrics_bridge import DROPPED_HEADER, SINK_ENV
+
 # The classic text format every Prometheus 2.x parses (Debian's is 2.42); Ripple's names and
 # labels are plain ASCII, so the bytes are the same as the newer 1.0.0 format's.
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
@@ -68,10 +70,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_METRICS_PORT = 9464  # the port OpenTelemetry's Prometheus exporters use by convention
-# The contract with ripple.metrics_bridge (the layer), which the local stack does not import:
-# a unit test checks that both sides agree.
-SINK_ENV = "RIPPLE_METRICS_SINK"
-DROPPED_HEADER = "X-Ripple-Dropped-Documents"
 EMF_PATH = "/emf"
 METRICS_PATH = "/metrics"
 MAX_BODY_BYTES = 4 * 1024 * 1024  # a flush holds at most 100 metrics x 100 values

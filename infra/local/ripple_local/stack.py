@@ -45,6 +45,7 @@ from ripple_local.functions import (
     stream_event_sources,
 )
 from ripple_local.lambda_context import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, LambdaContextFactory
+from ripple_local.metrics_bridge import ForwardingEMFProvider
 from ripple_local.metrics_exporter import DEFAULT_METRICS_PORT, SINK_ENV, MetricsExporter
 from ripple_local.processes import (
     ManagedProcess,
@@ -426,6 +427,10 @@ class LocalStack:
             logger.warning("metrics port %d is taken (%s); using a free port", DEFAULT_METRICS_PORT, error)
             exporter = MetricsExporter(self.host, 0).start()
         self.metrics = exporter
+        # No CloudWatch here: the functions' EMF documents also go to the exporter.
+        from ripple import observability
+
+        observability.use_provider(ForwardingEMFProvider)
         if self.environment:
             self.environment[SINK_ENV] = exporter.sink_url
         self._set_environ(SINK_ENV, exporter.sink_url)

@@ -23,9 +23,9 @@ from redis.retry import Retry
 from ripple.config import Settings
 from ripple.container import Container
 from ripple.repositories.models import ALL_MODELS
-from ripple.services.convergence import ConvergenceChecker
 from ripple_local.aws_target import AwsCredentials, describe_stack, open_session
 from ripple_local.cfn import load_template
+from ripple_local.convergence import ConvergenceChecker
 from ripple_local.stack import TEMPLATE_FILE, LocalStack
 
 __all__ = [

@@ -30,7 +30,7 @@ from ripple.repositories.users import UserRepository
 from ripple.services.accounts import AccountService
 from ripple.services.cache_refresh import CacheRefresher
 from ripple.services.fanout import FanoutConsumer, FanoutService
-from ripple.services.feed import FeedReader, FeedWarmer, PostHydrator, PulledAuthors
+from ripple.services.feed import FeedReader, PostHydrator, PulledAuthors
 from ripple.services.follows import FollowService
 from ripple.services.health import HealthService
 from ripple.services.posts import PostService
@@ -144,10 +144,6 @@ class Container:
             feed=self.feed,
             feed_cache=self.feed_cache,
         )
-
-    @cached_property
-    def feed_warmer(self) -> FeedWarmer:
-        return FeedWarmer(self.feed_reader, self.feed_cache)
 
     @cached_property
     def fanout(self) -> FanoutService:

@@ -75,8 +75,12 @@ def lambda_stream_handler(handle: Callable[[StreamChange], None]) -> Callable[[d
 
     @logger.inject_lambda_context
     @tracer.capture_lambda_handler
-    @metrics.log_metrics
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        return consumer.process(event, context)
+        try:
+            return consumer.process(event, context)
+        finally:
+            # What @metrics.log_metrics does, but through the provider in effect now, not
+            # the one that was in place when the handler was built (observability.use_provider).
+            metrics.flush_metrics()
 
     return handler

@@ -20,8 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ripple.container import Container
 from ripple.http.instrumentation import record_request
-from ripple.metrics_bridge import ForwardingEMFProvider, sink_for
 from ripple.observability import NAMESPACE, MetricUnit, metrics
+from ripple_local.metrics_bridge import ForwardingEMFProvider, sink_for
 from ripple_local.metrics_exporter import MetricsExporter
 from ripple_local.stack import LocalStack
 

@@ -34,8 +34,8 @@ from moto import mock_aws
 from prometheus_client.parser import text_string_to_metric_families
 
 from ripple.http.instrumentation import REQUEST_COUNT, REQUEST_DURATION, record_request
-from ripple.metrics_bridge import SINK_ENV, ForwardingEMFProvider
 from ripple_local.cfn import load_template
+from ripple_local.metrics_bridge import SINK_ENV, ForwardingEMFProvider
 from ripple_local.metrics_exporter import DEFAULT_METRICS_PORT, EmfTranslator, MetricsExporter, snake_case
 from tests.unit.observability.test_dashboards import (
     DASHBOARD,

@@ -14,10 +14,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
+from ripple import observability
 from ripple.http.instrumentation import UNMATCHED_ROUTE, record_request, route_template
-from ripple.metrics_bridge import DROPPED_HEADER, SINK_ENV, EmfSink, ForwardingEMFProvider, sink_for
 from ripple.observability import NAMESPACE, MetricUnit
+from ripple_local.metrics_bridge import DROPPED_HEADER, SINK_ENV, EmfSink, ForwardingEMFProvider, sink_for
 
 
 @dataclass
@@ -203,8 +205,16 @@ def test_cold_start_goes_through_the_provider(capture: Capture) -> None:
     assert document["ColdStart"] == [1.0] and document["function_name"] == "ripple-api"
 
 
+@pytest.fixture
+def forwarding() -> Iterator[None]:
+    """The layer's metrics through the forwarding provider, as the local stack installs it."""
+    observability.use_provider(ForwardingEMFProvider)
+    yield
+    observability.use_provider(AmazonCloudWatchEMFProvider)
+
+
 def test_record_request_is_its_own_document_with_route_method_status(
-    capture: Capture, monkeypatch: pytest.MonkeyPatch
+    capture: Capture, monkeypatch: pytest.MonkeyPatch, forwarding: None
 ) -> None:
     monkeypatch.setenv(SINK_ENV, capture.url)
     record_request("/posts/{post_id}", "get", 404, 12.345)
@@ -226,3 +236,14 @@ def test_route_template_never_uses_the_raw_path() -> None:
     )
     assert route_template({}) == UNMATCHED_ROUTE
     assert route_template(None) == UNMATCHED_ROUTE
+
+
+def test_the_layer_emits_plain_powertools_emf_until_a_host_swaps_the_provider(
+    capture: Capture, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On AWS nothing calls use_provider: EMF goes to stdout only, even with a sink set."""
+    monkeypatch.setenv(SINK_ENV, capture.url)
+    assert type(observability.metrics.provider) is AmazonCloudWatchEMFProvider
+    record_request("/feed", "GET", 200, 1.0)
+    assert capture.delivered() == []
+    assert '"HttpRequests"' in capsys.readouterr().out

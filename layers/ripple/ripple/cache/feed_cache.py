@@ -22,9 +22,6 @@ from ripple.cache.errors import translated
 from ripple.domain import FeedEntry
 
 SENTINEL = "0"
-# Readers by number of first-page reads, for warming the most-read feeds (e.g. after a
-# deploy or failover). Best effort: it lives in Redis and goes with it.
-READS_KEY = "feed:reads"
 # While a reader's feed is being rebuilt from DynamoDB, fan-out keeps adding to it, so an
 # item written between the rebuild's query and its ZADD is not lost.
 WARMING_TTL_SECONDS = 10
@@ -121,9 +118,7 @@ class FeedCache:
         pipe.exists(key)
         pipe.zrevrangebylex(key, upper, "-", start=0, num=limit + 1)
         pipe.expire(key, self._ttl)
-        if after is None:  # count first-page reads: the most-read feeds are warmed first
-            pipe.zincrby(READS_KEY, 1, user_id)
-        exists, members, *_ = pipe.execute()
+        exists, members, _ = pipe.execute()
         if not exists:
             return None
         complete = SENTINEL in members
@@ -183,11 +178,6 @@ class FeedCache:
     def members(self, user_id: str) -> list[str]:
         """Every member, newest first (for checks and tests)."""
         return [str(m) for m in self._redis.zrevrangebylex(feed_key(user_id), "+", "-")]
-
-    @translated
-    def most_read(self, count: int) -> list[str]:
-        """The ``count`` readers with the most first-page reads, most read first."""
-        return [str(u) for u in self._redis.zrevrange(READS_KEY, 0, count - 1)]
 
     @translated
     def is_cached(self, user_id: str) -> bool:

@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ripple.metrics_bridge import ForwardingEMFProvider
-from ripple.observability import NAMESPACE, MetricUnit, logger
+from ripple.observability import MetricUnit, logger, new_provider
 
 __all__ = ["REQUEST_COUNT", "REQUEST_DURATION", "UNMATCHED_ROUTE", "record_request", "route_template"]
 
@@ -40,7 +39,7 @@ def record_request(route: str, method: str, status: int, duration_ms: float) -> 
     ``route`` must be a route template (see :func:`route_template`).
     """
     try:
-        provider = ForwardingEMFProvider(namespace=NAMESPACE)
+        provider = new_provider()
         provider.add_dimension(name="route", value=route or UNMATCHED_ROUTE)
         provider.add_dimension(name="method", value=method.upper() or "UNKNOWN")
         provider.add_dimension(name="status", value=str(int(status)))

@@ -161,22 +161,3 @@ class FeedReader:
             action()
         except CacheError:
             count("CacheErrors")
-
-
-class FeedWarmer:
-    """Warms the most-read home feeds that are cold (after a deploy, a failover or a
-    rebuild-cache), so their readers' next request is a cache hit."""
-
-    def __init__(self, reader: FeedReader, cache: FeedCache) -> None:
-        self._reader = reader
-        self._cache = cache
-
-    def warm(self, user_ids: Sequence[str] | None = None, top: int = 100) -> list[str]:
-        """Warm these readers' feeds, or the ``top`` most-read ones; returns those warmed."""
-        targets = list(user_ids) if user_ids else self._cache.most_read(top)
-        warmed = []
-        for user_id in targets:
-            if not self._cache.is_cached(user_id):
-                self._reader.home(user_id, WARM_ITEMS - 1)  # a miss rebuilds and stores the page
-                warmed.append(user_id)
-        return warmed

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ripple.cache.feed_cache import SENTINEL
-from ripple.services.convergence import check_cached_feed
+from ripple_local.convergence import check_cached_feed
 from ripple_local.replay import FailedBatch, FailureReplayer, read_stream_batch
 
 # Members as the cache stores them; ids sort by time (c newest).

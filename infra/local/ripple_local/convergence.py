@@ -23,6 +23,9 @@ the cached copy; :meth:`ConvergenceChecker.rebuild_cache` only drops (the next r
 
 A check is a point-in-time comparison: while the pipeline is busy it reports lag as
 differences, so callers that want "settled" poll until ``ok``.
+
+Operator code: the ``ripple`` commands run it against the local stack or a deployed one;
+it is not part of the layer the functions deploy.
 """
 
 from __future__ import annotations
@@ -38,10 +41,10 @@ from ripple.cache.post_cache import PostCache
 from ripple.domain import FeedEntry
 from ripple.ids import ulid_floor
 from ripple.repositories.feed import FeedRepository
-from ripple.repositories.feed_scan import FeedScanRepository, PostStamp
 from ripple.repositories.follows import FollowRepository
 from ripple.repositories.posts import PostRepository
 from ripple.repositories.users import UserRepository
+from ripple_local.feed_scan import FeedScanRepository, PostStamp
 
 if TYPE_CHECKING:
     from ripple.container import Container

@@ -11,7 +11,7 @@ from ripple.cache.post_cache import post_key
 from ripple.container import Container
 from ripple.domain import FeedEntry
 from ripple.ids import new_ulid
-from ripple.services.convergence import BACKFILL, FOLLOWED, OWN, ConvergenceChecker
+from ripple_local.convergence import BACKFILL, FOLLOWED, OWN, ConvergenceChecker
 from ripple_local.stack import LocalStack
 from tests.integration.support import TEST_HIGH_FOLLOWER_THRESHOLD, ensure_users
 

@@ -1,7 +1,7 @@
 """Whole-partition and whole-table reads for convergence checks and repairs.
 
 The request paths never need "every user" or "every post of an author", so these reads live
-apart from the request repositories: they are for operators' tools (``check-convergence``,
+outside the deployed layer, beside the operator's tools that use them (``check-convergence``,
 ``rebuild-feed``, ``show-user``, ``show-feed``), which may afford a Scan, an unbounded Query
 or a COUNT over a whole partition. Every read is strongly
 consistent, so a check run right after a write sees that write.
@@ -9,6 +9,7 @@ consistent, so a check run right after a write sees that write.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -39,6 +40,13 @@ class FeedScanRepository:
         """Every user id (a Scan of the users table, keys only)."""
         for row in UserModel.scan(attributes_to_get=["user_id"], consistent_read=True):
             yield row.user_id
+
+    def most_following(self, count: int) -> list[str]:
+        """The ``count`` users who follow the most accounts, most first (a Scan of the users
+        table's ids and ``following_count``)."""
+        rows = UserModel.scan(attributes_to_get=["user_id", "following_count"], consistent_read=True)
+        ranked = heapq.nlargest(count, rows, key=lambda row: (int(row.following_count or 0), row.user_id))
+        return [row.user_id for row in ranked]
 
     def feed_entries(self, user_id: str) -> list[FeedEntry]:
         """A reader's whole feed partition, newest first."""
