@@ -8,7 +8,6 @@ into the strings a Lambda would see in its environment.
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 import os
 import re
@@ -204,10 +203,7 @@ class Resolver:
             "Ref": self._ref,
             "Fn::GetAtt": self._get_att,
             "Fn::Sub": self._sub,
-            "Fn::Join": self._join,
             "Fn::Select": self._select,
-            "Fn::Split": self._split,
-            "Fn::Base64": self._base64,
             "Fn::Cidr": self._cidr,
             "Fn::GetAZs": self._get_azs,
         }
@@ -264,15 +260,6 @@ class Resolver:
 
         return _SUB_VARIABLE.sub(substitute, template)
 
-    def _join(self, argument: Any) -> str:
-        if not (isinstance(argument, list) and len(argument) == 2):
-            raise CfnResolutionError(f"Fn::Join takes [delimiter, [values]], got {argument!r}")
-        delimiter = self.resolve_str(argument[0])
-        items = self.resolve(argument[1])
-        if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
-            raise CfnResolutionError(f"Fn::Join needs a list of strings, got {items!r}")
-        return delimiter.join(items)
-
     def _select(self, argument: Any) -> Any:
         if not (isinstance(argument, list) and len(argument) == 2):
             raise CfnResolutionError(f"Fn::Select takes [index, [values]], got {argument!r}")
@@ -281,14 +268,6 @@ class Resolver:
         if not isinstance(items, list) or not 0 <= index < len(items):
             raise CfnResolutionError(f"Fn::Select index {index} out of range for {items!r}")
         return items[index]
-
-    def _split(self, argument: Any) -> list[str]:
-        if not (isinstance(argument, list) and len(argument) == 2):
-            raise CfnResolutionError(f"Fn::Split takes [delimiter, string], got {argument!r}")
-        return self.resolve_str(argument[1]).split(self.resolve_str(argument[0]))
-
-    def _base64(self, argument: Any) -> str:
-        return base64.b64encode(self.resolve_str(argument).encode("utf-8")).decode("ascii")
 
     def _cidr(self, argument: Any) -> list[str]:
         if not (isinstance(argument, list) and len(argument) == 3):

@@ -152,22 +152,6 @@ class FeedCache:
         )
 
     @translated
-    def add_many(self, items: Iterable[tuple[str, FeedRef]]) -> int:
-        """Pipelined :meth:`add` for a batch of (user_id, ref) pairs."""
-        pipe = self._redis.pipeline(transaction=False)
-        count = 0
-        for user_id, ref in items:
-            self._add(
-                keys=[feed_key(user_id), _warming_key(user_id)],
-                args=[ref.member, self._max_items, self._ttl, SENTINEL],
-                client=pipe,
-            )
-            count += 1
-        if not count:
-            return 0
-        return sum(int(r) for r in pipe.execute())
-
-    @translated
     def remove_many(self, items: Iterable[tuple[str, FeedRef]]) -> None:
         pipe = self._redis.pipeline(transaction=False)
         for user_id, ref in items:
