@@ -8,24 +8,42 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
+from typing import Any, get_type_hints
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the message names the environment variable.
+
+    Raised while building :class:`Settings`, i.e. at cold start (the functions build their
+    container at import), so a bad deployment fails its first invocation with this message
+    in the log instead of answering 500 later on the request that first needs the value.
+    """
+
+
+def _env(name: str, minimum: float | None = None, maximum: float | None = None) -> dict[str, Any]:
+    """Field metadata: the environment variable and the bounds a value must lie within."""
+    return {"env": name, "minimum": minimum, "maximum": maximum}
+
+
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def _parse(kind: type, name: str, raw: str) -> Any:
+    """One environment value as ``kind`` (str, int, float or bool), or ConfigError."""
+    if kind is str:
+        return raw
+    if kind is bool:
+        word = raw.strip().lower()
+        if word in _TRUE | _FALSE:
+            return word in _TRUE
+        raise ConfigError(f"environment variable {name} must be true or false, got {raw!r}")
     try:
-        return int(raw)
-    except ValueError as exc:
-        raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from exc
-
-
-def _non_negative(value: int, name: str) -> int:
-    if value < 0:
-        raise ValueError(f"environment variable {name} must not be negative, got {value}")
-    return value
+        return kind(raw)
+    except ValueError:
+        noun = "an integer" if kind is int else "a number"
+        raise ConfigError(f"environment variable {name} must be {noun}, got {raw!r}") from None
 
 
 def _endpoint(env: Mapping[str, str], service_variable: str) -> str | None:
@@ -36,117 +54,104 @@ def _endpoint(env: Mapping[str, str], service_variable: str) -> str | None:
     return env.get(f"AWS_ENDPOINT_URL_{service_variable}") or env.get("AWS_ENDPOINT_URL") or None
 
 
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    return raw.strip().lower() in {"1", "true", "yes", "on"}
+HOUR, DAY = 3600, 24 * 3600
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything configurable about Ripple, with the defaults a small deployment wants."""
+    """Everything configurable about Ripple, with the defaults a small deployment wants.
 
-    stage: str = "dev"
-    region: str = "us-east-1"
+    Each field's metadata names its environment variable (as in template.yaml) and bounds;
+    every value is checked when the settings are built (:class:`ConfigError`).
+    """
+
+    stage: str = field(default="dev", metadata=_env("STAGE"))
+    region: str = "us-east-1"  # AWS_REGION, else AWS_DEFAULT_REGION (from_env)
     # None on AWS; locally the emulators' URLs (see _endpoint).
     dynamodb_endpoint_url: str | None = None
     secretsmanager_endpoint_url: str | None = None
-    users_table: str = "ripple-users"
-    usernames_table: str = "ripple-usernames"
-    posts_table: str = "ripple-posts"
-    post_ids_table: str = "ripple-post-ids"
-    follows_table: str = "ripple-follows"
-    followers_table: str = "ripple-followers"
-    feed_table: str = "ripple-feed"
-    likes_table: str = "ripple-likes"
-    fanout_jobs_table: str = "ripple-fanout-jobs"
-    refresh_tokens_table: str = "ripple-refresh-tokens"
-    redis_host: str = "127.0.0.1"
-    redis_port: int = 6379
-    redis_tls: bool = False
+    users_table: str = field(default="ripple-users", metadata=_env("USERS_TABLE"))
+    usernames_table: str = field(default="ripple-usernames", metadata=_env("USERNAMES_TABLE"))
+    posts_table: str = field(default="ripple-posts", metadata=_env("POSTS_TABLE"))
+    post_ids_table: str = field(default="ripple-post-ids", metadata=_env("POST_IDS_TABLE"))
+    follows_table: str = field(default="ripple-follows", metadata=_env("FOLLOWS_TABLE"))
+    followers_table: str = field(default="ripple-followers", metadata=_env("FOLLOWERS_TABLE"))
+    feed_table: str = field(default="ripple-feed", metadata=_env("FEED_TABLE"))
+    likes_table: str = field(default="ripple-likes", metadata=_env("LIKES_TABLE"))
+    fanout_jobs_table: str = field(default="ripple-fanout-jobs", metadata=_env("FANOUT_JOBS_TABLE"))
+    refresh_tokens_table: str = field(default="ripple-refresh-tokens", metadata=_env("REFRESH_TOKENS_TABLE"))
+    redis_host: str = field(default="127.0.0.1", metadata=_env("REDIS_HOST"))
+    redis_port: int = field(default=6379, metadata=_env("REDIS_PORT", 1, 65535))
+    redis_tls: bool = field(default=False, metadata=_env("REDIS_TLS"))
     # Short socket timeouts: a slow Redis must degrade reads to DynamoDB, not stall them.
-    redis_timeout_seconds: float = 0.25
-    jwt_secret: str | None = None
-    jwt_secret_arn: str | None = None
-    access_token_ttl_seconds: int = 900
-    refresh_token_ttl_seconds: int = 30 * 24 * 3600
+    redis_timeout_seconds: float = field(default=0.25, metadata=_env("REDIS_TIMEOUT_SECONDS", 0.001, 30))
+    jwt_secret: str | None = field(default=None, repr=False, metadata=_env("JWT_SECRET"))  # never logged
+    jwt_secret_arn: str | None = field(default=None, metadata=_env("JWT_SECRET_ARN"))
+    access_token_ttl_seconds: int = field(default=900, metadata=_env("ACCESS_TOKEN_TTL_SECONDS", 1))
+    refresh_token_ttl_seconds: int = field(default=30 * DAY, metadata=_env("REFRESH_TOKEN_TTL_SECONDS", 1))
     # Clock skew tolerated between the container that issued a token and the one verifying
     # it, for iat, nbf and exp (RFC 7519 4.1.4-4.1.6 allow "some small leeway").
-    jwt_leeway_seconds: int = 10
+    jwt_leeway_seconds: int = field(default=10, metadata=_env("JWT_LEEWAY_SECONDS", 0, 300))
     # Mastodon keeps 800 ids per home feed: enough for days of reading, small in memory.
-    feed_cache_max_items: int = 800
-    feed_cache_ttl_seconds: int = 7 * 24 * 3600
-    post_cache_ttl_seconds: int = 24 * 3600
-    backfill_posts: int = 20
+    feed_cache_max_items: int = field(default=800, metadata=_env("FEED_CACHE_MAX_ITEMS", 1))
+    feed_cache_ttl_seconds: int = field(default=7 * DAY, metadata=_env("FEED_CACHE_TTL_SECONDS", 1))
+    post_cache_ttl_seconds: int = field(default=DAY, metadata=_env("POST_CACHE_TTL_SECONDS", 1))
+    backfill_posts: int = field(default=20, metadata=_env("BACKFILL_POSTS", 0))
     # Above this many followers an author's posts are pulled at read time, not pushed.
-    high_follower_threshold: int = 10_000
+    high_follower_threshold: int = field(default=10_000, metadata=_env("HIGH_FOLLOWER_THRESHOLD", 1))
     # Posts made this soon after their author was marked high-follower are still pushed: it
     # covers the readers' reload of the pulled-author registry (10 s, services/feed.py) and
     # the registry index's lag (typically well under a second) several times over.
-    high_follower_pull_grace_seconds: int = 60
+    high_follower_pull_grace_seconds: int = field(
+        default=60, metadata=_env("HIGH_FOLLOWER_PULL_GRACE_SECONDS", 0)
+    )
     # Followers written per fan-out step; more continue as a follow-up job record.
-    fanout_page_size: int = 1000
-    post_max_chars: int = 500
-    max_body_bytes: int = 16 * 1024
-    # scrypt cost; 2**14 is the interactive-login recommendation (RFC 7914).
-    password_scrypt_n: int = 2**14
+    fanout_page_size: int = field(default=1000, metadata=_env("FANOUT_PAGE_SIZE", 1))
+    post_max_chars: int = field(default=500, metadata=_env("POST_MAX_CHARS", 1))
+    max_body_bytes: int = field(default=16 * 1024, metadata=_env("MAX_BODY_BYTES", 64))
+    # scrypt cost; 2**14 is the interactive-login recommendation (RFC 7914). scrypt needs a
+    # power of two above 1; above 2**20 a login needs over 1 GB (128 * N * r bytes, r = 8).
+    password_scrypt_n: int = field(default=2**14, metadata=_env("PASSWORD_SCRYPT_N", 2, 2**20))
     # Requests accepted in any 60-second span (a moving window in Redis, ripple.cache.rate_limit);
     # 0 disables a limit.
-    rate_limit_writes_per_minute: int = 60
-    rate_limit_ip_writes_per_minute: int = 300
-    rate_limit_auth_per_minute: int = 20
+    rate_limit_writes_per_minute: int = field(default=60, metadata=_env("RATE_LIMIT_WRITES_PER_MINUTE", 0))
+    rate_limit_ip_writes_per_minute: int = field(
+        default=300, metadata=_env("RATE_LIMIT_IP_WRITES_PER_MINUTE", 0)
+    )
+    rate_limit_auth_per_minute: int = field(default=20, metadata=_env("RATE_LIMIT_AUTH_PER_MINUTE", 0))
+
+    def __post_init__(self) -> None:
+        for spec in fields(self):
+            name, value = spec.metadata.get("env"), getattr(self, spec.name)
+            if name is None or isinstance(value, (str, bool)) or value is None:
+                continue
+            low, high = spec.metadata["minimum"], spec.metadata["maximum"]
+            if (low is not None and value < low) or (high is not None and value > high):
+                bounds = f"at least {low}" if high is None else f"between {low} and {high}"
+                raise ConfigError(f"environment variable {name} must be {bounds}, got {value}")
+        n = self.password_scrypt_n
+        if n & (n - 1):
+            raise ConfigError(f"environment variable PASSWORD_SCRYPT_N must be a power of two, got {n}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Build settings from environment variables (names as in template.yaml)."""
+        """Build settings from environment variables (names as in template.yaml); an unset or
+        empty variable keeps the default. Raises :class:`ConfigError` naming the variable."""
         e = os.environ if env is None else env
-        d = cls()
+        values: dict[str, Any] = {}
+        kinds = get_type_hints(cls)
+        for spec in fields(cls):
+            name = spec.metadata.get("env")
+            raw = e.get(name) if name else None
+            if raw is None or raw == "":
+                continue
+            kind = kinds[spec.name]
+            values[spec.name] = _parse(str if kind == (str | None) else kind, name, raw)
         return cls(
-            stage=e.get("STAGE", d.stage),
-            region=e.get("AWS_REGION") or e.get("AWS_DEFAULT_REGION") or d.region,
+            region=e.get("AWS_REGION") or e.get("AWS_DEFAULT_REGION") or cls.region,
             dynamodb_endpoint_url=_endpoint(e, "DYNAMODB"),
             secretsmanager_endpoint_url=_endpoint(e, "SECRETS_MANAGER"),
-            users_table=e.get("USERS_TABLE", d.users_table),
-            usernames_table=e.get("USERNAMES_TABLE", d.usernames_table),
-            posts_table=e.get("POSTS_TABLE", d.posts_table),
-            post_ids_table=e.get("POST_IDS_TABLE", d.post_ids_table),
-            follows_table=e.get("FOLLOWS_TABLE", d.follows_table),
-            followers_table=e.get("FOLLOWERS_TABLE", d.followers_table),
-            feed_table=e.get("FEED_TABLE", d.feed_table),
-            likes_table=e.get("LIKES_TABLE", d.likes_table),
-            fanout_jobs_table=e.get("FANOUT_JOBS_TABLE", d.fanout_jobs_table),
-            refresh_tokens_table=e.get("REFRESH_TOKENS_TABLE", d.refresh_tokens_table),
-            redis_host=e.get("REDIS_HOST", d.redis_host),
-            redis_port=_int(e, "REDIS_PORT", d.redis_port),
-            redis_tls=_bool(e, "REDIS_TLS", d.redis_tls),
-            redis_timeout_seconds=float(e.get("REDIS_TIMEOUT_SECONDS") or d.redis_timeout_seconds),
-            jwt_secret=e.get("JWT_SECRET") or None,
-            jwt_secret_arn=e.get("JWT_SECRET_ARN") or None,
-            access_token_ttl_seconds=_int(e, "ACCESS_TOKEN_TTL_SECONDS", d.access_token_ttl_seconds),
-            refresh_token_ttl_seconds=_int(e, "REFRESH_TOKEN_TTL_SECONDS", d.refresh_token_ttl_seconds),
-            jwt_leeway_seconds=_non_negative(
-                _int(e, "JWT_LEEWAY_SECONDS", d.jwt_leeway_seconds), "JWT_LEEWAY_SECONDS"
-            ),
-            feed_cache_max_items=_int(e, "FEED_CACHE_MAX_ITEMS", d.feed_cache_max_items),
-            feed_cache_ttl_seconds=_int(e, "FEED_CACHE_TTL_SECONDS", d.feed_cache_ttl_seconds),
-            post_cache_ttl_seconds=_int(e, "POST_CACHE_TTL_SECONDS", d.post_cache_ttl_seconds),
-            backfill_posts=_int(e, "BACKFILL_POSTS", d.backfill_posts),
-            high_follower_threshold=_int(e, "HIGH_FOLLOWER_THRESHOLD", d.high_follower_threshold),
-            fanout_page_size=_int(e, "FANOUT_PAGE_SIZE", d.fanout_page_size),
-            high_follower_pull_grace_seconds=_int(
-                e, "HIGH_FOLLOWER_PULL_GRACE_SECONDS", d.high_follower_pull_grace_seconds
-            ),
-            post_max_chars=_int(e, "POST_MAX_CHARS", d.post_max_chars),
-            max_body_bytes=_int(e, "MAX_BODY_BYTES", d.max_body_bytes),
-            password_scrypt_n=_int(e, "PASSWORD_SCRYPT_N", d.password_scrypt_n),
-            rate_limit_writes_per_minute=_int(
-                e, "RATE_LIMIT_WRITES_PER_MINUTE", d.rate_limit_writes_per_minute
-            ),
-            rate_limit_ip_writes_per_minute=_int(
-                e, "RATE_LIMIT_IP_WRITES_PER_MINUTE", d.rate_limit_ip_writes_per_minute
-            ),
-            rate_limit_auth_per_minute=_int(e, "RATE_LIMIT_AUTH_PER_MINUTE", d.rate_limit_auth_per_minute),
+            **values,
         )
 
 
