@@ -141,9 +141,9 @@ class Settings:
         values: dict[str, Any] = {}
         kinds = get_type_hints(cls)
         for spec in fields(cls):
-            name = spec.metadata.get("env")
+            name: str | None = spec.metadata.get("env")
             raw = e.get(name) if name else None
-            if raw is None or raw == "":
+            if name is None or raw is None or raw == "":
                 continue
             kind = kinds[spec.name]
             values[spec.name] = _parse(str if kind == (str | None) else kind, name, raw)
