@@ -18,6 +18,32 @@ from ripple.repositories.models import FollowerModel, FollowModel, UserModel
 from ripple.repositories.transactions import ConditionFailed, Transaction
 
 
+def _commit_counted(tx: Transaction, follower_id: str, followee_id: str, delta: int) -> bool:
+    """Move both users' counters by ``delta`` in ``tx`` (which holds the edge's write, named
+    "edge") and commit. True if it committed; False if the edge's condition failed (a repeat,
+    which then changes nothing). NotFoundError if the followee is gone; AuthenticationError
+    if the caller's own account is (a token outliving its account)."""
+    for name, user_id, counter in (
+        ("followee", followee_id, UserModel.follower_count),
+        ("follower", follower_id, UserModel.following_count),
+    ):
+        tx.update(
+            name,
+            UserModel(user_id=user_id),
+            actions=[counter.add(delta)],
+            condition=UserModel.user_id.exists(),
+        )
+    try:
+        tx.commit()
+    except ConditionFailed as exc:
+        if exc.item == "followee":
+            raise NotFoundError(f"user {followee_id!r} not found") from exc
+        if exc.item == "follower":
+            raise AuthenticationError("your account no longer exists", code="invalid_token") from exc
+        return False
+    return True
+
+
 class FollowRepository:
     def follow(self, follower_id: str, followee_id: str) -> bool:
         """Create the edge; False if it already existed. NotFoundError if the followee is gone."""
@@ -32,27 +58,7 @@ class FollowRepository:
             "inverse_edge",
             FollowerModel(followee_id=followee_id, follower_id=follower_id, created_at=created_at),
         )
-        tx.update(
-            "followee",
-            UserModel(user_id=followee_id),
-            actions=[UserModel.follower_count.add(1)],
-            condition=UserModel.user_id.exists(),
-        )
-        tx.update(
-            "follower",
-            UserModel(user_id=follower_id),
-            actions=[UserModel.following_count.add(1)],
-            condition=UserModel.user_id.exists(),
-        )
-        try:
-            tx.commit()
-        except ConditionFailed as exc:
-            if exc.item == "followee":
-                raise NotFoundError(f"user {followee_id!r} not found") from exc
-            if exc.item == "follower":
-                raise AuthenticationError("your account no longer exists", code="invalid_token") from exc
-            return False
-        return True
+        return _commit_counted(tx, follower_id, followee_id, +1)
 
     def unfollow(self, follower_id: str, followee_id: str) -> bool:
         """Remove the edge; False if there was none."""
@@ -63,23 +69,7 @@ class FollowRepository:
             condition=FollowModel.followee_id.exists(),
         )
         tx.delete("inverse_edge", FollowerModel(followee_id=followee_id, follower_id=follower_id))
-        for name, user_id, counter in (
-            ("followee", followee_id, UserModel.follower_count),
-            ("follower", follower_id, UserModel.following_count),
-        ):
-            tx.update(
-                name,
-                UserModel(user_id=user_id),
-                actions=[counter.add(-1)],
-                condition=UserModel.user_id.exists(),
-            )
-        try:
-            tx.commit()
-        except ConditionFailed as exc:
-            if exc.item != "edge":
-                raise NotFoundError("user not found") from exc
-            return False
-        return True
+        return _commit_counted(tx, follower_id, followee_id, -1)
 
     def followers(self, followee_id: str, limit: int, after: str | None = None) -> list[str]:
         """A page of follower ids in id order, strictly after ``after``."""

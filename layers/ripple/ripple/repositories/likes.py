@@ -11,6 +11,26 @@ from ripple.repositories.models import LikeModel, PostModel
 from ripple.repositories.transactions import ConditionFailed, Transaction
 
 
+def _commit_counted(tx: Transaction, author_id: str, post_id: str, delta: int) -> bool:
+    """Move the post's like_count by ``delta`` in ``tx`` (which holds the like row's write,
+    named "like") and commit. True if it committed; False if the like row's condition failed
+    (a repeated like or unlike, which then changes nothing). NotFoundError if the post is gone.
+    """
+    tx.update(
+        "post",
+        PostModel(author_id=author_id, post_id=post_id),
+        actions=[PostModel.like_count.add(delta)],
+        condition=PostModel.post_id.exists(),
+    )
+    try:
+        tx.commit()
+    except ConditionFailed as exc:
+        if exc.item == "post":
+            raise NotFoundError(f"post {post_id!r} not found") from exc
+        return False
+    return True
+
+
 class LikeRepository:
     def like(self, user_id: str, author_id: str, post_id: str) -> bool:
         """Like once; False if already liked. NotFoundError if the post is gone."""
@@ -20,37 +40,13 @@ class LikeRepository:
             LikeModel(post_id=post_id, user_id=user_id, created_at=int(time.time() * 1000)),
             condition=LikeModel.user_id.does_not_exist(),
         )
-        tx.update(
-            "post",
-            PostModel(author_id=author_id, post_id=post_id),
-            actions=[PostModel.like_count.add(1)],
-            condition=PostModel.post_id.exists(),
-        )
-        try:
-            tx.commit()
-        except ConditionFailed as exc:
-            if exc.item == "post":
-                raise NotFoundError(f"post {post_id!r} not found") from exc
-            return False
-        return True
+        return _commit_counted(tx, author_id, post_id, +1)
 
     def unlike(self, user_id: str, author_id: str, post_id: str) -> bool:
         """Remove the like; False if there was none."""
         tx = Transaction()
         tx.delete("like", LikeModel(post_id=post_id, user_id=user_id), condition=LikeModel.user_id.exists())
-        tx.update(
-            "post",
-            PostModel(author_id=author_id, post_id=post_id),
-            actions=[PostModel.like_count.add(-1)],
-            condition=PostModel.post_id.exists(),
-        )
-        try:
-            tx.commit()
-        except ConditionFailed as exc:
-            if exc.item == "post":
-                raise NotFoundError(f"post {post_id!r} not found") from exc
-            return False
-        return True
+        return _commit_counted(tx, author_id, post_id, -1)
 
     def liked(self, user_id: str, post_ids: Iterable[str]) -> set[str]:
         """Which of ``post_ids`` the user has liked (one BatchGetItem per 100)."""
