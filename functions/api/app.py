@@ -115,8 +115,7 @@ def authenticated() -> Claims:
 def writer() -> Claims:
     """An authenticated user about to write: counted against the per-user and per-IP limits."""
     me = authenticated()
-    container.rate_limiter.check(WRITES_PER_USER, me.user_id)
-    container.rate_limiter.check(WRITES_PER_IP, source_ip())
+    container.rate_limiter.check_all([(WRITES_PER_USER, me.user_id), (WRITES_PER_IP, source_ip())])
     return me
 
 

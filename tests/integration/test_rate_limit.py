@@ -135,3 +135,32 @@ def test_redis_down_fails_open_quickly() -> None:
     assert limiter.check(Limit("writes:user", 1), subject()) is False
     assert limiter.check(Limit("writes:user", 1), subject()) is False
     assert time.monotonic() - started < 2
+
+
+def test_several_limits_are_checked_in_one_round_trip(
+    client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer's per-user and per-IP limits: one round trip when both admit (issue 11: fewer
+    round trips before a write's answer); a refusal names the limit that refused."""
+    clock = Clock(time.time())
+    limiter = RateLimiter(client, clock)
+    user, ip = Limit("writes:user", 2), Limit("writes:ip", 3)
+    me, addr = subject(), subject()
+    sent: list[int] = []
+    original = redis.connection.Connection.send_packed_command
+
+    def counting(self: redis.connection.Connection, command: object, check_health: bool = True) -> None:
+        sent.append(1)
+        original(self, command, check_health)
+
+    limiter.check_all([(user, me), (ip, addr)])  # scripts loaded, connection open
+    monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counting)
+    assert limiter.check_all([(user, me), (ip, addr)]) is True
+    assert len(sent) == 1
+    with pytest.raises(RateLimitedError, match=r"2 per minute") as refused:
+        limiter.check_all([(user, me), (ip, addr)])  # the user's third: refused
+    assert 1 <= refused.value.retry_after <= 60
+    # The IP limit counted that request too (3 of 3), so another user from it is refused.
+    with pytest.raises(RateLimitedError, match=r"3 per minute"):
+        limiter.check_all([(user, subject()), (ip, addr)])
+    assert limiter.check_all([(Limit("writes:user", 0), me)]) is True  # 0 disables, no round trip

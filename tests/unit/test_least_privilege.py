@@ -87,9 +87,12 @@ NEEDS: dict[str, dict[str, frozenset[str]]] = {
         ),
         # repositories/follows.py: the inverse edges (transaction Put/Delete), followers (Query).
         "FollowersTable": frozenset({"dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem"}),
-        # repositories/feed.py: page (Query); services/posts.py writes the author's own item;
-        # services/health.py: ready (DescribeTable), deep (a probe item put and deleted).
-        "FeedTable": frozenset({"dynamodb:Query", "dynamodb:BatchWriteItem", "dynamodb:DescribeTable"}),
+        # repositories/feed.py: page (Query); repositories/posts.py writes the author's own item
+        # in the post's transaction (Put); services/health.py: ready (DescribeTable), deep (a
+        # probe item put and deleted, BatchWriteItem).
+        "FeedTable": frozenset(
+            {"dynamodb:Query", "dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:DescribeTable"}
+        ),
         # repositories/likes.py: like/unlike (transaction Put/Delete), liked (BatchGet).
         "LikesTable": frozenset({"dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"}),
         # repositories/refresh_tokens.py: store (Put), consume (conditional Delete). Never read.

@@ -17,6 +17,7 @@ from ripple.cache.client import create_redis
 from ripple.cache.feed_cache import FeedCache
 from ripple.cache.post_cache import PostCache
 from ripple.cache.rate_limit import RateLimiter
+from ripple.cache.writes import CacheWrites
 from ripple.config import Settings, get_settings
 from ripple.repositories.fanout_jobs import FanoutJobRepository
 from ripple.repositories.feed import FeedRepository
@@ -123,7 +124,13 @@ class Container:
 
     @cached_property
     def post_service(self) -> PostService:
-        return PostService(self.posts, self.likes, self.users, self.feed, self.feed_cache, self.post_cache)
+        return PostService(
+            self.posts,
+            self.likes,
+            self.users,
+            self.post_cache,
+            CacheWrites(self.redis, self.feed_cache, self.post_cache),
+        )
 
     @cached_property
     def feed_reader(self) -> FeedReader:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import redis
 
 from ripple.cache.errors import translated
+from ripple.cache.pipelines import ScriptPipeline
 from ripple.domain import FeedEntry
 
 SENTINEL = "0"
@@ -149,6 +150,14 @@ class FeedCache:
                 keys=[feed_key(user_id), _warming_key(user_id)],
                 args=[ref.member, self._max_items, self._ttl, SENTINEL],
             )
+        )
+
+    def queue_add(self, pipe: ScriptPipeline, user_id: str, ref: FeedRef) -> None:
+        """Queue :meth:`add` on ``pipe`` (see ``ripple.cache.writes``)."""
+        pipe.script(
+            self._add,
+            [feed_key(user_id), _warming_key(user_id)],
+            [ref.member, self._max_items, self._ttl, SENTINEL],
         )
 
     @translated

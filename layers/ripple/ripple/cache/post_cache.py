@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 import redis
 
 from ripple.cache.errors import translated
+from ripple.cache.pipelines import ScriptPipeline
 from ripple.domain import Post
 
 
@@ -35,10 +36,14 @@ class PostCache:
 
     @translated
     def put_many(self, posts: Iterable[Post]) -> None:
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = ScriptPipeline(self._redis)
         for post in posts:
-            pipe.set(post_key(post.post_id), json.dumps(post.to_cache()), ex=self._ttl)
+            self.queue_put(pipe, post)
         pipe.execute()
+
+    def queue_put(self, pipe: ScriptPipeline, post: Post) -> None:
+        """Queue storing ``post`` on ``pipe``; the caller executes it."""
+        pipe.command("set", post_key(post.post_id), json.dumps(post.to_cache()), ex=self._ttl)
 
     @translated
     def delete(self, post_id: str) -> None:

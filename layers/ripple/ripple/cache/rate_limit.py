@@ -7,9 +7,11 @@ most ``amount`` timestamps per subject, checked and appended by one Lua script),
 ``amount`` requests are accepted in *any* ``window_seconds`` span.
 
 Redis cost: one round trip (EVALSHA of ``acquire_moving_window.lua``: LINDEX, LPUSH, LTRIM,
-EXPIRE) per check; a refused check costs a second one (``moving_window.lua``, a binary
-search of at most log2(amount) LINDEXes) to tell when the oldest entry leaves the window
-(``Retry-After``). Memory: at most ``amount`` timestamps per subject, expiring with the window.
+EXPIRE) per check, and :meth:`RateLimiter.check_all` pipelines several limits (a writer's
+per-user and per-IP) into that one round trip; a refused check costs a second one
+(``moving_window.lua``, a binary search of at most log2(amount) LINDEXes) to tell when the
+oldest entry leaves the window (``Retry-After``). Memory: at most ``amount`` timestamps per
+subject, expiring with the window.
 
 If Redis is unavailable the limiter fails open - availability over strictness - and API
 Gateway's own throttling still bounds the worst case.
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import redis
@@ -27,6 +29,7 @@ from limits import RateLimitItemPerSecond
 from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
+from ripple.cache.pipelines import ScriptPipeline
 from ripple.errors import RateLimitedError
 
 # Keys are rl:{name}/{subject}/{amount}/{window_seconds}/second (``limits``' key format).
@@ -61,6 +64,7 @@ class _RedisMovingWindowStorage(RedisStorage):
 
     def __init__(self, client: redis.Redis, clock: Clock) -> None:
         super().__init__("redis://", connection_pool=client.connection_pool, key_prefix=KEY_PREFIX)
+        self._client = client
         self._clock = clock
 
     def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
@@ -68,6 +72,15 @@ class _RedisMovingWindowStorage(RedisStorage):
             [self.prefixed_key(key)], [self._clock(), limit, expiry, amount]
         )
         return bool(acquired)
+
+    def acquire_entries(self, entries: Sequence[tuple[str, int, int]]) -> list[bool]:
+        """:meth:`acquire_entry` (amount 1) for each (key, limit, expiry), in one round trip.
+        Each is the library's own script, run independently, in order."""
+        pipe = ScriptPipeline(self._client)
+        now = self._clock()
+        for key, limit, expiry in entries:
+            pipe.script(self.lua_acquire_moving_window, [self.prefixed_key(key)], [now, limit, expiry, 1])
+        return [bool(acquired) for acquired in pipe.execute()]
 
     def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
         now = self._clock()
@@ -83,7 +96,8 @@ class RateLimiter:
 
     def __init__(self, client: redis.Redis, clock: Clock = time.time) -> None:
         self._clock = clock
-        self._moving_window = MovingWindowRateLimiter(_RedisMovingWindowStorage(client, clock))
+        self._storage = _RedisMovingWindowStorage(client, clock)
+        self._moving_window = MovingWindowRateLimiter(self._storage)
 
     def check(self, limit: Limit, subject: str) -> bool:
         """Count one request of ``subject`` (a user id, a source IP) against ``limit``.
@@ -94,18 +108,36 @@ class RateLimiter:
         takes no slot. Returns False when the limit could not be checked (Redis down: fail
         open), True otherwise.
         """
-        if limit.amount <= 0:
+        return self.check_all([(limit, subject)])
+
+    def check_all(self, checks: Sequence[tuple[Limit, str]]) -> bool:
+        """:meth:`check` for each (limit, subject), all in one Redis round trip. Each limit
+        counts the request on its own (as separate checks in this order would, except that a
+        refusal does not stop the later ones from counting it); RateLimitedError names the
+        first limit that refused."""
+        active = [(limit, subject) for limit, subject in checks if limit.amount > 0]
+        if not active:
             return True
-        item = limit.item()
+        items = [(limit, limit.item(), subject) for limit, subject in active]
         try:
-            if self._moving_window.hit(item, subject):
+            acquired = self._storage.acquire_entries(
+                [(item.key_for(subject), item.amount, item.get_expiry()) for _, item, subject in items]
+            )
+            refused = next(
+                ((lim, it, sub) for (lim, it, sub), ok in zip(items, acquired, strict=True) if not ok), None
+            )
+            if refused is None:
                 return True
+            limit, item, subject = refused
             stats = self._moving_window.get_window_stats(item, subject)
         except redis.RedisError:
             return False
         now = self._clock()
         # remaining > 0: the oldest entry left the window since the hit; a retry may pass now.
-        retry_after = 1 if stats.remaining > 0 else max(1, math.ceil(stats.reset_time - now))
+        # Never more than the window: the stored timestamps' rounding can push reset_time a
+        # hair past now + window.
+        wait = min(limit.window_seconds, math.ceil(stats.reset_time - now))
+        retry_after = 1 if stats.remaining > 0 else max(1, wait)
         raise RateLimitedError(
             f"rate limit exceeded ({limit.describe()}); retry in {retry_after} s", retry_after=retry_after
         )

@@ -13,7 +13,7 @@ from pynamodb.exceptions import DoesNotExist
 from ripple.domain import Post
 from ripple.errors import AuthenticationError
 from ripple.repositories.batch import batch_get
-from ripple.repositories.models import PostIdModel, PostModel, UserModel
+from ripple.repositories.models import FeedItemModel, PostIdModel, PostModel, UserModel
 from ripple.repositories.transactions import ConditionFailed, Transaction
 
 
@@ -29,12 +29,20 @@ def _to_post(m: PostModel) -> Post:
 
 class PostRepository:
     def create(self, post: Post) -> None:
+        """The post, its id -> author row, the author's post_count and the author's own feed
+        item, in one transaction (read-your-writes in one round trip; fan-out writes the same
+        deterministic feed item again, which changes nothing). AuthenticationError if the
+        author's account is gone."""
         row = PostModel(
             author_id=post.author_id, post_id=post.post_id, text=post.text, created_at=post.created_at
         )
         tx = Transaction()
         tx.save("post", row, condition=PostModel.post_id.does_not_exist())
         tx.save("post_id", PostIdModel(post_id=post.post_id, author_id=post.author_id))
+        own = FeedItemModel(
+            user_id=post.author_id, post_id=post.post_id, author_id=post.author_id, created_at=post.created_at
+        )
+        tx.save("own_feed_item", own)
         tx.update(
             "author",
             UserModel(user_id=post.author_id),

@@ -1,8 +1,8 @@
 """Creating, reading, listing, liking and deleting posts.
 
-Read-your-writes: besides the post itself, creation writes the author's own feed item
-synchronously (fan-out writes the same deterministic item again later, harmlessly), so
-the author's next feed read shows the post whichever path, cache or DynamoDB, serves it.
+Read-your-writes: the post's transaction also writes the author's own feed item (fan-out
+writes the same deterministic item again later, harmlessly), so the author's next feed
+read shows the post whichever path, cache or DynamoDB, serves it.
 """
 
 from __future__ import annotations
@@ -10,14 +10,13 @@ from __future__ import annotations
 import time
 
 from ripple.cache.errors import CacheError
-from ripple.cache.feed_cache import FeedCache, FeedRef
 from ripple.cache.post_cache import PostCache
+from ripple.cache.writes import CacheWrites
 from ripple.cursor import decode_cursor, encode_cursor
-from ripple.domain import FeedEntry, Page, Post
+from ripple.domain import Page, Post
 from ripple.errors import ForbiddenError, NotFoundError
 from ripple.ids import new_ulid
 from ripple.observability import count, logger
-from ripple.repositories.feed import FeedRepository
 from ripple.repositories.likes import LikeRepository
 from ripple.repositories.posts import PostRepository
 from ripple.repositories.users import UserRepository
@@ -31,30 +30,23 @@ class PostService:
         posts: PostRepository,
         likes: LikeRepository,
         users: UserRepository,
-        feed: FeedRepository,
-        feed_cache: FeedCache,
         post_cache: PostCache,
+        cache_writes: CacheWrites,
     ) -> None:
         self._posts = posts
         self._likes = likes
         self._users = users
-        self._feed = feed
-        self._feed_cache = feed_cache
         self._post_cache = post_cache
+        self._cache_writes = cache_writes
 
     def create(self, author_id: str, text: str) -> Post:
+        """Post ``text`` as ``author_id``: one DynamoDB transaction (post, counter and the
+        author's own feed item), then one pipelined Redis round trip (post body, own feed)."""
         now_ms = int(time.time() * 1000)
         post = Post(post_id=new_ulid(now_ms), author_id=author_id, text=text, created_at=now_ms)
-        self._posts.create(post)  # the one write that must succeed: post + counter, atomically
-        own = FeedEntry(user_id=author_id, post_id=post.post_id, author_id=author_id, created_at=now_ms)
+        self._posts.create(post)  # the one write that must succeed
         try:
-            self._feed.put_many([own])
-        except Exception as exc:  # fan-out writes the same item; a retry here would duplicate the post
-            logger.warning("own feed item write failed; fan-out will write it", extra={"error": str(exc)})
-            count("OwnFeedItemDeferred")
-        try:
-            self._post_cache.put_many([post])
-            self._feed_cache.add(author_id, FeedRef.of(own))
+            self._cache_writes.own_post(post)
         except CacheError as exc:  # the streams will repair the caches
             logger.warning("cache update after post failed", extra={"error": str(exc)})
             count("CacheErrors")
