@@ -24,7 +24,7 @@ from ripple.auth.tokens import Claims
 from ripple.cache.rate_limit import Limit
 from ripple.container import get_container
 from ripple.domain import Page, Post, User
-from ripple.errors import AuthenticationError, ForbiddenError, NotFoundError, ValidationError
+from ripple.errors import ForbiddenError, NotFoundError, ValidationError
 from ripple.http.errors import status_and_body, translate_chalice_body
 from ripple.http.instrumentation import record_request, route_template
 from ripple.http.requests import bearer_token, parse_json_body
@@ -106,17 +106,18 @@ def source_ip() -> str:
 
 
 def authenticated() -> Claims:
+    """The caller's verified token; their account must still exist (a token can outlive it)."""
     claims = container.tokens.verify(bearer_token(request().headers))
-    if not container.users.exists(claims.user_id):  # a deleted account's tokens die with it
-        raise AuthenticationError("your account no longer exists", code="invalid_token")
+    container.access.admit(claims.user_id)
     return claims
 
 
 def writer() -> Claims:
-    """An authenticated user about to write: counted against the per-user and per-IP limits."""
-    me = authenticated()
-    container.rate_limiter.check_all([(WRITES_PER_USER, me.user_id), (WRITES_PER_IP, source_ip())])
-    return me
+    """An authenticated user about to write: counted against the per-user and per-IP limits
+    in the same round trip that checks the account."""
+    claims = container.tokens.verify(bearer_token(request().headers))
+    container.access.admit(claims.user_id, [(WRITES_PER_USER, claims.user_id), (WRITES_PER_IP, source_ip())])
+    return claims
 
 
 def auth_attempt() -> None:
@@ -299,9 +300,16 @@ def unlike(post_id: str) -> dict[str, Any]:
 @app.route("/feed", methods=["GET"])
 @json_errors
 def home_feed() -> dict[str, Any]:
-    claims = authenticated()
+    # The account check rides on the timeline's first round trip (ripple.cache.timeline).
+    claims = container.tokens.verify(bearer_token(request().headers))
     limit = validation.page_limit(query("limit"))
-    return posts_page(container.feed_reader.home(claims.user_id, limit, query("cursor")))
+    page = container.feed_reader.home(
+        claims.user_id,
+        limit,
+        query("cursor"),
+        account_check=functools.partial(container.access.confirm, claims.user_id),
+    )
+    return posts_page(page)
 
 
 # ------------------------------------------------------------------ meta

@@ -7,9 +7,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import redis
+
 from ripple.container import Container
 from ripple.domain import Post, User
 from ripple.ids import new_ulid
+from ripple.services.feed import FeedReader
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 # Small limits in tests so trimming, cache-tail paging, continuation jobs and the
@@ -60,3 +63,30 @@ def store_sample_post(container: Container, ids: dict[str, str]) -> Post:
     post = Post(post_id=ids[SAMPLE_POST], author_id=ids[SAMPLE_AUTHOR], text="sample", created_at=created_at)
     container.posts.create(post)
     return post
+
+
+def feed_reader(
+    container: Container, client: redis.Redis | None = None, registry_ttl_seconds: float = 10.0
+) -> FeedReader:
+    """The container's feed reader, optionally on another Redis client (a dead one) or with
+    its own container-side registry lifetime."""
+    from ripple.cache.feed_cache import FeedCache, outbox_key
+    from ripple.cache.known_users import KnownUsers
+    from ripple.cache.liked_posts import LikedPosts
+    from ripple.cache.post_cache import PostCache
+    from ripple.cache.timeline import TimelineCache
+    from ripple.cache.views import PostViews
+    from ripple.services.feed import OUTBOX_MAX_ITEMS, PostHydrator, PulledAuthors
+
+    r = client or container.redis
+    settings = container.settings
+    post_cache = PostCache(r, settings.post_cache_ttl_seconds)
+    return FeedReader(
+        container.feed,
+        FeedCache(r, settings.feed_cache_max_items, settings.feed_cache_ttl_seconds),
+        PostHydrator(container.posts, container.likes, post_cache, PostViews(r, post_cache, LikedPosts(r))),
+        container.posts,
+        PulledAuthors(container.users, container.follows, ttl_seconds=registry_ttl_seconds),
+        TimelineCache(r, KnownUsers(r), settings.feed_cache_ttl_seconds),
+        FeedCache(r, OUTBOX_MAX_ITEMS, settings.feed_cache_ttl_seconds, key_of=outbox_key),
+    )

@@ -10,14 +10,16 @@ from typing import Any
 
 import pytest
 
+from ripple.cache.timeline import REGISTRY_KEY
 from ripple.container import Container
-from ripple.services.feed import FeedReader, PostHydrator, PulledAuthors
+from ripple.domain import Page, Post
 from ripple_local.stack import LocalStack
 from tests.integration.support import (
     SAMPLE_AUTHOR,
     SAMPLE_POST,
     TEST_HIGH_FOLLOWER_THRESHOLD,
     ensure_users,
+    feed_reader,
     fresh_ids,
     load_event,
     store_sample_post,
@@ -34,15 +36,17 @@ def table_feed(container: Container, user_id: str) -> list[str]:
     return [e.post_id for e in container.feed.page(user_id, 100)]
 
 
-def fresh_reader(container: Container) -> FeedReader:
-    """A reader whose high-follower registry is reloaded on every read (no 30 s cache)."""
-    return FeedReader(
-        container.feed,
-        container.feed_cache,
-        PostHydrator(container.posts, container.likes, container.post_cache),
-        container.posts,
-        PulledAuthors(container.users, container.follows, ttl_seconds=0),
-    )
+class fresh_reader:
+    """A reader whose high-follower registry is reloaded on every read (no 10 s cache, in the
+    container or in Redis)."""
+
+    def __init__(self, container: Container) -> None:
+        self._container = container
+        self._reader = feed_reader(container, registry_ttl_seconds=0)
+
+    def home(self, user_id: str, limit: int, cursor: str | None = None) -> Page[Post]:
+        self._container.redis.delete(REGISTRY_KEY)
+        return self._reader.home(user_id, limit, cursor)
 
 
 def test_every_follower_of_a_multi_page_audience_gets_the_post(
@@ -183,13 +187,8 @@ def test_posts_right_after_the_mark_reach_readers_who_do_not_know_of_it_yet(
     from ripple.services.fanout import FanoutService
 
     star, reader = signup(container, "star"), signup(container, "reader")
-    reader_feed = FeedReader(  # a container whose registry was loaded before the mark
-        container.feed,
-        container.feed_cache,
-        PostHydrator(container.posts, container.likes, container.post_cache),
-        container.posts,
-        PulledAuthors(container.users, container.follows, ttl_seconds=3600),
-    )
+    # A reader whose registry (in its container and in Redis) was loaded before the mark.
+    reader_feed = feed_reader(container, registry_ttl_seconds=3600)
     reader_feed.home(reader, 10)
     settings = container.settings
     graced = FanoutService(  # the production default grace (this session's stack runs with none)

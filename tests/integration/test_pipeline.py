@@ -8,14 +8,11 @@ import uuid
 import pytest
 import redis
 
-from ripple.cache.feed_cache import FeedCache
-from ripple.cache.post_cache import PostCache
 from ripple.container import Container
-from ripple.services.feed import FeedReader, PostHydrator, PulledAuthors
 from ripple_local.feed_scan import FeedScanRepository
 from ripple_local.stack import LocalStack
 from ripple_local.warming import warm_feeds
-from tests.integration.support import TEST_FEED_CACHE_MAX_ITEMS
+from tests.integration.support import TEST_FEED_CACHE_MAX_ITEMS, feed_reader
 
 pytestmark = [pytest.mark.integration, pytest.mark.contract]  # runs on every emulator
 
@@ -108,13 +105,7 @@ def test_reads_survive_redis_being_unreachable(stack: LocalStack, container: Con
     stack.drain()
 
     dead = redis.Redis(host="127.0.0.1", port=1, socket_timeout=0.1, socket_connect_timeout=0.1)
-    reader = FeedReader(
-        container.feed,
-        FeedCache(dead, max_items=10, ttl_seconds=60),
-        PostHydrator(container.posts, container.likes, PostCache(dead, ttl_seconds=60)),
-        container.posts,
-        PulledAuthors(container.users, container.follows),
-    )
+    reader = feed_reader(container, dead)
     page = reader.home(b, 10)
     assert [p.post_id for p in page.items] == [post.post_id]
     assert page.items[0].text == "still readable"

@@ -14,9 +14,13 @@ import redis
 from ripple.auth.passwords import PasswordHasher
 from ripple.auth.tokens import TokenService
 from ripple.cache.client import create_redis
-from ripple.cache.feed_cache import FeedCache
+from ripple.cache.feed_cache import FeedCache, outbox_key
+from ripple.cache.known_users import KnownUsers
+from ripple.cache.liked_posts import LikedPosts
 from ripple.cache.post_cache import PostCache
 from ripple.cache.rate_limit import RateLimiter
+from ripple.cache.timeline import TimelineCache
+from ripple.cache.views import PostViews
 from ripple.cache.writes import CacheWrites
 from ripple.config import Settings, get_settings
 from ripple.repositories.fanout_jobs import FanoutJobRepository
@@ -28,10 +32,11 @@ from ripple.repositories.models import bind_models
 from ripple.repositories.posts import PostRepository
 from ripple.repositories.refresh_tokens import RefreshTokenRepository
 from ripple.repositories.users import UserRepository
+from ripple.services.access import AccessGuard
 from ripple.services.accounts import AccountService
-from ripple.services.cache_refresh import CacheRefresher
+from ripple.services.cache_refresh import CacheRefresher, RefresherTables
 from ripple.services.fanout import FanoutConsumer, FanoutService
-from ripple.services.feed import FeedReader, PostHydrator, PulledAuthors
+from ripple.services.feed import OUTBOX_MAX_ITEMS, FeedReader, PostHydrator, PulledAuthors
 from ripple.services.follows import FollowService
 from ripple.services.health import HealthService
 from ripple.services.posts import PostService
@@ -95,6 +100,25 @@ class Container:
         return FeedCache(self.redis, self.settings.feed_cache_max_items, self.settings.feed_cache_ttl_seconds)
 
     @cached_property
+    def outbox_cache(self) -> FeedCache:
+        """High-follower authors' recent posts, for the readers who pull them."""
+        return FeedCache(
+            self.redis, OUTBOX_MAX_ITEMS, self.settings.feed_cache_ttl_seconds, key_of=outbox_key
+        )
+
+    @cached_property
+    def timeline(self) -> TimelineCache:
+        return TimelineCache(self.redis, self.known_users, self.settings.feed_cache_ttl_seconds)
+
+    @cached_property
+    def known_users(self) -> KnownUsers:
+        return KnownUsers(self.redis)
+
+    @cached_property
+    def liked_posts(self) -> LikedPosts:
+        return LikedPosts(self.redis)
+
+    @cached_property
     def post_cache(self) -> PostCache:
         return PostCache(self.redis, self.settings.post_cache_ttl_seconds)
 
@@ -115,12 +139,16 @@ class Container:
         )
 
     @cached_property
+    def access(self) -> AccessGuard:
+        return AccessGuard(self.redis, self.users, self.known_users, self.rate_limiter)
+
+    @cached_property
     def user_service(self) -> UserService:
         return UserService(self.users)
 
     @cached_property
     def follow_service(self) -> FollowService:
-        return FollowService(self.follows, self.users)
+        return FollowService(self.follows, self.users, self.timeline)
 
     @cached_property
     def post_service(self) -> PostService:
@@ -129,7 +157,7 @@ class Container:
             self.likes,
             self.users,
             self.post_cache,
-            CacheWrites(self.redis, self.feed_cache, self.post_cache),
+            CacheWrites(self.redis, self.feed_cache, self.post_cache, self.liked_posts),
         )
 
     @cached_property
@@ -137,9 +165,16 @@ class Container:
         return FeedReader(
             self.feed,
             self.feed_cache,
-            PostHydrator(self.posts, self.likes, self.post_cache),
+            PostHydrator(
+                self.posts,
+                self.likes,
+                self.post_cache,
+                PostViews(self.redis, self.post_cache, self.liked_posts),
+            ),
             self.posts,
             PulledAuthors(self.users, self.follows),
+            self.timeline,
+            self.outbox_cache,
         )
 
     @cached_property
@@ -178,9 +213,10 @@ class Container:
 
     @cached_property
     def cache_refresher(self) -> CacheRefresher:
-        return CacheRefresher(
-            self.feed_cache, self.post_cache, self.settings.feed_table, self.settings.posts_table
+        tables = RefresherTables(
+            feed=self.settings.feed_table, posts=self.settings.posts_table, likes=self.settings.likes_table
         )
+        return CacheRefresher(self.feed_cache, self.post_cache, self.outbox_cache, self.liked_posts, tables)
 
 
 @lru_cache(maxsize=1)

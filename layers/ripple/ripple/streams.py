@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
@@ -25,6 +25,7 @@ class StreamChange:
     sequence_number: str
     new_image: dict[str, Any]
     old_image: dict[str, Any]
+    keys: dict[str, Any] = field(default_factory=dict)  # the item's key (every view type has it)
 
     @property
     def image(self) -> dict[str, Any]:
@@ -42,4 +43,5 @@ class StreamChange:
             sequence_number=stream.sequence_number or "",
             new_image=dict(stream.new_image or {}),
             old_image=dict(stream.old_image or {}),
+            keys=dict(stream.keys or {}),
         )

@@ -13,7 +13,7 @@ sentinel included), so a trimmed feed correctly becomes partial.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import redis
@@ -95,16 +95,29 @@ def feed_key(user_id: str) -> str:
     return f"feed:home:{user_id}"
 
 
-def _warming_key(user_id: str) -> str:
-    return f"feed:home:{user_id}:warming"
+def outbox_key(author_id: str) -> str:
+    """An author's own recent posts, for the readers who pull them (high-follower authors);
+    the same structure and rules as a home feed."""
+    return f"feed:outbox:{author_id}"
+
+
+def _warming_key(key: str) -> str:
+    return f"{key}:warming"
 
 
 class FeedCache:
     """Every method raises :class:`ripple.cache.errors.CacheError` when Redis fails;
     readers treat that as a miss, stream consumers let the record be retried."""
 
-    def __init__(self, client: redis.Redis, max_items: int, ttl_seconds: int) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        max_items: int,
+        ttl_seconds: int,
+        key_of: Callable[[str], str] = feed_key,
+    ) -> None:
         self._redis = client
+        self._key = key_of
         self._max_items = max_items
         self._ttl = ttl_seconds
         self._add = client.register_script(_ADD_SCRIPT)
@@ -113,7 +126,7 @@ class FeedCache:
     @translated
     def page(self, user_id: str, after: str | None, limit: int) -> CachedPage | None:
         """The page after ``after`` if the cache can answer it exactly, else None."""
-        key = feed_key(user_id)
+        key = self._key(user_id)
         upper = f"({after}" if after else "+"
         pipe = self._redis.pipeline(transaction=False)
         pipe.exists(key)
@@ -132,14 +145,14 @@ class FeedCache:
 
     @translated
     def begin_warm(self, user_id: str) -> None:
-        self._redis.set(_warming_key(user_id), "1", ex=WARMING_TTL_SECONDS)
+        self._redis.set(_warming_key(self._key(user_id)), "1", ex=WARMING_TTL_SECONDS)
 
     @translated
     def warm(self, user_id: str, after: str | None, refs: Sequence[FeedRef], complete: bool) -> bool:
         """Store a page read from DynamoDB: at the top (``after`` None), or below the
         cached prefix when that prefix already reaches down to ``after`` (no gap)."""
         args: list[str | int] = [after or "", self._max_items, self._ttl, SENTINEL, "1" if complete else "0"]
-        keys = [feed_key(user_id), _warming_key(user_id)]
+        keys = [self._key(user_id), _warming_key(self._key(user_id))]
         return bool(self._warm(keys=keys, args=args + [r.member for r in refs]))
 
     @translated
@@ -147,7 +160,7 @@ class FeedCache:
         """Insert one item if the feed is cached (or being warmed); returns whether it was."""
         return bool(
             self._add(
-                keys=[feed_key(user_id), _warming_key(user_id)],
+                keys=[self._key(user_id), _warming_key(self._key(user_id))],
                 args=[ref.member, self._max_items, self._ttl, SENTINEL],
             )
         )
@@ -156,7 +169,7 @@ class FeedCache:
         """Queue :meth:`add` on ``pipe`` (see ``ripple.cache.writes``)."""
         pipe.script(
             self._add,
-            [feed_key(user_id), _warming_key(user_id)],
+            [self._key(user_id), _warming_key(self._key(user_id))],
             [ref.member, self._max_items, self._ttl, SENTINEL],
         )
 
@@ -164,19 +177,19 @@ class FeedCache:
     def remove_many(self, items: Iterable[tuple[str, FeedRef]]) -> None:
         pipe = self._redis.pipeline(transaction=False)
         for user_id, ref in items:
-            pipe.zrem(feed_key(user_id), ref.member)
+            pipe.zrem(self._key(user_id), ref.member)
         pipe.execute()
 
     @translated
     def members(self, user_id: str) -> list[str]:
         """Every member, newest first (for checks and tests)."""
-        return [str(m) for m in self._redis.zrevrangebylex(feed_key(user_id), "+", "-")]
+        return [str(m) for m in self._redis.zrevrangebylex(self._key(user_id), "+", "-")]
 
     @translated
     def is_cached(self, user_id: str) -> bool:
-        return bool(self._redis.exists(feed_key(user_id)))
+        return bool(self._redis.exists(self._key(user_id)))
 
     @translated
     def drop(self, user_id: str) -> None:
         """Forget the cached feed (and any rebuild in flight): the next read rebuilds it."""
-        self._redis.delete(feed_key(user_id), _warming_key(user_id))
+        self._redis.delete(self._key(user_id), _warming_key(self._key(user_id)))

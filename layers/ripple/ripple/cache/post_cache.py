@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import redis
 
@@ -27,7 +28,14 @@ class PostCache:
     def get_many(self, post_ids: Sequence[str]) -> dict[str, Post]:
         if not post_ids:
             return {}
-        values = self._redis.mget([post_key(p) for p in post_ids])
+        return self.parse_many(post_ids, self._redis.mget([post_key(p) for p in post_ids]))
+
+    def queue_get(self, pipe: ScriptPipeline, post_ids: Sequence[str]) -> None:
+        """Queue :meth:`get_many` on ``pipe``; read its result with :meth:`parse_many`."""
+        pipe.command("mget", [post_key(p) for p in post_ids])
+
+    @staticmethod
+    def parse_many(post_ids: Sequence[str], values: Sequence[Any]) -> dict[str, Post]:
         found: dict[str, Post] = {}
         for post_id, raw in zip(post_ids, values, strict=True):
             if raw:

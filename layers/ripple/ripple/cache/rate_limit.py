@@ -23,6 +23,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from limits import RateLimitItemPerSecond
@@ -64,7 +65,7 @@ class _RedisMovingWindowStorage(RedisStorage):
 
     def __init__(self, client: redis.Redis, clock: Clock) -> None:
         super().__init__("redis://", connection_pool=client.connection_pool, key_prefix=KEY_PREFIX)
-        self._client = client
+        self.client = client
         self._clock = clock
 
     def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
@@ -73,14 +74,9 @@ class _RedisMovingWindowStorage(RedisStorage):
         )
         return bool(acquired)
 
-    def acquire_entries(self, entries: Sequence[tuple[str, int, int]]) -> list[bool]:
-        """:meth:`acquire_entry` (amount 1) for each (key, limit, expiry), in one round trip.
-        Each is the library's own script, run independently, in order."""
-        pipe = ScriptPipeline(self._client)
-        now = self._clock()
-        for key, limit, expiry in entries:
-            pipe.script(self.lua_acquire_moving_window, [self.prefixed_key(key)], [now, limit, expiry, 1])
-        return [bool(acquired) for acquired in pipe.execute()]
+    def queue_acquire(self, pipe: ScriptPipeline, key: str, limit: int, expiry: int, now: float) -> None:
+        """:meth:`acquire_entry` (amount 1) queued on ``pipe``: the library's own script."""
+        pipe.script(self.lua_acquire_moving_window, [self.prefixed_key(key)], [now, limit, expiry, 1])
 
     def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
         now = self._clock()
@@ -88,6 +84,22 @@ class _RedisMovingWindowStorage(RedisStorage):
         if window:
             return float(window[0]), int(window[1])
         return now, 0
+
+
+@dataclass(frozen=True)
+class PendingChecks:
+    """Checks queued on a pipeline (:meth:`RateLimiter.queue`), awaiting its results."""
+
+    limiter: RateLimiter
+    checks: list[tuple[Limit, str]]
+
+    def settle(self, acquired: Sequence[Any]) -> bool:
+        """True when every check acquired a slot; else RateLimitedError for the first that did
+        not. Raises redis.RedisError if reading the refused window fails."""
+        for (limit, subject), ok in zip(self.checks, acquired, strict=True):
+            if not ok:
+                raise self.limiter._refuse(limit, subject)
+        return True
 
 
 class RateLimiter:
@@ -115,30 +127,36 @@ class RateLimiter:
         counts the request on its own (as separate checks in this order would, except that a
         refusal does not stop the later ones from counting it); RateLimitedError names the
         first limit that refused."""
-        active = [(limit, subject) for limit, subject in checks if limit.amount > 0]
-        if not active:
+        pipe = ScriptPipeline(self._storage.client)
+        pending = self.queue(pipe, checks)
+        if not pending.checks:
             return True
-        items = [(limit, limit.item(), subject) for limit, subject in active]
         try:
-            acquired = self._storage.acquire_entries(
-                [(item.key_for(subject), item.amount, item.get_expiry()) for _, item, subject in items]
-            )
-            refused = next(
-                ((lim, it, sub) for (lim, it, sub), ok in zip(items, acquired, strict=True) if not ok), None
-            )
-            if refused is None:
-                return True
-            limit, item, subject = refused
-            stats = self._moving_window.get_window_stats(item, subject)
+            return pending.settle(pipe.execute())
         except redis.RedisError:
             return False
+
+    def queue(self, pipe: ScriptPipeline, checks: Sequence[tuple[Limit, str]]) -> PendingChecks:
+        """Queue ``checks`` (those with ``amount`` > 0) on ``pipe``, to share a round trip with
+        other commands; settle the returned :class:`PendingChecks` with their results."""
+        active = [(limit, subject) for limit, subject in checks if limit.amount > 0]
+        now = self._clock()
+        for limit, subject in active:
+            item = limit.item()
+            self._storage.queue_acquire(pipe, item.key_for(subject), item.amount, item.get_expiry(), now)
+        return PendingChecks(self, active)
+
+    def _refuse(self, limit: Limit, subject: str) -> RateLimitedError:
+        """The 429 for a refused check; reads the window (a round trip) for Retry-After.
+        Raises redis.RedisError when Redis fails."""
+        stats = self._moving_window.get_window_stats(limit.item(), subject)
         now = self._clock()
         # remaining > 0: the oldest entry left the window since the hit; a retry may pass now.
         # Never more than the window: the stored timestamps' rounding can push reset_time a
         # hair past now + window.
         wait = min(limit.window_seconds, math.ceil(stats.reset_time - now))
         retry_after = 1 if stats.remaining > 0 else max(1, wait)
-        raise RateLimitedError(
+        return RateLimitedError(
             f"rate limit exceeded ({limit.describe()}); retry in {retry_after} s", retry_after=retry_after
         )
 

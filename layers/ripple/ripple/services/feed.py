@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 from ripple.cache.errors import CacheError
 from ripple.cache.feed_cache import FeedCache, FeedRef
 from ripple.cache.post_cache import PostCache
+from ripple.cache.timeline import TimelineCache, TimelinePage
+from ripple.cache.views import PostViews
 from ripple.cursor import decode_cursor, encode_cursor
 from ripple.domain import Page, Post
 from ripple.observability import count, logger
@@ -19,21 +21,34 @@ from ripple.repositories.users import UserRepository
 
 # A cold feed is rebuilt with this many items at once, so the next pages are cache hits.
 WARM_ITEMS = 100
+# A pulled author's outbox is loaded with this many posts: a first page of any size (at most
+# validation.MAX_PAGE_LIMIT + 1) and the next ones come from it.
+OUTBOX_WARM_ITEMS = 200
+# Kept per outbox: the warmed window plus as many newer posts (trimming drops the oldest).
+OUTBOX_MAX_ITEMS = 2 * OUTBOX_WARM_ITEMS
 
 
 class PostHydrator:
-    """Turns feed refs into post bodies: post cache first, then one BatchGetItem."""
+    """Turns feed refs into post bodies for a reader: post cache and the reader's liked-posts
+    hash in one Redis round trip; DynamoDB only for bodies not cached and likes the hash
+    cannot tell (posts older than it)."""
 
-    def __init__(self, posts: PostRepository, likes: LikeRepository, post_cache: PostCache) -> None:
+    def __init__(
+        self, posts: PostRepository, likes: LikeRepository, post_cache: PostCache, views: PostViews
+    ) -> None:
         self._posts = posts
         self._likes = likes
         self._cache = post_cache
+        self._views = views
 
     def hydrate(self, refs: Sequence[FeedRef], reader_id: str | None = None) -> list[Post]:
         ids = [r.post_id for r in refs]
+        liked: dict[str, bool | None] = dict.fromkeys(ids)
         try:
-            found = self._cache.get_many(ids)
+            found, view = self._views.read(ids, reader_id)
             count("PostCacheHits", len(found))
+            if view is not None:
+                liked = view.liked
         except CacheError:
             count("CacheErrors")
             found = {}
@@ -51,8 +66,12 @@ class PostHydrator:
         posts = [found[i] for i in ids if i in found]
         if reader_id is None or not posts:
             return posts
-        liked = self._likes.liked(reader_id, [p.post_id for p in posts])
-        return [p.for_reader(p.post_id in liked) for p in posts]
+        unknown = [p.post_id for p in posts if liked.get(p.post_id) is None]
+        if unknown:
+            count("LikedLookups", len(unknown))
+            from_table = self._likes.liked(reader_id, unknown)
+            liked.update({p: p in from_table for p in unknown})
+        return [p.for_reader(bool(liked.get(p.post_id))) for p in posts]
 
 
 class PulledAuthors:
@@ -78,20 +97,37 @@ class PulledAuthors:
         self._registry: list[str] = []
         self._loaded_at = -float("inf")
 
-    def for_reader(self, reader_id: str) -> list[str]:
+    def registry(self, fresh: bool = False) -> list[str]:
+        """The marked accounts, read again from DynamoDB after ``ttl_seconds`` (or now)."""
         now = time.monotonic()
-        if now - self._loaded_at > self._ttl:
+        if fresh or now - self._loaded_at > self._ttl:
             self._registry = self._users.high_follower_ids()
             self._loaded_at = now
-        if not self._registry:
-            return []
-        return sorted(self._follows.followed_among(reader_id, self._registry))
+        return self._registry
+
+    def followed_among(self, reader_id: str, candidates: list[str]) -> list[str]:
+        """Which of ``candidates`` the reader follows, sorted (one BatchGetItem per 100)."""
+        return sorted(self._follows.followed_among(reader_id, candidates)) if candidates else []
+
+    def for_reader(self, reader_id: str) -> list[str]:
+        return self.followed_among(reader_id, self.registry())
 
 
 class FeedReader:
-    """The home timeline: pushed items (cache, else DynamoDB) merged with the recent posts
-    of the high-follower authors the reader follows. Every source is ordered by post id and
-    paged strictly after the cursor, so the merge keeps the cursor contract exactly."""
+    """The home timeline: pushed items merged with the recent posts of the high-follower
+    authors the reader follows. Every source is ordered by post id and paged strictly after
+    the cursor, so the merge keeps the cursor contract exactly.
+
+    A cached read is Redis alone, two round trips: the page (``ripple.cache.timeline``:
+    feed, pulled authors, their outboxes, and whether the reader's account is known), then
+    bodies and the reader's likes (``ripple.cache.views``). What the cache lacks is loaded
+    from DynamoDB and stored - the registry of pulled authors, the reader's pulled authors,
+    an author's outbox - and the page read again (at most ``MAX_FILLS`` times); a feed the
+    cache cannot answer, and Redis down, read DynamoDB (which warms the feed).
+    """
+
+    # Each fill stores one missing piece; a page needs at most registry + pulled + outboxes.
+    MAX_FILLS = 8
 
     def __init__(
         self,
@@ -100,20 +136,82 @@ class FeedReader:
         hydrator: PostHydrator,
         posts: PostRepository,
         pulled: PulledAuthors,
+        timeline: TimelineCache,
+        outboxes: FeedCache,
     ) -> None:
         self._feed = feed
         self._cache = feed_cache
         self._hydrator = hydrator
         self._posts = posts
         self._pulled = pulled
+        self._timeline = timeline
+        self._outboxes = outboxes
 
-    def home(self, user_id: str, limit: int, cursor: str | None = None) -> Page[Post]:
+    def home(
+        self,
+        user_id: str,
+        limit: int,
+        cursor: str | None = None,
+        account_check: Callable[[bool | None], None] | None = None,
+    ) -> Page[Post]:
+        """A page of ``user_id``'s timeline, newest first. ``account_check`` receives whether
+        Redis knows the reader's account (None: it could not say) before anything is read
+        from DynamoDB, and raises to refuse the read."""
         after = decode_cursor(cursor)
         count("FeedReads")
-        refs, has_more = self._read_refs(user_id, after, limit)
-        refs, has_more = self._merge_pulled(user_id, after, limit, refs, has_more)
+        cached = self._cached_refs(user_id, after, limit, account_check)
+        if cached is not None:
+            count("FeedCacheHits")
+            refs, has_more = cached
+        else:
+            refs, has_more = self._read_refs(user_id, after, limit)
+            refs, has_more = self._merge_pulled(user_id, after, limit, refs, has_more)
         next_cursor = encode_cursor(refs[-1].post_id) if has_more and refs else None
         return Page(items=self._hydrator.hydrate(refs, reader_id=user_id), next_cursor=next_cursor)
+
+    def _cached_refs(
+        self,
+        user_id: str,
+        after: str | None,
+        limit: int,
+        account_check: Callable[[bool | None], None] | None,
+    ) -> tuple[list[FeedRef], bool] | None:
+        checked = False
+        try:
+            for _ in range(self.MAX_FILLS):
+                page = self._timeline.page(user_id, after, limit)
+                if account_check is not None and not checked:
+                    account_check(page.known)
+                    checked = True
+                if page.missing is None:
+                    return page.refs, page.has_more
+                if page.missing == "feed" or (page.missing == "outbox" and after is not None):
+                    return None  # DynamoDB answers this page (and warms the feed)
+                self._fill(user_id, page)
+            return None
+        except CacheError as exc:
+            logger.warning("timeline cache unavailable, reading DynamoDB", extra={"error": str(exc)})
+            count("CacheErrors")
+            if account_check is not None and not checked:
+                account_check(None)
+            return None
+
+    def _fill(self, user_id: str, page: TimelinePage) -> None:
+        """Load the piece ``page`` lacks from DynamoDB and store it (raises CacheError)."""
+        count("TimelineFills")
+        if page.missing == "registry":
+            # Redis keeps it for every container now; no second cache in this one.
+            self._timeline.store_registry(self._pulled.registry(fresh=True))
+        elif page.missing == "pulled":
+            registry = page.detail
+            candidates = [a for a in registry.partition("|")[2].split(",") if a]
+            self._timeline.store_pulled(user_id, registry, self._pulled.followed_among(user_id, candidates))
+        elif page.missing == "outbox":
+            author = page.detail
+            self._outboxes.begin_warm(author)
+            recent = self._posts.recent_by_author(author, OUTBOX_WARM_ITEMS)
+            refs = [FeedRef(post_id=p.post_id, author_id=author) for p in recent]
+            self._outboxes.warm(author, None, refs, len(recent) < OUTBOX_WARM_ITEMS)
 
     def _merge_pulled(
         self, user_id: str, after: str | None, limit: int, refs: list[FeedRef], has_more: bool

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ripple.cache.errors import CacheError
+from ripple.cache.timeline import TimelineCache
 from ripple.cursor import decode_cursor, encode_cursor
 from ripple.domain import Page, User
 from ripple.errors import NotFoundError, ValidationError
@@ -11,9 +13,10 @@ from ripple.repositories.users import UserRepository
 
 
 class FollowService:
-    def __init__(self, follows: FollowRepository, users: UserRepository) -> None:
+    def __init__(self, follows: FollowRepository, users: UserRepository, timeline: TimelineCache) -> None:
         self._follows = follows
         self._users = users
+        self._timeline = timeline
 
     def follow(self, follower_id: str, followee_id: str) -> bool:
         """Idempotent: following someone you already follow changes nothing."""
@@ -22,6 +25,7 @@ class FollowService:
         created = self._follows.follow(follower_id, followee_id)  # NotFoundError if no such user
         if created:
             count("FollowsCreated")
+            self._recompute_pulled(follower_id)
         return created
 
     def unfollow(self, follower_id: str, followee_id: str) -> bool:
@@ -32,7 +36,17 @@ class FollowService:
         removed = self._follows.unfollow(follower_id, followee_id)
         if removed:
             count("FollowsRemoved")
+            self._recompute_pulled(follower_id)
         return removed
+
+    def _recompute_pulled(self, follower_id: str) -> None:
+        """The followee may be a pulled (high-follower) author: the reader's next page
+        computes its pulled authors again. If Redis cannot take that, they are recomputed
+        within timeline.PULLED_TTL_SECONDS anyway."""
+        try:
+            self._timeline.forget_pulled(follower_id)
+        except CacheError:
+            count("CacheErrors")
 
     def followers(self, user_id: str, limit: int, cursor: str | None) -> Page[User]:
         """Who follows ``user_id``, in id order, a page at a time."""

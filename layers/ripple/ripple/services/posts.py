@@ -74,13 +74,24 @@ class PostService:
         post = self._load(post_id)
         if self._likes.like(user_id, post.author_id, post_id):
             count("LikesCreated")
+        self._record_like(user_id, post_id, liked=True)
         return self._after_like_change(post_id)
 
     def unlike(self, user_id: str, post_id: str) -> Post:
         post = self._load(post_id)
         if self._likes.unlike(user_id, post.author_id, post_id):
             count("LikesRemoved")
+        self._record_like(user_id, post_id, liked=False)
         return self._after_like_change(post_id)
+
+    def _record_like(self, user_id: str, post_id: str, liked: bool) -> None:
+        """Write-through to the reader's liked-posts hash (read-your-writes for liked_by_me);
+        also on a repeat, which re-asserts the committed state. The likes stream writes it
+        again, so a failure here is repaired within a second."""
+        try:
+            self._cache_writes.liked(user_id, post_id, liked)
+        except CacheError:
+            count("CacheErrors")
 
     def delete(self, post_id: str, user_id: str, roles: tuple[str, ...] = ()) -> None:
         """Only the author, or an admin, may delete; fan-out then retracts it from feeds."""
