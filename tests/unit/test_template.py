@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -70,3 +71,19 @@ def test_api_events_match_the_chalice_routes(function_id: str) -> None:
         (e["Properties"]["Path"], e["Properties"]["Method"].upper()) for e in events if e["Type"] == "Api"
     }
     assert declared == set(chalice_routes())
+
+
+def test_fanout_is_not_invoked_for_a_posts_modify() -> None:
+    """A like moves like_count (a MODIFY on the posts stream): fan-out has nothing to do
+    with it, so the template filters it out before Lambda invokes (issue 11). Evaluated with
+    the local runner's matcher on the sample events the functions are tested with."""
+    from ripple_local.esm import MappingConfig
+
+    events = RESOURCES["FanoutFunction"]["Properties"]["Events"]
+    properties = {**events["PostsStream"]["Properties"], "DestinationConfig": {}}
+    config = MappingConfig.from_properties(properties)
+    delivered = {}
+    for name in ("posts_insert", "posts_modify", "posts_remove"):
+        (record,) = json.loads((ROOT / "events" / "fanout" / f"{name}.json").read_text())["Records"]
+        delivered[name] = config.delivers(record)
+    assert delivered == {"posts_insert": True, "posts_modify": False, "posts_remove": True}

@@ -24,6 +24,7 @@ Retry accounting (documented by AWS only in outline, so fixed here):
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import threading
@@ -36,6 +37,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
+from moto.events.models import EventPattern
 
 from ripple_local.aws import region_of
 from ripple_local.checkpoints import CheckpointStore
@@ -89,12 +91,28 @@ _EMULATED = frozenset(
         "FunctionResponseTypes",
         "DestinationConfig",
         "Enabled",
+        "FilterCriteria",
     }
 )
 
 
 _REOPEN_ERRORS = frozenset({"ExpiredIteratorException", "TrimmedDataAccessException"})
 _MAX_REOPENS = 3  # per fetch; a shard that keeps refusing fails the poll (and is retried later)
+
+
+def _filter_patterns(criteria: Any) -> tuple[str, ...]:
+    """The Pattern strings of a FilterCriteria property, each checked to parse."""
+    if not criteria:
+        return ()
+    patterns = tuple(str(f["Pattern"]) for f in criteria.get("Filters") or [])
+    for pattern in patterns:
+        _pattern(pattern)  # a malformed pattern fails at start, as CloudFormation would
+    return patterns
+
+
+@functools.lru_cache(maxsize=64)
+def _pattern(pattern: str) -> EventPattern:
+    return EventPattern.load(pattern)
 
 
 def _as_bool(value: Any) -> bool:
@@ -115,6 +133,18 @@ class MappingConfig:
     on_failure_destination: str | None = None
     batching_window_s: float = 0.0
     enabled: bool = True
+    # FilterCriteria's patterns (JSON strings). A record is delivered when any matches; the
+    # others are dropped and the checkpoint moves past them, as Lambda does.
+    filter_patterns: tuple[str, ...] = ()
+
+    def delivers(self, record: Mapping[str, Any]) -> bool:
+        """Whether a Lambda-shaped stream record passes the filters (none: every record).
+        Patterns are EventBridge's syntax, which Lambda event filtering shares; moto's
+        matcher of that syntax evaluates them."""
+        if not self.filter_patterns:
+            return True
+        event: Any = dict(record)
+        return any(_pattern(p).matches_event(event) for p in self.filter_patterns)
 
     @classmethod
     def from_properties(cls, properties: Mapping[str, Any]) -> MappingConfig:
@@ -138,6 +168,7 @@ class MappingConfig:
             on_failure_destination=destination,
             batching_window_s=float(properties.get("MaximumBatchingWindowInSeconds", 0)),
             enabled=_as_bool(properties.get("Enabled", True)),
+            filter_patterns=_filter_patterns(properties.get("FilterCriteria")),
         )
 
 
@@ -165,6 +196,7 @@ class MappingStats:
     bisections: int = 0
     sent_to_failure_queue: int = 0
     poll_errors: int = 0  # GetRecords/DescribeStream failures (emulator down, stream gone)
+    filtered: int = 0  # records FilterCriteria kept from the function (never delivered)
 
     def snapshot(self) -> dict[str, int]:
         """A plain dict copy of the counters."""
@@ -543,7 +575,12 @@ class StreamEventSourceMapping:
                     )
                     for raw in raw_records
                 ]
-                self._process(shard, records)
+                kept = [r for r in records if self.config.delivers(r.event)]
+                self.stats.filtered += len(records) - len(kept)
+                if kept:
+                    self._process(shard, kept)
+                if kept[-1:] != records[-1:]:  # trailing records filtered out: move past them
+                    self.checkpoints.put(self.mapping_id, shard.shard_id, records[-1].sequence_number)
         except BaseException:
             shard.iterator = None  # re-read from the checkpoint: nothing uncommitted is lost
             raise

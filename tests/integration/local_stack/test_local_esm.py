@@ -178,6 +178,7 @@ def test_batches_arrive_in_order_with_lambda_shaped_records(
         "bisections": 0,
         "sent_to_failure_queue": 0,
         "poll_errors": 0,
+        "filtered": 0,
     }
     assert runner.drain() == 0  # nothing is delivered twice
 
@@ -407,3 +408,38 @@ def test_the_polling_thread_delivers_and_stops(
     finally:
         runner.stop()
     assert not runner.running
+
+
+def test_filter_criteria_deliver_only_matching_records_and_move_past_the_rest(
+    aws_client: Callable[[str], Any], stream: Stream, tmp_path: Path
+) -> None:
+    """FilterCriteria as Lambda applies them (issue 11: the fan-out function is not invoked
+    for like-count MODIFY records): non-matching records never reach the handler, and the
+    checkpoint moves past them, also when they end a batch."""
+    put(aws_client, stream, "a", "b")
+    aws_client("dynamodb").put_item(
+        TableName=stream.table, Item={"pk": {"S": "a"}, "n": {"N": "1"}}
+    )  # MODIFY
+    handler = Recorder()
+    pattern = json.dumps({"eventName": ["INSERT", "REMOVE"]})
+    runner = runner_for(
+        aws_client, stream, handler, tmp_path, FilterCriteria={"Filters": [{"Pattern": pattern}]}
+    )
+    runner.drain()
+    assert handler.batches() == [["a", "b"]]
+    assert [r["eventName"] for r in handler.calls[0]] == ["INSERT", "INSERT"]
+    assert runner.stats.filtered == 1
+    # The trailing MODIFY was checkpointed: a restarted runner has nothing left to deliver.
+    again = Recorder()
+    runner_for(
+        aws_client, stream, again, tmp_path, FilterCriteria={"Filters": [{"Pattern": pattern}]}
+    ).drain()
+    assert again.batches() == []
+    # Content filters on the image work too (Lambda's DynamoDB JSON shape).
+    put(aws_client, stream, "keep-1", "drop-1")
+    only = json.dumps({"dynamodb": {"Keys": {"pk": {"S": [{"prefix": "keep"}]}}}})
+    chosen = Recorder()
+    runner_for(
+        aws_client, stream, chosen, tmp_path / "other", FilterCriteria={"Filters": [{"Pattern": only}]}
+    ).drain()
+    assert chosen.batches() == [["keep-1"]]
