@@ -42,18 +42,14 @@ def value_size(value: Mapping[str, Any]) -> int:
     if kind == "N":
         digits = str(Decimal(str(raw)).normalize()).lstrip("-").replace(".", "").lstrip("0") or "0"
         return 1 + math.ceil(len(digits) / 2)
-    sizes = {
-        "S": lambda: len(str(raw).encode()),
-        "B": lambda: len(raw),
-        "BOOL": lambda: 1,
-        "NULL": lambda: 1,
-        "SS": lambda: sum(len(str(x).encode()) for x in raw),
-        "BS": lambda: sum(len(str(x).encode()) for x in raw),
-        "NS": lambda: sum(value_size({"N": x}) for x in raw),
-        "L": lambda: 3 + sum(1 + value_size(x) for x in raw),
-        "M": lambda: 3 + sum(len(k.encode()) + 1 + value_size(v) for k, v in raw.items()),
-    }
-    return sizes[kind]() if kind in sizes else 0
+    if kind in ("S", "B"):
+        return len(str(raw).encode()) if kind == "S" else len(raw)
+    if kind in ("SS", "BS", "NS"):
+        return sum(value_size({"N": x}) if kind == "NS" else len(str(x).encode()) for x in raw)
+    if kind in ("L", "M"):
+        entries = raw.items() if kind == "M" else (("", x) for x in raw)
+        return 3 + sum(len(k.encode()) + 1 + value_size(v) for k, v in entries)
+    return 1 if kind in ("BOOL", "NULL") else 0
 
 
 def item_size(item: Mapping[str, Any]) -> int:
@@ -100,9 +96,8 @@ class Charger:
         """Index writes of an update: indexes keyed on a changed (named) non-key attribute."""
         info = self.tables.get(table)
         named = list((body.get("ExpressionAttributeNames") or {}).values())
-        return (
-            float(sum(any(k in named and k not in info.key for k in g) for g in info.gsis)) if info else 0.0
-        )
+        changed = [g for g in info.gsis if any(k in named and k not in info.key for k in g)] if info else []
+        return float(len(changed))
 
     def charge(
         self, operation: str, params: Mapping[str, Any], response: Mapping[str, Any] | None
@@ -124,15 +119,11 @@ class Charger:
                 consistent = bool(request.get("ConsistentRead"))
                 items = (response.get("Responses") or {}).get(name) or []
                 missing = max(0, len(request.get("Keys") or []) - len(items))  # charged like a found one
-                units = sum(_read_units(item_size(i), consistent) for i in items) + missing * _read_units(
-                    0, consistent
-                )
-                yield Charge(self._name(name), "read", units)
+                units = sum(_read_units(item_size(i), consistent) for i in items)
+                yield Charge(self._name(name), "read", units + missing * _read_units(0, consistent))
         elif op == "PutItem":
-            item = params["Item"]
-            yield Charge(
-                self._name(table), "write", _write_units(item) + self._index_writes(table, list(item))
-            )
+            units = _write_units(params["Item"]) + self._index_writes(table, list(params["Item"]))
+            yield Charge(self._name(table), "write", units)
         elif op == "UpdateItem":
             yield Charge(self._name(table), "write", 1.0 + self._index_updates(table, params))
         elif op == "DeleteItem":
@@ -153,12 +144,8 @@ class Charger:
                 if kind == "ConditionCheck":  # a transactional read of the item
                     yield Charge(self._name(name), "read", 2.0)
                 elif kind == "Put":
-                    item = body["Item"]
-                    yield Charge(
-                        self._name(name),
-                        "write",
-                        2 * _write_units(item) + self._index_writes(name, list(item)),
-                    )
+                    units = 2 * _write_units(body["Item"]) + self._index_writes(name, list(body["Item"]))
+                    yield Charge(self._name(name), "write", units)
                 elif kind == "Update":
                     yield Charge(self._name(name), "write", 2.0 + self._index_updates(name, body))
                 else:  # Delete

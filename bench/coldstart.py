@@ -30,28 +30,15 @@ from bench.config import REPO_ROOT, summary
 from ripple_local.cfn import load_template
 from ripple_local.functions import function_names, function_setting, handler_path
 
-_IMPORT = """
-import importlib.util, sys, time
-t0 = time.perf_counter()
-spec = importlib.util.spec_from_file_location("handler", sys.argv[1])
-module = importlib.util.module_from_spec(spec)
-sys.modules["handler"] = module
-spec.loader.exec_module(module)
-print(time.perf_counter() - t0)
-"""
+_IMPORT = """import importlib.util, sys, time
+t0 = time.perf_counter(); spec = importlib.util.spec_from_file_location("handler", sys.argv[1])
+sys.modules["handler"] = module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)
+print(time.perf_counter() - t0)"""
 LAMBDA_PLATFORMS = ("manylinux_2_28_aarch64", "manylinux2014_aarch64")
 LAMBDA_PYTHON = "3.12"
 # Distributions the Lambda Python runtime already provides (boto3 and its dependencies).
-RUNTIME_PROVIDED = (
-    "boto3",
-    "botocore",
-    "s3transfer",
-    "jmespath",
-    "python-dateutil",
-    "dateutil",
-    "urllib3",
-    "six",
-)
+RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "dateutil",
+                    "urllib3", "six")  # fmt: skip
 LAYER_DIR = REPO_ROOT / "layers" / "ripple"
 TEMPLATE = load_template(REPO_ROOT / "template.yaml")
 # Logical id -> CodeUri directory of every function in template.yaml.
@@ -164,9 +151,8 @@ def import_times(
         handler = path[0] / handler.name if path else handler
         command = [sys.executable, *flags, *extra, "-c", _IMPORT, str(handler)]
         started = time.perf_counter()
-        done = subprocess.run(
-            command, env=_env(path), cwd=handler.parent, capture_output=True, text=True, check=True
-        )
+        done = subprocess.run(command, env=_env(path), cwd=handler.parent, capture_output=True, text=True)
+        done.check_returncode()
         return done, time.perf_counter() - started
 
     def interpreter() -> float:

@@ -15,6 +15,7 @@ from statistics import median
 from typing import Any
 
 HOURS_PER_MONTH = 730.0
+EXAMPLES = (10, 100, 1000, 5000)  # follower counts of the per-author examples
 KEYS = ("wru", "rru", "lambda_requests", "gb_s", "redis_commands", "apigw_requests", "aws_calls")
 
 
@@ -37,9 +38,8 @@ class Pricing:
 def _fit(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
     """``y = a + b x`` by Theil-Sen (median of pairwise slopes): one stalled invocation on the
     shared machine must not move a per-follower cost."""
-    slopes = [
-        (y2 - y1) / (x2 - x1) for i, (x1, y1) in enumerate(points) for x2, y2 in points[i + 1 :] if x2 != x1
-    ]
+    pairs = [(p, q) for i, p in enumerate(points) for q in points[i + 1 :] if q[0] != p[0]]
+    slopes = [(y2 - y1) / (x2 - x1) for (x1, y1), (x2, y2) in pairs]
     b = median(slopes) if slopes else 0.0
     return (median([y - b * x for x, y in points]) if points else 0.0), b
 
@@ -58,15 +58,12 @@ def _post_quantities(
     )  # fmt: skip
     functions = ("ApiFunction", "FanoutFunction", "CacheRefresherFunction")
     return {
-        "followers": float(post["followers"]),
-        "wru": sum(p["wru_total"] for p in parts),
-        "rru": sum(p["rru_total"] for p in parts),
-        "lambda_requests": invocations,
+        "followers": float(post["followers"]), "wru": sum(p["wru_total"] for p in parts),
+        "rru": sum(p["rru_total"] for p in parts), "lambda_requests": invocations,
         "gb_s": sum(p["duration_s"] * gb[f] for p, f in zip(parts, functions, strict=True)),
-        "redis_commands": sum(p["redis_command_count"] for p in parts),
-        "apigw_requests": 1.0,
+        "redis_commands": sum(p["redis_command_count"] for p in parts), "apigw_requests": 1.0,
         "aws_calls": api["aws_call_count"] + fanout["aws_call_count"],
-    }
+    }  # fmt: skip
 
 
 def _dollars(q: Mapping[str, float], p: Pricing, redis_per_command: float) -> dict[str, float]:
@@ -98,9 +95,8 @@ def estimate(
     pushed = [m for m in measured if m["followers"] < threshold]
     pulled_posts = [m for m in measured if m["followers"] >= threshold]
     fits = {k: _fit([(m["followers"], m[k]) for m in pushed]) for k in KEYS}
-    pulled_mean = (
-        {k: sum(m[k] for m in pulled_posts) / len(pulled_posts) for k in KEYS} if pulled_posts else None
-    )
+    n_pulled = len(pulled_posts)
+    pulled_mean = {k: sum(m[k] for m in pulled_posts) / n_pulled for k in KEYS} if pulled_posts else None
 
     def per_post(followers: float, is_pulled: bool) -> dict[str, float]:
         if is_pulled and pulled_mean is not None:
@@ -116,31 +112,22 @@ def estimate(
         "aws_calls": float(read.get("aws_call_count", 0.0)),
     }  # fmt: skip
     redis_month = p.elasticache_node_hour * p.elasticache_nodes * HOURS_PER_MONTH
-    commands_per_s = (
-        p.assumed_posts_per_s * expected["redis_commands"]
-        + p.assumed_reads_per_s * per_read["redis_commands"]
-    )
+    commands_per_s = p.assumed_posts_per_s * expected["redis_commands"]
+    commands_per_s += p.assumed_reads_per_s * per_read["redis_commands"]
     redis_per_command = redis_month / (commands_per_s * HOURS_PER_MONTH * 3600) if commands_per_s else 0.0
     post_dollars = _dollars(expected, p, redis_per_command)
     read_dollars = _dollars(per_read, p, redis_per_command)
+    by_followers = {
+        str(f): sum(_dollars(per_post(f, False), p, redis_per_command).values()) * 1e6 for f in EXAMPLES
+    }
     return {
-        "pricing": asdict(p),
-        "redis_month_usd": redis_month,
-        "redis_commands_per_s_assumed": commands_per_s,
-        "per_post_quantities": expected,
-        "per_read_quantities": per_read,
+        "pricing": asdict(p), "redis_month_usd": redis_month, "redis_commands_per_s_assumed": commands_per_s,
+        "per_post_quantities": expected, "per_read_quantities": per_read,
         "per_million_posts": {k: v * 1e6 for k, v in post_dollars.items()},
         "per_million_posts_total": sum(post_dollars.values()) * 1e6,
         "per_million_reads": {k: v * 1e6 for k, v in read_dollars.items()},
         "per_million_reads_total": sum(read_dollars.values()) * 1e6,
-        "fits": {k: {"a": a, "b_per_follower": b} for k, (a, b) in fits.items()},
-        "pulled_post": pulled_mean,
-        "probed_posts": len(measured),
-        "probed_pushed": len(pushed),
-        "probed_pulled": len(pulled_posts),
-        "per_million_posts_by_followers": {
-            str(f): sum(_dollars(per_post(f, False), p, redis_per_command).values()) * 1e6
-            for f in (10, 100, 1000, 5000)
-        },
-        "batching": dict(batching),
-    }
+        "fits": {k: {"a": a, "b_per_follower": b} for k, (a, b) in fits.items()}, "pulled_post": pulled_mean,
+        "probed_posts": len(measured), "probed_pushed": len(pushed), "probed_pulled": len(pulled_posts),
+        "per_million_posts_by_followers": by_followers, "batching": dict(batching),
+    }  # fmt: skip

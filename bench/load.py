@@ -86,12 +86,8 @@ class ApiClient:
         raise RuntimeError(f"cannot reach {self.base_url}")
 
     def feed(self, token: str, limit: int = 20, cursor: str | None = None) -> Reply:
-        return self.call(
-            "GET", "/feed", token, params={"limit": limit, **({"cursor": cursor} if cursor else {})}
-        )
-
-    def close(self) -> None:
-        self.session.close()
+        params = {"limit": limit, **({"cursor": cursor} if cursor else {})}
+        return self.call("GET", "/feed", token, params=params)
 
 
 def split(items: Sequence[T], parts: int) -> list[list[T]]:
@@ -116,7 +112,7 @@ def _threads(pool: ThreadPoolExecutor, threads: int) -> None:
 # ---------------------------------------------------------------------- setup
 def setup_worker(chunk: list[Any], base_url: str, action: str) -> tuple[list[Any], int]:
     """8 threads of ``action`` over the chunk: "signup" ``(index, username)`` -> (index, user_id,
-    token); "follow" ``(token, user_id)`` -> (status, latency); "feed" ``token`` -> status (warms
+    token); "follow" ``(token, user_id)`` -> status; "feed" ``token`` -> status (warms
     the reader's cached feed). Returns the results and how many calls were retried."""
     local, clients = threading.local(), []
 
@@ -133,16 +129,12 @@ def setup_worker(chunk: list[Any], base_url: str, action: str) -> tuple[list[Any
             raise RuntimeError(f"signup {item[1]} failed: {reply.status} {reply.body}")
         return item[0], str(reply.body["user"]["user_id"]), str(reply.body["access_token"])
 
-    def follow(item: tuple[str, str]) -> tuple[int, float]:
-        reply = local.client.call("POST", f"/users/{item[1]}/follow", item[0])
-        return reply.status, reply.received - reply.sent
+    def follow(item: tuple[str, str]) -> int:
+        return local.client.call("POST", f"/users/{item[1]}/follow", item[0]).status
 
     work = {"signup": signup, "follow": follow, "feed": lambda token: local.client.feed(token).status}
     with ThreadPoolExecutor(8, initializer=connect) as pool:
-        results = list(pool.map(work[action], chunk))
-    for client in clients:
-        client.close()
-    return results, sum(c.retries for c in clients)
+        return list(pool.map(work[action], chunk)), sum(c.retries for c in clients)
 
 
 def all_feed_ids(client: ApiClient, token: str, max_pages: int = 200) -> set[str]:
@@ -175,11 +167,10 @@ def open_loop(chunk: list[Scheduled], base_url: str, threads: int, t0: float, no
     recorded. Each 201 is announced on ``notify`` at once for the watchers.
     Returns ``(due, sent, received, status, author, post_id)`` per post."""
     rows: list[tuple] = []
-    local, clients = threading.local(), []
+    local = threading.local()
 
     def connect() -> None:
         local.client = ApiClient(base_url).connect()
-        clients.append(local.client)
 
     def send(item: Scheduled) -> None:
         offset, author, token, text, watchers = item
@@ -195,8 +186,6 @@ def open_loop(chunk: list[Scheduled], base_url: str, threads: int, t0: float, no
             if (delay := t0 + item[0] - time.monotonic()) > 0:
                 time.sleep(delay)
             pool.submit(send, item)
-    for client in clients:
-        client.close()
     return rows
 
 
@@ -218,7 +207,6 @@ def closed_loop(
             call = ("GET", "/feed", {"params": {"limit": limit}}) if limit else ("POST", "/posts", post)
             reply = client.call(call[0], call[1], tokens[i % len(tokens)], **call[2])
             rows.append((reply.sent, reply.received, reply.status))
-        client.close()
 
     with ThreadPoolExecutor(len(chunk)) as pool:
         list(pool.map(loop, chunk))
@@ -299,7 +287,6 @@ def watch(
                     gaps.append(now - last_start)
             last_start = now
             poll(watcher, client)
-        client.close()
 
     threads = [threading.Thread(target=run, args=(w,), daemon=True) for w in tokens]
     for thread in threads:

@@ -22,22 +22,16 @@ def _figure(path: Path, title: str, size: tuple[float, float], draw: Callable[[A
     return path.name
 
 
-def _cdf(ax: Any, values: list[float], **style: Any) -> None:
-    ordered = sorted(values)
-    ax.step(ordered, [(i + 1) / len(ordered) for i in range(len(ordered))], where="post", **style)
-
-
 def convergence_cdf(steps: list[dict[str, Any]], path: Path, subtitle: str) -> str:
     """Latency CDF of convergence per post rate (pushed posts), pulled posts dashed."""
 
     def draw(ax: Any) -> None:
         for step in (s for s in steps if s["pushed_lags"]):
             lags = [x * 1000 for x in step["pushed_lags"]]
-            _cdf(ax, lags, label=f"{step['rate']:g} posts/s offered (n={len(lags)})")
+            ax.ecdf(lags, label=f"{step['rate']:g} posts/s offered (n={len(lags)})")
         if pulled := [x * 1000 for s in steps for x in s["pulled_lags"]]:
-            _cdf(
-                ax, pulled, linestyle="--", color="grey", label=f"pulled authors, all rates (n={len(pulled)})"
-            )
+            label = f"pulled authors, all rates (n={len(pulled)})"
+            ax.ecdf(pulled, linestyle="--", color="grey", label=label)
         ax.set_xscale("log")
         ax.set_xlabel("POST /posts 201 -> visible in the follower's GET /feed (ms, log)")
         ax.set_ylabel("fraction of (post, follower) pairs")
@@ -87,9 +81,8 @@ def fanout_timeline(burst: dict[str, Any], ceiling_items_per_s: float, path: Pat
         ax.plot(xs, ys, label=f"fan-out: {burst['items_per_s']:.0f} items/s over {burst['span_s']:.1f} s")
         if xs:
             label = f"bare BatchWriteItem ceiling: {ceiling_items_per_s:.0f} items/s"
-            ax.plot(
-                [0, max(xs)], [0, ceiling_items_per_s * max(xs)], linestyle="--", color="grey", label=label
-            )
+            end = max(xs)
+            ax.plot([0, end], [0, ceiling_items_per_s * end], linestyle="--", color="grey", label=label)
             ax.set_ylim(0, max([*ys, 1]) * 1.3)
         ax.set_xlabel("seconds since the first burst post")
         ax.set_ylabel("feed items written (FanoutItemsWritten)")

@@ -1,20 +1,10 @@
-"""In-process measurements, run in a fresh (spawned) interpreter.
-
-The three handlers (the Chalice app, fan-out, cache refresher) are imported here exactly as
-Lambda would import them, with the running stack's environment (computed by ``ripple_local``'s
-own ``LocalStack.prepare()`` against the same emulator and Redis), and:
-
-* the API handler is invoked with API Gateway events (events/api/*.json) for GET /feed,
-  single-threaded like one Lambda container: handler-only throughput, compared with the bare
-  Redis calls one read makes (pipeline EXISTS + ZREVRANGEBYLEX + EXPIRE, then MGET) replayed
-  with redis-py;
-* every AWS call (botocore) and Redis command of a read, a post, its fan-out steps and its
-  cache refresh is counted, with its request and response, to price them on paper;
-* pyinstrument profiles the read handler, to say what bounds it.
-
-Fan-out and cache refresh are invoked with stream records built from the very items the post
-wrote (the records Lambda would deliver); the running stack processes the real records too,
-and every step is idempotent, so this changes nothing but adds load.
+"""In-process measurements, in a fresh (spawned) interpreter: the three handlers imported as Lambda
+would import them, with the running stack's environment (``ripple_local``'s own
+``LocalStack.prepare()``); GET /feed through the handler alone and the bare Redis calls of a read;
+every AWS call and Redis command of a read and of a post (API, fan-out and its continuation jobs,
+cache refresh - invoked with the stream records the post's items make) counted to price them; and
+pyinstrument over the read handler. The running stack processes the real records too; every
+step is idempotent, so this only adds load.
 """
 
 from __future__ import annotations
@@ -116,17 +106,13 @@ def summarize(aws: list[dict[str, Any]], trips: list[list[str]], charger: Any) -
                 units[charge.kind][charge.table] += charge.units
     commands = Counter(c for trip in trips for c in trip)
     return {
-        "aws_calls": dict(calls),
-        "aws_call_count": sum(calls.values()),
-        "aws_seconds": sum(call["seconds"] for call in aws),
-        "rru": dict(units["read"]),
+        "aws_calls": dict(calls), "aws_call_count": sum(calls.values()),
+        "aws_seconds": sum(c["seconds"] for c in aws), "rru": dict(units["read"]),
         "wru": dict(units["write"]),
         "rru_total": sum(units["read"].values()),
-        "wru_total": sum(units["write"].values()),
-        "redis_commands": dict(commands),
-        "redis_command_count": sum(commands.values()),
-        "redis_round_trips": len(trips),
-    }
+        "wru_total": sum(units["write"].values()), "redis_commands": dict(commands),
+        "redis_command_count": sum(commands.values()), "redis_round_trips": len(trips),
+    }  # fmt: skip
 
 
 def merge(summaries: list[dict[str, Any]], divisor: int = 1) -> dict[str, Any]:
@@ -138,10 +124,9 @@ def merge(summaries: list[dict[str, Any]], divisor: int = 1) -> dict[str, Any]:
                 total.setdefault(key, Counter()).update(value)
             else:
                 total[key] = total.get(key, 0) + value
-    scale = (lambda x: x / divisor) if divisor != 1 else (lambda x: x)
-    return {
-        k: {n: scale(x) for n, x in v.items()} if isinstance(v, dict) else scale(v) for k, v in total.items()
-    }
+    scale = (lambda x: x / divisor) if divisor != 1 else (lambda x: x)  # sums keep their type
+    return {k: {n: scale(x) for n, x in v.items()} if isinstance(v, dict) else scale(v)
+            for k, v in total.items()}  # fmt: skip
 
 
 def _sample(path: str) -> dict[str, Any]:
@@ -165,9 +150,8 @@ def stream_record(arn: str, keys: list[str], image: Mapping[str, Any]) -> dict[s
     """A DynamoDB stream INSERT record as Lambda delivers it (events/fanout/posts_insert.json)."""
     record = copy.deepcopy(_RECORD)
     record.update(eventID=uuid.uuid4().hex, eventSourceARN=arn, awsRegion=arn.split(":")[3])
-    record["dynamodb"].update(
-        Keys={k: image[k] for k in keys}, NewImage=dict(image), SequenceNumber=str(next(_sequence))
-    )
+    keys_image = {k: image[k] for k in keys}
+    record["dynamodb"].update(Keys=keys_image, NewImage=dict(image), SequenceNumber=str(next(_sequence)))
     return record
 
 
@@ -192,9 +176,8 @@ class Probe:
         self.log = CallLog(Charger.from_template(stack.template, self.tables))
         self.arns = {lid: stack.resources[lid].attributes.get("StreamArn", "") for lid in self.tables}
         functions = ("ApiFunction", "FanoutFunction", "CacheRefresherFunction")
-        self.contexts = {
-            f: LambdaContextFactory.from_template(stack.template, f, stack.stack_name) for f in functions
-        }
+        context = LambdaContextFactory.from_template
+        self.contexts = {f: context(stack.template, f, stack.stack_name) for f in functions}
         self.memory_mb = {f: ctx.memory_mb for f, ctx in self.contexts.items()}
         started = time.perf_counter()
         self.handlers = {f: stack.handler(f) for f in functions}
@@ -219,10 +202,8 @@ class Probe:
         started = time.perf_counter()
         while time.perf_counter() < started + seconds:
             latencies.append(step(len(latencies)))
-        wall = time.perf_counter() - started
-        return dict(
-            reads=len(latencies), seconds=wall, reads_per_s=len(latencies) / wall, latencies=latencies
-        )
+        n, wall = len(latencies), time.perf_counter() - started
+        return dict(reads=n, seconds=wall, reads_per_s=n / wall, latencies=latencies)
 
     def handler_reads(self, tokens: list[str], seconds: float) -> dict[str, Any]:
         """GET /feed through the handler, back to back, no hooks: single-container throughput."""
@@ -280,29 +261,21 @@ class Probe:
         profiler.stop()
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(profiler.output_text(unicode=False, color=False, show_all=False))
-        categories: Counter[str] = Counter()
-        pending = [(profiler.last_session.root_frame(), None)]  # type: ignore[union-attr]
+        categories: Counter[str] = Counter()  # self time (s) by category
+        pending: list[tuple[Any, str | None]] = [(profiler.last_session.root_frame(), None)]  # type: ignore[union-attr]
         while pending:
             frame, category = pending.pop()
             path = str(getattr(frame, "file_path", "") or "").replace("\\", "/")
             name = next((n for m, n in _CATEGORIES if f"/{m}/" in path or path.startswith(f"{m}/")), None)
             if name and not (name == "JSON" and category):  # JSON inside ripple is ripple's
                 category = name
-            categories[category or "other (interpreter, stdlib)"] += float(frame.total_self_time)
+            categories[category or "other (interpreter, stdlib)"] += frame.total_self_time
             pending += [(child, category) for child in frame.children]
         total = sum(categories.values()) or 1.0
         shares = {k: v / total for k, v in categories.most_common()}
-        return {
-            "available": True,
-            "reads": reads,
-            "seconds": seconds,
-            "shares": shares,
-            "path": str(out_path),
-        }
+        return dict(available=True, reads=reads, seconds=seconds, shares=shares, path=str(out_path))
 
-    def counted(
-        self, function_id: str, event: dict[str, Any]
-    ) -> tuple[Any, float, dict[str, Any], list[Any]]:
+    def counted(self, function_id: str, event: dict[str, Any]) -> tuple[Any, float, dict[str, Any], list]:
         """An invocation with its calls counted: response, seconds, the calls' summary, the AWS calls."""
         (response, seconds), summary, aws = self.log.count(lambda: self.invoke(function_id, event))
         return response, seconds, summary, aws
@@ -314,34 +287,27 @@ class Probe:
         response, api_seconds, api, aws = self.counted("ApiFunction", event)
         if response.get("statusCode") != 201:
             return {"status": response.get("statusCode"), "error": response.get("body")}
-        puts = [
-            e.get("Put", {})
-            for c in aws
-            if c["operation"] == "TransactWriteItems"
-            for e in c["params"]["TransactItems"]
-        ]
+        transactions = [c["params"]["TransactItems"] for c in aws if c["operation"] == "TransactWriteItems"]
+        puts = [entry.get("Put", {}) for entries in transactions for entry in entries]
         post = next(put["Item"] for put in puts if put.get("TableName") == posts)
         feed_items: dict[tuple[str, str], dict[str, Any]] = {}
         fanout: list[dict[str, Any]] = []
         pending = [stream_record(self.arns["PostsTable"], ["author_id", "post_id"], post)]
         while True:
             for c in aws:  # the feed items written so far, and fan-out's continuation jobs
-                writes = (
-                    c["params"]["RequestItems"].get(feed, []) if c["operation"] == "BatchWriteItem" else []
-                )
+                batch = c["params"]["RequestItems"] if c["operation"] == "BatchWriteItem" else {}
+                writes = batch.get(feed, [])
                 for item in (w["PutRequest"]["Item"] for w in writes if "PutRequest" in w):
                     feed_items[(item["user_id"]["S"], item["post_id"]["S"])] = item
                 if c["operation"] == "PutItem" and c["params"]["TableName"] == jobs:
-                    pending.append(
-                        stream_record(self.arns["FanoutJobsTable"], ["job_id"], c["params"]["Item"])
-                    )
+                    job = c["params"]["Item"]
+                    pending.append(stream_record(self.arns["FanoutJobsTable"], ["job_id"], job))
             if not pending:
                 break
             _, seconds, summary, aws = self.counted("FanoutFunction", {"Records": [pending.pop(0)]})
             fanout.append({**summary, "duration_s": seconds})
-        records = [
-            stream_record(self.arns["FeedTable"], ["user_id", "post_id"], i) for i in feed_items.values()
-        ]
+        arn = self.arns["FeedTable"]
+        records = [stream_record(arn, ["user_id", "post_id"], item) for item in feed_items.values()]
         batches = [[stream_record(self.arns["PostsTable"], ["author_id", "post_id"], post)]]
         refresher = []
         for batch in batches + [records[i : i + 100] for i in range(0, len(records), 100)]:

@@ -53,10 +53,9 @@ _READ = "SocketIO.readinto"  # a blocking socket read: py-spy samples it like ru
 WAITING = "waiting on the emulator (botocore socket reads)"
 
 
-def summarize(path: Path, components: tuple[tuple[str, str], ...], top: int = 8) -> dict[str, Any]:
-    """Shares of busy samples by component (idle threads apart), and the hottest leaf functions."""
+def summarize(path: Path, components: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """Shares of busy samples by component (idle threads apart)."""
     shares: Counter[str] = Counter()
-    leaves: Counter[str] = Counter()
     total = idle = 0
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -75,15 +74,9 @@ def summarize(path: Path, components: tuple[tuple[str, str], ...], top: int = 8)
         if _READ in frames[-1] and component.startswith("botocore"):
             component = WAITING  # the time the emulator (any engine, a JVM too) took to answer
         shares[component] += count
-        leaves[frames[-1].strip()] += count
     busy = total - idle
-    return {
-        "samples": total,
-        "idle_share": idle / total if total else 0.0,
-        "shares": {k: v / busy for k, v in shares.most_common()} if busy else {},
-        "hottest": [(k, v / busy) for k, v in leaves.most_common(top)] if busy else [],
-        "path": str(path),
-    }
+    shares_of_busy = {k: v / busy for k, v in shares.most_common()} if busy else {}
+    return dict(samples=total, idle_share=idle / max(1, total), shares=shares_of_busy, path=str(path))
 
 
 class Profiles:
@@ -98,12 +91,10 @@ class Profiles:
         for name, pid in pids.items() if exe else ():
             out = out_dir / f"{label}-{name}.txt"
             seconds = str(max(1, round(duration_s)))
-            command = [exe, "record", "--pid", str(pid), "--duration", seconds, "--rate", "67",
+            command = [str(exe), "record", "--pid", str(pid), "--duration", seconds, "--rate", "67",
                        "--format", "raw", "--nonblocking", "--output", str(out)]  # fmt: skip
-            self.runs[name] = (
-                subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-                out,
-            )
+            process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.runs[name] = (process, out)
 
     def finish(self, timeout_s: float = 60.0) -> dict[str, Any]:
         result = {}

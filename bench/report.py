@@ -18,9 +18,7 @@ NAMES = {"stack": "stack process", "dynamodb-local": "DynamoDB Local (JVM)", "re
 
 def _num(value: float | None, digits: int = 0) -> str:
     """Rounded, with thousands separators; '-' for NaN / None."""
-    return (
-        "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:,.{digits}f}"
-    )
+    return "-" if value is None or math.isnan(value) else f"{value:,.{digits}f}"
 
 
 def _ms(seconds: float | None, digits: int = 0) -> str:
@@ -45,55 +43,34 @@ def _scaling(refs: Mapping[str, Any], call: str) -> dict[str, Any]:
     return {"small": small, "large": large, "x": ratio(large["p50"], small["p50"])}
 
 
-def _command(config: BenchConfig) -> str:
-    if config.smoke:
-        return "python -m bench run --smoke"
-    defaults, parts = BenchConfig(), ["python -m bench run"]
-    for flag, name in (("users", "users"), ("posts", "posts"), ("reads", "reads"), ("duration", "duration_s"),
-                       ("seed", "seed"), ("emulator", "emulator")):  # fmt: skip
-        if (value := getattr(config, name)) != getattr(defaults, name):
-            parts.append(f"--{flag} {value:g}" if isinstance(value, float) else f"--{flag} {value}")
-    if config.rates != defaults.rates:
-        parts.append("--rates " + ",".join(f"{r:g}" for r in config.rates))
-    return " ".join(parts)
+def _followers(post: Mapping[str, Any]) -> int:
+    return int(post["followers"])
 
 
 def view(r: dict[str, Any], config: BenchConfig) -> dict[str, Any]:
     """What the template needs beyond the results: choices and derived numbers."""
     steps, probe, refs = r.get("convergence", []), r.get("probe", {}), r.get("emulator_references")
+    e = r["emulator"]
     threshold, page = int(r["parameters"]["HighFollowerThreshold"]), int(r["parameters"]["FanoutPageSize"])
     probed = [p for p in probe.get("posts", []) if p.get("status") == 201]
-    small = sorted(
-        (p for p in probed if p["followers"] < min(page, threshold)), key=lambda p: p["fanout"]["duration_s"]
-    )
+    small = [p["fanout"] for p in probed if p["followers"] < min(page, threshold)]
+    small.sort(key=lambda f: f["duration_s"])
     imports = r.get("imports", {})
-    api_imports = imports.get("functions", {}).get("ApiFunction", {})
-    e = r["emulator"]
+    api = imports.get("functions", {}).get("ApiFunction", {})
+    others = f" (SQS, Secrets Manager: {e['others']})" if e["dynamodb"] != e["others"] else ""
     v: dict[str, Any] = {
-        "command": _command(config),
-        "emulator": e["dynamodb"]
-        if e["dynamodb"] == e["others"]
-        else f"{e['dynamodb']} (SQS, Secrets Manager: {e['others']})",
-        "ok_steps": [s for s in steps if not s["degraded"]] or steps,
-        "never": sum(s["never_seen"] for s in steps),
-        "late": sum(s.get("late", 0) for s in steps),
-        "pairs": sum(s["pairs"] for s in steps),
+        "emulator": e["dynamodb"] + others,
         "tx_rate": 1.0 / _scaling(refs["this"], "transaction")["small"]["mean"] if refs else math.nan,
         "best_write": max(r.get("write_path", []), key=lambda w: w["posts_per_s"], default=None),
         "best_read": max(r.get("reads_http", []), key=lambda x: x["reads_per_s"], default=None),
-        "fanout_median": small[len(small) // 2]["fanout"] if small else None,
-        "fanout_calls": sorted(p["fanout"]["aws_call_count"] for p in small)[len(small) // 2]
-        if small
-        else None,
+        "fanout_median": small[len(small) // 2] if small else None,  # and its DynamoDB calls, as median:
+        "fanout_calls": sorted(f["aws_call_count"] for f in small)[len(small) // 2] if small else None,
         "post_calls": probed[0]["api"]["aws_call_count"] if probed else 2,
-        "heavy": max(
-            (p for p in probed if p["followers"] < threshold), key=lambda p: p["followers"], default=None
-        ),
-        "import_first": api_imports.get((imports.get("variants") or [""])[0]),
-        "import_compiled": api_imports.get("compiled"),
-    }
-    if steps:
-        v["runner"] = steps[-1].get("stream", {}).get("FanoutFunction.PostsStream", {})
+        "heavy": max((p for p in probed if p["followers"] < threshold), key=_followers, default=None),
+        "import_first": api.get((imports.get("variants") or [""])[0]),
+        "import_compiled": api.get("compiled"),
+        "runner": steps[-1].get("stream", {}).get("FanoutFunction.PostsStream", {}) if steps else {},
+    }  # fmt: skip
     if probe:
         v["handler"] = summary(probe["handler_reads"]["latencies"])
         v["bare"] = summary(probe["bare_redis_reads"]["latencies"])
@@ -117,16 +94,13 @@ def _plots(r: dict[str, Any], out: Path, subtitle: str) -> dict[str, str]:
     pngs, steps, threshold = {}, r.get("convergence", []), int(r["parameters"]["HighFollowerThreshold"])
     if steps:
         pngs["cdf"] = plots.convergence_cdf(steps, out / "convergence_cdf.png", subtitle)
-        pngs["tput"] = plots.throughput_vs_offered(
-            steps, r.get("write_path", []), out / "throughput_vs_offered.png", subtitle
-        )
+        tput = out / "throughput_vs_offered.png"
+        pngs["tput"] = plots.throughput_vs_offered(steps, r.get("write_path", []), tput, subtitle)
     if r.get("fanout"):
         ceiling = r["ceiling"]["one_client"]["batch_items_per_s"]
         pngs["fanout"] = plots.fanout_timeline(r["fanout"], ceiling, out / "fanout_timeline.png", subtitle)
-    if r.get("follower_counts"):
-        pngs["ccdf"] = plots.followers_ccdf(
-            r["follower_counts"], threshold, out / "followers_ccdf.png", subtitle
-        )
+    if counts := r.get("follower_counts"):
+        pngs["ccdf"] = plots.followers_ccdf(counts, threshold, out / "followers_ccdf.png", subtitle)
     return pngs
 
 
@@ -148,9 +122,8 @@ def render(results: dict[str, Any], config: BenchConfig) -> Path:
         cpu=lambda cores: ", ".join(f"{NAMES.get(k, k)} {v:.2f}" for k, v in cores.items()) if cores else "-",
     )  # fmt: skip
     env.globals.update(ratio=ratio, within=_within, FIGURES=FIGURES)
-    text = env.get_template("report.md.j2").render(
-        r=results, c=config, v=view(results, config), pngs=_plots(results, config.out_dir, subtitle)
-    )
+    pngs = _plots(results, config.out_dir, subtitle)
+    text = env.get_template("report.md.j2").render(r=results, c=config, v=view(results, config), pngs=pngs)
     path = config.out_dir / "report.md"
     path.write_text(text)
     return path

@@ -12,9 +12,8 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -96,11 +95,7 @@ class Run:
             usage["bench clients"] = (sum(times1[:4]) - sum(times0[:4])) / elapsed  # with reaped children
             busy = (machine1[0] - machine0[0]) / max(1e-9, machine1[1] - machine0[1]) * (os.cpu_count() or 1)
             usage["other (not this run)"] = max(0.0, busy - sum(usage.values()))
-            self.results["phases"][name] = {
-                "seconds": elapsed,
-                "cpu_cores": usage,
-                "machine_busy_cores": busy,
-            }
+            self.results["phases"][name] = dict(seconds=elapsed, cpu_cores=usage, machine_busy_cores=busy)
             record["cpu_cores"] = usage
             log(f"{name} done in {elapsed:.1f}s")
 
@@ -142,18 +137,12 @@ class Run:
             self.rng.shuffle(edges)
             pairs = [(self.tokens[u], self.user_ids[v]) for u, v in edges]
             done = in_processes(setup_worker, split(pairs, processes), url, "follow")
-            replies = [reply for chunk, _ in done for reply in chunk]
+            statuses = [status for chunk, _ in done for status in chunk]
             record["backfill_drain_s"] = self.stack.wait_idle(self.config.idle_quiet_s, timeout_s=300)
-        follow_s = self.results["phases"]["follows"]["seconds"]
-        self.results.update(
-            graph=graph.describe(self.following), follower_counts=self.counts, pulled=self.check_pulled(),
-            setup={
-                "signups_per_s": len(accounts) / self.results["phases"]["signups"]["seconds"],
-                "follows_per_s": len(replies) / follow_s, "follow_latency": summary(x for _, x in replies),
-                "follow_errors": sum(s != 200 for s, _ in replies), "signup_retries": signup_retries,
-                "follow_retries": sum(r for _, r in done),
-            },
-        )  # fmt: skip
+        setup = {"signup_retries": signup_retries, "follow_retries": sum(r for _, r in done),
+                 "follow_errors": sum(s != 200 for s in statuses)}  # fmt: skip
+        self.results.update(graph=graph.describe(self.following), follower_counts=self.counts, setup=setup)
+        self.results["pulled"] = self.check_pulled()
         with self.phase("warm feeds"):
             tokens = [self.tokens[u] for u in sorted(set(self.watchers) | set(self.readers))]
             done = in_processes(setup_worker, split(tokens, processes), url, "feed")
@@ -183,12 +172,12 @@ class Run:
             p50, p99 = step["pushed"]["p50"], step["pushed"]["p99"]
             late = f"{step['late']} pairs converged only after the {cfg.settle_timeout_s:g} s settle window"
             slow = step["achieved_posts_per_s"] < 0.9 * step["offered_posts_per_s"]
+            baseline = steps[0]["pushed"]["p99"]
             degraded = {
                 "achieved post rate below 90% of offered": slow,
                 "posts never seen": step["never_seen"] > 0,
                 late: step["late"] > 0,
-                "convergence p99 over 5x the lowest rate's (and over 5 s)": p99
-                > max(5, 5 * steps[0]["pushed"]["p99"]),
+                "convergence p99 over 5x the lowest rate's (and over 5 s)": p99 > max(5, 5 * baseline),
             }
             steps[-1]["degraded"] = [reason for reason, found in degraded.items() if found]
             log(f"rate {rate:g}/s: achieved {step['achieved_posts_per_s']:.1f}/s, convergence p50 {p50:.3f}s"
@@ -232,7 +221,6 @@ class Run:
                 late.append(watched["ended"] - created)  # a lower bound of its convergence
             else:
                 lost.append((post_id, reader))
-        client.close()
         posting_s = max(cfg.duration_s, max((r[2] for r in rows), default=t0) - t0)
         stream: dict[str, dict[str, float]] = {}  # invocations and records per runner, between the scrapes
         for sign, samples in ((-1.0, before), (1.0, after)):
@@ -258,21 +246,28 @@ class Run:
 
     # ------------------------------------------------------------------ figure 2 (closed loop) and 7
     def write_path(self) -> None:
-        cfg = self.config
         with self.phase("emulator references"):
             self.results["emulator_references"] = self.emulator_references()
-        levels = []
-        for concurrency in cfg.write_concurrency:
-            with self.phase(f"write path c={concurrency}") as cpu:
-                level = self.closed_loop("posts", concurrency, cfg.closed_loop_s, 10**9)
+        self.results["write_path"], profile = self.levels("writes", self.config.write_concurrency, 10**9)
+        if profile:
+            self.results["write_profile"] = profile
+
+    def levels(
+        self, kind: str, concurrencies: Sequence[int], budget: int
+    ) -> tuple[list[dict[str, Any]], Any]:
+        """Closed-loop "writes" or "reads" at each concurrency, then a profiled window at the highest."""
+        cfg, levels = self.config, []
+        for concurrency in concurrencies:
+            with self.phase(f"{kind} c={concurrency}") as cpu:
+                level = self.closed_loop(kind, concurrency, cfg.closed_loop_s, budget)
                 level["drain_s"] = self.stack.wait_idle(cfg.idle_quiet_s, timeout_s=300)
             levels.append({**level, "cpu_cores": cpu["cpu_cores"]})
-            log(f"write c={concurrency}: {level['posts_per_s']:.1f}/s, p99 {level['latency']['p99']:.3f}s")
-        self.results["write_path"] = levels
-        concurrency = max(cfg.write_concurrency)
-        if profile := self.profiled("writes", 6, lambda: self.closed_loop("posts", concurrency, 6.0, 10**9)):
-            self.results["write_profile"] = profile
-            self.stack.wait_idle(cfg.idle_quiet_s, timeout_s=300)
+            rate = level.get("posts_per_s", level.get("reads_per_s"))
+            log(f"{kind} c={concurrency}: {rate:.1f}/s, p99 {level['latency']['p99']:.3f}s")
+        concurrency = max(concurrencies)
+        profile = self.profiled(kind, 6, lambda: self.closed_loop(kind, concurrency, 6.0, 10**9))
+        self.stack.wait_idle(cfg.idle_quiet_s, timeout_s=300)
+        return levels, profile
 
     def emulator_references(self) -> dict[str, Any]:
         """Bare calls of a post and its fan-out on this run's emulator - fan-out's follower page on a
@@ -281,11 +276,11 @@ class Run:
         cfg = self.config
 
         def measure(url: str) -> dict[str, Any]:
+            seconds, follows = cfg.ceiling_seconds, (sum(self.counts), cfg.users, self.page_size)
+            query = ceiling.measure_follower_queries(url, seconds / 2, *follows)
             return {
-                "follower_query": ceiling.measure_follower_queries(
-                    url, cfg.ceiling_seconds / 2, sum(self.counts), cfg.users, self.page_size
-                ),
-                "scaling": ceiling.measure_scaling(url, cfg.scaling_sizes, cfg.ceiling_seconds),
+                "follower_query": query,
+                "scaling": ceiling.measure_scaling(url, cfg.scaling_sizes, seconds),
             }
 
         result: dict[str, Any] = {"this": measure(self.stack.endpoints.dynamodb)}
@@ -297,16 +292,12 @@ class Run:
             finally:
                 running.stop()
             result["other_emulator"] = describe_emulator(other)
-        for name in ("this", "other"):
-            for size, calls in result.get(name, {}).get("scaling", {}).items():
-                query, tx = calls["query"]["p50"], calls["transaction"]["p50"]
-                log(f"{name} emulator at {size} items: Query p50 {query:.4f}s, transaction p50 {tx:.4f}s")
         return result
 
     def closed_loop(self, kind: str, concurrency: int, duration_s: float, budget: int) -> dict[str, Any]:
-        """``concurrency`` clients back to back: "posts" by pushed authors (a seeded shuffle) or
-        "reads" of the readers' feeds (at most ``budget`` reads)."""
-        posts = kind == "posts"
+        """``concurrency`` clients back to back: "writes" (posts by pushed authors, a seeded shuffle)
+        or "reads" of the readers' feeds (at most ``budget`` reads)."""
+        posts = kind == "writes"
         order = self.pushed[:] if posts else self.readers
         if posts:
             random.Random(self.config.seed + concurrency).shuffle(order)
@@ -332,16 +323,10 @@ class Run:
             one, two = (ceiling.measure_ceiling(dynamodb, cfg.ceiling_seconds, threads=n) for n in (1, 2))
         with self.phase("fan-out burst") as cpu:
             burst = self.burst(cfg.posts)
-        burst.update(
-            cpu_cores=cpu["cpu_cores"],
-            ratio_to_ceiling_1_client=burst["items_per_s"] / one["batch_items_per_s"],
-            ratio_to_ceiling_best=burst["items_per_s"]
-            / max(one["batch_items_per_s"], two["batch_items_per_s"]),
-        )
+        rate, best = burst["items_per_s"], max(one["batch_items_per_s"], two["batch_items_per_s"])
+        burst.update(cpu_cores=cpu["cpu_cores"], ratio_to_ceiling_1_client=rate / one["batch_items_per_s"],
+                     ratio_to_ceiling_best=rate / best)  # fmt: skip
         self.results.update(ceiling={"one_client": one, "two_clients": two}, fanout=burst)
-        log(
-            f"fan-out {burst['items_per_s']:.0f} items/s vs ceiling {one['batch_items_per_s']:.0f} (1 client)"
-        )
         if profile := self.profiled("fanout", 8, lambda: self.burst(max(10, cfg.posts // 3))):
             burst["profile"] = profile
 
@@ -351,31 +336,23 @@ class Run:
         ranked = sorted(self.pushed, key=lambda u: -self.counts[u])
         authors = ranked[: max(1, min(len(ranked), math.ceil(posts / 10)))]
         cycle = (authors[i % len(authors)] for i in range(posts))
-        schedule = [(0.0, a, self.tokens[a], f"burst #{i}", []) for i, a in enumerate(cycle)]
-        expected = sum(self.counts[s[1]] for s in schedule)
-        start_value = metric_sum(self.stack.metrics(), FANOUT_METRIC)
-        samples: list[tuple[float, float]] = []
-        stop = threading.Event()
-
-        def sample() -> None:
-            while not stop.is_set():
-                samples.append(
-                    (time.monotonic(), metric_sum(self.stack.metrics(), FANOUT_METRIC) - start_value)
-                )
-                stop.wait(0.25)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        chunks, t0 = split(schedule, self.config.client_processes), time.monotonic() + 1.0
-        rows = [
-            r for chunk in in_processes(load.open_loop, chunks, self.stack.url, 8, t0, None) for r in chunk
+        schedule: list[load.Scheduled] = [
+            (0, a, self.tokens[a], f"burst #{i}", []) for i, a in enumerate(cycle)
         ]
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and (not samples or samples[-1][1] < expected):
-            time.sleep(0.25)
+        expected = sum(self.counts[s[1]] for s in schedule)
+        start_value, samples = metric_sum(self.stack.metrics(), FANOUT_METRIC), list[tuple[float, float]]()
+        chunks, t0 = split(schedule, self.config.client_processes), time.monotonic() + 1.0
+        with ProcessPoolExecutor(len(chunks), mp_context=SPAWN) as pool:
+            posting = [pool.submit(load.open_loop, chunk, self.stack.url, 8, t0, None) for chunk in chunks]
+            deadline = time.monotonic() + 300  # the counter, every 0.25 s until every item is written
+            while time.monotonic() < deadline and not (
+                samples and samples[-1][1] >= expected and all(f.done() for f in posting)
+            ):
+                written = metric_sum(self.stack.metrics(), FANOUT_METRIC) - start_value
+                samples.append((time.monotonic(), written))
+                time.sleep(0.25)
+            rows = [r for future in posting for r in future.result()]
         drain = self.stack.wait_idle(self.config.idle_quiet_s, timeout_s=120)
-        stop.set()
-        sampler.join(5)
         first_sent = min(r[1] for r in rows)
         written = samples[-1][1] if samples else 0.0
         finished = next((t for t, v in samples if v >= written), samples[-1][0] if samples else first_sent)
@@ -399,16 +376,9 @@ class Run:
 
     # ------------------------------------------------------------------ figure 4 (HTTP)
     def reads(self) -> None:
-        cfg = self.config
-        levels = []
-        for concurrency in cfg.read_concurrency:
-            with self.phase(f"reads c={concurrency}") as cpu:
-                level = self.closed_loop("reads", concurrency, cfg.closed_loop_s, cfg.reads)
-            levels.append({**level, "cpu_cores": cpu["cpu_cores"]})
-            log(f"reads c={concurrency}: {level['reads_per_s']:.1f}/s, p99 {level['latency']['p99']:.3f} s")
+        levels, profile = self.levels("reads", self.config.read_concurrency, self.config.reads)
         self.results.update(read_users=self.readers, reads_http=levels)
-        concurrency = max(cfg.read_concurrency)
-        if profile := self.profiled("reads", 6, lambda: self.closed_loop("reads", concurrency, 6.0, 10**9)):
+        if profile:
             self.results["reads_profile"] = profile
 
     # ------------------------------------------------------------------ figure 4 (in process) and 6
@@ -452,9 +422,8 @@ class Run:
         batching = {}
         if step:
             self.results["batching_step_rate"] = step["rate"]
-            batching = {
-                k: d["invocations"] / d["records"] for k, d in step["stream"].items() if d.get("records")
-            }
+            stream = step["stream"].items()
+            batching = {k: d["invocations"] / d["records"] for k, d in stream if d.get("records")}
         latencies = probe["handler_reads"]["latencies"]
         self.results["cost"] = estimate(
             probe["posts"], probe["read_accounting"], sum(latencies) / max(1, len(latencies)), self.counts,
@@ -472,14 +441,14 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def execute(config: BenchConfig, render: Callable[[dict[str, Any], BenchConfig], Path]) -> Path:
+def execute(config: BenchConfig, render: Callable[[dict[str, Any], BenchConfig], Path], command: str) -> Path:
     """Run every phase, write results.json and the report; returns the report path."""
     signal.signal(signal.SIGTERM, _on_sigterm)
     config.out_dir.mkdir(parents=True, exist_ok=True)
     started, state = time.monotonic(), Path(tempfile.mkdtemp(prefix="bench-state-"))
     run = Run(config, state)
     run.results.update(
-        config=config.as_dict(), started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        config=config.as_dict(), command=command, started_at=datetime.now(UTC).isoformat(timespec="seconds"),
         parameters=dict(run.parameters), emulator=describe_emulator(config.emulator),
         machine={"cpus": os.cpu_count(), "python": platform.python_version()},
         code={"commit": _git("rev-parse", "--short", "HEAD"),

@@ -1,13 +1,6 @@
-"""The local stack as a subprocess on free ports, with its own state dir and parameters, started,
-watched and stopped with ``ripple_local``'s own process management.
-
-Why an overlay root: ``ripple_local up`` applies template parameters from samconfig.toml
-``[local]`` and then writes each function's template environment over ``os.environ``, so a
-process environment variable such as ``HIGH_FOLLOWER_THRESHOLD`` cannot override a template
-variable. Only the parameter values can change it. The bench therefore starts the stack with
-``--root-dir`` pointing at a directory of its own: symlinks to the real template.yaml,
-functions/ and layers/, and a generated samconfig.toml whose ``[local]`` overrides are the
-repository's plus the bench's. Nothing of the repository is edited.
+"""The local stack (``python -m ripple_local up``) as a subprocess on free ports, with its own state
+directory, started, watched and stopped with ``ripple_local``'s own process management; and the
+overlay root that sets its parameters (the report's Method says why it is needed).
 """
 
 from __future__ import annotations
@@ -154,11 +147,12 @@ class StackProcess(ManagedProcess):
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds used so far by the stack process, the emulators and redis-server."""
-        used = {}
-        for name, pid in self.pids.items():
-            try:
-                times = psutil.Process(pid).cpu_times()
-                used[name] = times.user + times.system
-            except psutil.Error:
-                used[name] = 0.0
-        return used
+        return {name: _cpu_seconds(pid) for name, pid in self.pids.items()}
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(times.user + times.system)
