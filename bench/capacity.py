@@ -17,23 +17,20 @@ Ripple updates - users, posts - is well under 1 KB). Stream reads by Lambda are 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True)
-class TableInfo:
+class TableInfo(NamedTuple):
     """What charging needs to know about a table: its key and its indexes' keys."""
 
     logical_id: str
     key: tuple[str, ...]
-    gsis: tuple[tuple[str, ...], ...] = field(default_factory=tuple)
+    gsis: tuple[tuple[str, ...], ...] = ()
 
 
-@dataclass(frozen=True)
-class Charge:
+class Charge(NamedTuple):
     table: str  # logical id, or the physical name when unknown
     kind: str  # "read" | "write"
     units: float
@@ -41,25 +38,18 @@ class Charge:
 
 def value_size(value: Mapping[str, Any]) -> int:
     """Bytes of one AttributeValue as DynamoDB counts them."""
-    (kind, raw), *_ = value.items()
-    if kind == "S":
-        return len(str(raw).encode())
+    ((kind, raw),) = value.items()
     if kind == "N":
         digits = str(Decimal(str(raw)).normalize()).lstrip("-").replace(".", "").lstrip("0") or "0"
         return 1 + math.ceil(len(digits) / 2)
-    if kind == "B":
-        return len(raw)
-    if kind in ("BOOL", "NULL"):
-        return 1
-    if kind in ("SS", "BS"):
-        return sum(len(str(x).encode()) for x in raw)
-    if kind == "NS":
-        return sum(value_size({"N": x}) for x in raw)
-    if kind == "L":
-        return 3 + sum(1 + value_size(x) for x in raw)
-    if kind == "M":
-        return 3 + sum(len(k.encode()) + 1 + value_size(v) for k, v in raw.items())
-    return 0
+    if kind in ("S", "B"):
+        return len(str(raw).encode()) if kind == "S" else len(raw)
+    if kind in ("SS", "BS", "NS"):
+        return sum(value_size({"N": x}) if kind == "NS" else len(str(x).encode()) for x in raw)
+    if kind in ("L", "M"):
+        entries = raw.items() if kind == "M" else (("", x) for x in raw)
+        return 3 + sum(len(k.encode()) + 1 + value_size(v) for k, v in entries)
+    return 1 if kind in ("BOOL", "NULL") else 0
 
 
 def item_size(item: Mapping[str, Any]) -> int:
@@ -71,8 +61,8 @@ def _read_units(size: int, consistent: bool) -> float:
     return max(1, math.ceil(size / 4096)) * (1.0 if consistent else 0.5)
 
 
-def _write_units(size: int) -> float:
-    return float(max(1, math.ceil(size / 1024)))
+def _write_units(item: Mapping[str, Any]) -> float:
+    return float(max(1, math.ceil(item_size(item) / 1024)))
 
 
 class Charger:
@@ -81,125 +71,82 @@ class Charger:
     def __init__(self, tables: Mapping[str, TableInfo]) -> None:
         self.tables = dict(tables)
 
-    def _name(self, table: str) -> str:
-        info = self.tables.get(table)
-        return info.logical_id if info else table
+    @classmethod
+    def from_template(cls, template: Mapping[str, Any], physical: Mapping[str, str]) -> Charger:
+        """From template.yaml and the local logical -> physical table names."""
+        infos = {}
+        for logical_id, name in physical.items():
+            props = template["Resources"][logical_id]["Properties"]
+            keys = [props["KeySchema"], *(i["KeySchema"] for i in props.get("GlobalSecondaryIndexes") or [])]
+            key, *gsis = (tuple(k["AttributeName"] for k in schema) for schema in keys)
+            infos[name] = TableInfo(logical_id, key, tuple(gsis))
+        return cls(infos)
 
-    def _gsi_writes(self, table: str, attributes: Sequence[str] | None) -> float:
-        """Index writes of a put (``attributes`` = the item's) or a delete (None)."""
+    def _name(self, table: str) -> str:
+        return self.tables[table].logical_id if table in self.tables else table
+
+    def _index_writes(self, table: str, attributes: Sequence[str] | None) -> float:
+        """Index writes of a put (``attributes``: the item's) or a delete (None: a sparse index
+        may hold no copy, so only indexes keyed on the table's key count)."""
         info = self.tables.get(table)
-        if info is None:
-            return 0.0
-        units = 0.0
-        for keys in info.gsis:
-            if attributes is None:
-                affected = all(k in info.key for k in keys)  # a sparse index may hold no copy
-            else:
-                affected = all(k in attributes for k in keys)
-            units += 1.0 if affected else 0.0
-        return units
+        keys = (info.key if attributes is None else attributes) if info else ()
+        return float(sum(all(k in keys for k in gsi) for gsi in info.gsis)) if info else 0.0
+
+    def _index_updates(self, table: str, body: Mapping[str, Any]) -> float:
+        """Index writes of an update: indexes keyed on a changed (named) non-key attribute."""
+        info = self.tables.get(table)
+        named = list((body.get("ExpressionAttributeNames") or {}).values())
+        changed = [g for g in info.gsis if any(k in named and k not in info.key for k in g)] if info else []
+        return float(len(changed))
 
     def charge(
         self, operation: str, params: Mapping[str, Any], response: Mapping[str, Any] | None
     ) -> list[Charge]:
         """The request units of one DynamoDB call (empty for control-plane calls)."""
-        response = response or {}
-        handler = getattr(self, f"_{operation}", None)
-        return list(handler(params, response)) if handler else []
+        return list(self._charges(operation, params, response or {}))
 
-    # ------------------------------------------------------------------ reads
-    def _GetItem(self, params: Mapping[str, Any], response: Mapping[str, Any]) -> list[Charge]:
-        size = item_size(response.get("Item") or {})
-        return [
-            Charge(
-                self._name(params["TableName"]), "read", _read_units(size, bool(params.get("ConsistentRead")))
-            )
-        ]
-
-    def _BatchGetItem(self, params: Mapping[str, Any], response: Mapping[str, Any]) -> list[Charge]:
-        charges = []
-        returned = response.get("Responses") or {}
-        for table, request in (params.get("RequestItems") or {}).items():
-            consistent = bool(request.get("ConsistentRead"))
-            items = returned.get(table) or []
-            units = sum(_read_units(item_size(i), consistent) for i in items)
-            missing = max(0, len(request.get("Keys") or []) - len(items))
-            units += missing * _read_units(0, consistent)
-            charges.append(Charge(self._name(table), "read", units))
-        return charges
-
-    def _Query(self, params: Mapping[str, Any], response: Mapping[str, Any]) -> list[Charge]:
-        size = sum(item_size(i) for i in response.get("Items") or [])
-        consistent = bool(params.get("ConsistentRead")) and not params.get("IndexName")
-        return [Charge(self._name(params["TableName"]), "read", _read_units(size, consistent))]
-
-    _Scan = _Query
-
-    # ------------------------------------------------------------------ writes
-    def _PutItem(self, params: Mapping[str, Any], response: Mapping[str, Any]) -> list[Charge]:
-        table, item = params["TableName"], params["Item"]
-        units = _write_units(item_size(item)) + self._gsi_writes(table, list(item))
-        return [Charge(self._name(table), "write", units)]
-
-    def _UpdateItem(self, params: Mapping[str, Any], response: Mapping[str, Any]) -> list[Charge]:
-        table = params["TableName"]
-        named = list((params.get("ExpressionAttributeNames") or {}).values())
-        return [Charge(self._name(table), "write", 1.0 + self._gsi_updates(table, named))]
-
-    def _gsi_updates(self, table: str, named: Sequence[str]) -> float:
-        info = self.tables.get(table)
-        if info is None:
-            return 0.0
-        return float(sum(1 for keys in info.gsis if any(k in named and k not in info.key for k in keys)))
-
-    def _DeleteItem(self, params: Mapping[str, Any], response: Mapping[str, Any]) -> list[Charge]:
-        table = params["TableName"]
-        return [Charge(self._name(table), "write", 1.0 + self._gsi_writes(table, None))]
-
-    def _BatchWriteItem(self, params: Mapping[str, Any], response: Mapping[str, Any]) -> list[Charge]:
-        charges = []
-        unprocessed = response.get("UnprocessedItems") or {}
-        for table, requests in (params.get("RequestItems") or {}).items():
-            left = len(unprocessed.get(table) or [])
-            units = 0.0
-            for request in requests[: len(requests) - left]:
-                if "PutRequest" in request:
-                    item = request["PutRequest"]["Item"]
-                    units += _write_units(item_size(item)) + self._gsi_writes(table, list(item))
-                else:
-                    units += 1.0 + self._gsi_writes(table, None)
-            charges.append(Charge(self._name(table), "write", units))
-        return charges
-
-    def _TransactWriteItems(self, params: Mapping[str, Any], response: Mapping[str, Any]) -> list[Charge]:
-        charges = []
-        for entry in params.get("TransactItems") or []:
-            (kind, body), *_ = entry.items()
-            table = body["TableName"]
-            if kind == "Put":
-                item = body["Item"]
-                units = 2 * _write_units(item_size(item)) + self._gsi_writes(table, list(item))
-            elif kind == "Update":
-                named = list((body.get("ExpressionAttributeNames") or {}).values())
-                units = 2.0 + self._gsi_updates(table, named)
-            elif kind == "Delete":
-                units = 2.0 + self._gsi_writes(table, None)
-            else:  # ConditionCheck: a transactional read of the item
-                charges.append(Charge(self._name(table), "read", 2.0))
-                continue
-            charges.append(Charge(self._name(table), "write", units))
-        return charges
-
-
-def tables_from_template(template: Mapping[str, Any], physical: Mapping[str, str]) -> dict[str, TableInfo]:
-    """TableInfo per physical name, from template.yaml and the local logical -> physical names."""
-    infos: dict[str, TableInfo] = {}
-    for logical_id, name in physical.items():
-        props = template["Resources"][logical_id]["Properties"]
-        key = tuple(k["AttributeName"] for k in props["KeySchema"])
-        gsis = tuple(
-            tuple(k["AttributeName"] for k in index["KeySchema"])
-            for index in props.get("GlobalSecondaryIndexes") or []
-        )
-        infos[name] = TableInfo(logical_id, key, gsis)
-    return infos
+    def _charges(self, op: str, params: Mapping[str, Any], response: Mapping[str, Any]) -> Iterator[Charge]:
+        table = params.get("TableName", "")
+        if op == "GetItem":
+            units = _read_units(item_size(response.get("Item") or {}), bool(params.get("ConsistentRead")))
+            yield Charge(self._name(table), "read", units)
+        elif op in ("Query", "Scan"):
+            size = sum(item_size(i) for i in response.get("Items") or [])
+            consistent = bool(params.get("ConsistentRead")) and not params.get("IndexName")
+            yield Charge(self._name(table), "read", _read_units(size, consistent))
+        elif op == "BatchGetItem":
+            for name, request in (params.get("RequestItems") or {}).items():
+                consistent = bool(request.get("ConsistentRead"))
+                items = (response.get("Responses") or {}).get(name) or []
+                missing = max(0, len(request.get("Keys") or []) - len(items))  # charged like a found one
+                units = sum(_read_units(item_size(i), consistent) for i in items)
+                yield Charge(self._name(name), "read", units + missing * _read_units(0, consistent))
+        elif op == "PutItem":
+            units = _write_units(params["Item"]) + self._index_writes(table, list(params["Item"]))
+            yield Charge(self._name(table), "write", units)
+        elif op == "UpdateItem":
+            yield Charge(self._name(table), "write", 1.0 + self._index_updates(table, params))
+        elif op == "DeleteItem":
+            yield Charge(self._name(table), "write", 1.0 + self._index_writes(table, None))
+        elif op == "BatchWriteItem":
+            unprocessed = response.get("UnprocessedItems") or {}
+            for name, requests in (params.get("RequestItems") or {}).items():
+                units = 0.0
+                for request in requests[: len(requests) - len(unprocessed.get(name) or [])]:
+                    item = request.get("PutRequest", {}).get("Item")
+                    put = item and _write_units(item) + self._index_writes(name, list(item))
+                    units += put or 1.0 + self._index_writes(name, None)
+                yield Charge(self._name(name), "write", units)
+        elif op == "TransactWriteItems":
+            for entry in params.get("TransactItems") or []:
+                ((kind, body),) = entry.items()
+                name = body["TableName"]
+                if kind == "ConditionCheck":  # a transactional read of the item
+                    yield Charge(self._name(name), "read", 2.0)
+                elif kind == "Put":
+                    units = 2 * _write_units(body["Item"]) + self._index_writes(name, list(body["Item"]))
+                    yield Charge(self._name(name), "write", units)
+                elif kind == "Update":
+                    yield Charge(self._name(name), "write", 2.0 + self._index_updates(name, body))
+                else:  # Delete
+                    yield Charge(self._name(name), "write", 2.0 + self._index_writes(name, None))

@@ -1,15 +1,17 @@
-"""The benchmark's parameters: one frozen object, with a full and a smoke preset."""
+"""The benchmark's parameters (one frozen object, a full and a smoke preset) and its statistics."""
 
 from __future__ import annotations
 
+import math
+import statistics
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# Where the ripple layer and the local stack live (not installed as packages in every venv):
-# importable from every bench module, and from the processes it starts (python_path_env).
+# The ripple layer and the local stack: importable from every bench module and the processes it starts.
 SOURCE_PATHS = (REPO_ROOT / "layers" / "ripple", REPO_ROOT / "infra" / "local")
 sys.path[:0] = [str(p) for p in (*SOURCE_PATHS, REPO_ROOT) if str(p) not in sys.path]
 PASSWORD = "bench password 1"
@@ -24,22 +26,19 @@ class BenchConfig:
     max_following: int = 40  # per user; below the 60 writes/min per-user limit
     zipf_s: float = 1.0  # popularity ~ 1 / rank**s, so followers follow a power law
     seed: int = 7
-    # Sustained post rates (posts/s) for the convergence window, lowest first; the run
-    # stops escalating after the first rate at which the pipeline degrades.
+    # Sustained post rates (posts/s), lowest first; escalation stops at the first that degrades.
     rates: tuple[float, ...] = (2.0, 5.0, 10.0, 20.0, 30.0)
-    duration_s: float = 30.0  # length of each sustained step / closed-loop level
+    duration_s: float = 30.0  # length of each sustained step
     posts: int = 300  # posts in the fan-out burst (figure 3)
     reads: int = 4000  # cap on feed reads per HTTP read level (figure 4)
-    # None: chosen from the generated graph so that ``pulled_accounts`` accounts are above it.
-    high_follower_threshold: int | None = None
+    high_follower_threshold: int | None = None  # None: ``pulled_accounts`` accounts above it
     pulled_accounts: int = 3
     fanout_page_size: int | None = None  # None: threshold // 3
     pulled_share: float = 0.05  # share of posts by high-follower (pulled) authors
     watchers: int = 16  # sampled followers that poll GET /feed
     samples_per_post: int = 2  # watchers checked per post (those who follow its author)
     poll_interval_s: float = 0.1
-    # GET /feed per second, all watchers together: the measurement's own load stays small.
-    max_poll_rate: float = 25.0
+    max_poll_rate: float = 25.0  # GET /feed per second, all watchers together
     feed_limit: int = 20
     settle_timeout_s: float = 45.0
     closed_loop_s: float = 10.0  # length of each closed-loop write / read level
@@ -52,13 +51,11 @@ class BenchConfig:
     cost_posts: int = 40
     ceiling_seconds: float = 4.0
     idle_quiet_s: float = 1.5  # the pipeline is idle once no runner delivered a record this long
-    # Cold-start imports from a Lambda-like image of the deployed requirements (both with and
-    # without bytecode); False measures this virtualenv as it is (fast, for the smoke run).
+    # Cold-start imports from Lambda-like images of the deployed requirements (with and without
+    # bytecode); False measures this virtualenv as it is (fast, for the smoke run).
     coldstart_images: bool = True
-    # Table sizes of the emulator figure: a Query and a post transaction at each.
-    scaling_sizes: tuple[int, ...] = (1000, 10000)
-    # Also measure the emulator references on stock moto (on DynamoDB Local if the run is moto's).
-    compare_emulators: bool = True
+    scaling_sizes: tuple[int, ...] = (1000, 10000)  # table sizes of the emulator figure
+    compare_emulators: bool = True  # also measure the references on stock moto (or DynamoDB Local)
     accounted_reads: int = 300
     profile: bool = True
     emulator: str = "dynamodb-local"  # ripple_local.emulators: dynamodb-local, moto, localstack
@@ -67,43 +64,42 @@ class BenchConfig:
 
     @classmethod
     def smoke_preset(cls, out_dir: Path, seed: int = 7) -> BenchConfig:
-        """A tiny run (seconds) that still produces every figure."""
+        """A tiny run (under a minute) that still produces every figure."""
         return cls(
-            users=24,
-            mean_following=4.0,
-            max_following=10,
-            seed=seed,
-            rates=(4.0,),
-            duration_s=3.0,
-            closed_loop_s=1.5,
-            posts=16,
-            reads=300,
-            pulled_accounts=1,
-            watchers=8,
-            samples_per_post=2,
-            settle_timeout_s=20.0,
-            write_concurrency=(4,),
-            read_concurrency=(4,),
-            read_users=12,
-            client_processes=1,
-            coldstart_runs=2,
-            probe_seconds=0.75,
-            cost_posts=4,
-            ceiling_seconds=0.5,
-            scaling_sizes=(100, 1000),
-            idle_quiet_s=0.75,
-            coldstart_images=False,
-            compare_emulators=False,
-            accounted_reads=20,
-            profile=False,
-            smoke=True,
-            out_dir=out_dir,
-        )
+            users=24, mean_following=4.0, max_following=10, seed=seed, rates=(4.0,), duration_s=3.0,
+            closed_loop_s=1.5, posts=16, reads=300, pulled_accounts=1, watchers=8, settle_timeout_s=20.0,
+            write_concurrency=(4,), read_concurrency=(4,), read_users=12, client_processes=1,
+            coldstart_runs=2, probe_seconds=0.75, cost_posts=4, ceiling_seconds=0.5, idle_quiet_s=0.75,
+            scaling_sizes=(100, 1000), coldstart_images=False, compare_emulators=False, accounted_reads=20,
+            profile=False, smoke=True, out_dir=out_dir,
+        )  # fmt: skip
 
     def with_overrides(self, **changes: Any) -> BenchConfig:
         """A copy with the non-None ``changes`` applied."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-friendly parameters."""
         return {**asdict(self), "out_dir": str(self.out_dir)}
+
+
+def summary(values: Iterable[float], percentiles: Sequence[int] = (50, 90, 95, 99)) -> dict[str, Any]:
+    """Count, min, percentiles (``statistics.quantiles``, inclusive: numpy's default), max and mean
+    (NaN when empty)."""
+    data = [float(v) for v in values]
+    cuts = (
+        statistics.quantiles(data, n=100, method="inclusive") if len(data) > 1 else (data or [math.nan]) * 99
+    )
+    return {
+        "n": len(data),
+        "min": min(data, default=math.nan),
+        **{f"p{q}": cuts[q - 1] for q in percentiles},
+        "max": max(data, default=math.nan),
+        "mean": statistics.fmean(data) if data else math.nan,
+    }
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    """``numerator / denominator``, NaN when the denominator is zero or either is NaN."""
+    if not denominator or math.isnan(denominator) or math.isnan(numerator):
+        return math.nan
+    return numerator / denominator
