@@ -217,26 +217,36 @@ class Probe:
         return {**self.loop(seconds, step), "errors": errors[0]}
 
     def bare_redis_reads(self, user_ids: list[str], seconds: float) -> dict[str, Any]:
-        """The Redis calls one cached read makes, replayed with redis-py, nothing else."""
+        """The Redis calls one cached read makes (two pipelines: the account marker and the
+        timeline script; the bodies and the liked-posts script), replayed with redis-py."""
         import redis
 
-        from ripple.cache.feed_cache import SENTINEL, feed_key
+        from ripple.cache.feed_cache import SENTINEL, feed_key, outbox_key
+        from ripple.cache.known_users import known_user_key
+        from ripple.cache.liked_posts import SKEW_MARGIN_MS, TTL_SECONDS, LikedPosts, liked_key
         from ripple.cache.post_cache import post_key
+        from ripple.cache.timeline import _PAGE_SCRIPT, REGISTRY_KEY, pulled_key
         from ripple.config import get_settings
 
         ttl = get_settings().feed_cache_ttl_seconds
         client = redis.Redis.from_url(self.config["redis_url"], decode_responses=True)
+        page_sha = client.script_load(_PAGE_SCRIPT)
+        view_sha = LikedPosts(client)._view.sha
         items = [0]
 
         def step(i: int) -> float:
-            t, key = time.perf_counter(), feed_key(user_ids[i % len(user_ids)])
+            t, user = time.perf_counter(), user_ids[i % len(user_ids)]
             pipe = client.pipeline(transaction=False)
-            pipe.exists(key)
-            pipe.zrevrangebylex(key, "+", "-", start=0, num=self.limit + 1)
-            pipe.expire(key, ttl)
-            ids = [m.partition(":")[0] for m in pipe.execute()[1] if m != SENTINEL][: self.limit]
+            pipe.exists(known_user_key(user))
+            keys = [feed_key(user), REGISTRY_KEY, pulled_key(user)]
+            pipe.evalsha(page_sha, 3, *keys, "", self.limit, ttl, SENTINEL, outbox_key(""))
+            page = pipe.execute()[1]
+            ids = [m.partition(":")[0] for m in page[2:]] if page[0] == "ok" else []
             if ids:
-                items[0] += sum(1 for v in client.mget([post_key(p) for p in ids]) if v)
+                pipe = client.pipeline(transaction=False)
+                pipe.mget([post_key(p) for p in ids])
+                pipe.evalsha(view_sha, 1, liked_key(user), TTL_SECONDS, SKEW_MARGIN_MS, *ids)
+                items[0] += sum(1 for v in pipe.execute()[0] if v)
             return time.perf_counter() - t
 
         result = self.loop(seconds, step)

@@ -28,7 +28,7 @@ STACK_COMPONENTS = (
     ("ripple/", "Ripple code"),
     ("functions/", "Ripple code"),
     ("aws_lambda_powertools/", "Powertools (logger, metrics, batch)"),
-    ("ripple/metrics_bridge.py", METRICS),
+    ("ripple_local/metrics_bridge.py", METRICS),
     ("urllib/request.py", METRICS),
     ("jwt/", "JWT"),
     ("pynamodb/", "PynamoDB (models, serialization)"),
