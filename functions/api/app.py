@@ -209,7 +209,7 @@ def get_user_by_name(username: str) -> dict[str, Any]:
     try:
         name = validation.username(username)
     except ValidationError as exc:  # a name that cannot exist is simply not found
-        raise NotFoundError(f"user '{username}' not found") from exc
+        raise NotFoundError("no user has that name") from exc
     return container.user_service.by_username(name).to_public()
 
 

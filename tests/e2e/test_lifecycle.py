@@ -224,6 +224,7 @@ def test_leftovers_of_a_killed_stack_are_reclaimed_only_if_they_are_its_own(
 
 
 def test_a_port_held_by_another_program_is_one_line_and_exit_1(state_dir: Path) -> None:
+    """Also with a relative --state-dir (the services run in it, so it is made absolute)."""
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
@@ -231,7 +232,7 @@ def test_a_port_held_by_another_program_is_one_line_and_exit_1(state_dir: Path) 
         up = MakeUp(state_dir, ports={"api": taken})
         result = subprocess.run(
             [sys.executable, "-m", "ripple_local", "up", "--api-port", str(taken),
-             "--state-dir", str(state_dir), "--emulator-port", str(up.ports["emulator"]),
+             "--state-dir", os.path.relpath(state_dir, ROOT), "--emulator-port", str(up.ports["emulator"]),
              "--dynamodb-port", str(up.ports["dynamodb"]), "--redis-port", str(up.ports["redis"]),
              "--no-metrics"],
             cwd=ROOT, capture_output=True, text=True, timeout=180,
@@ -239,7 +240,8 @@ def test_a_port_held_by_another_program_is_one_line_and_exit_1(state_dir: Path) 
     assert result.returncode == 1, result.stdout + result.stderr
     output = result.stdout + result.stderr
     assert "Traceback" not in output
-    [line] = [line for line in output.splitlines() if str(taken) in line]
+    [line] = output.strip().splitlines()  # nothing started, so nothing else to say
+    assert str(taken) in line, output
     assert "already in use" in line and "python" in line and f"pid {os.getpid()}" in line, line
 
 

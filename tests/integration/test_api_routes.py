@@ -374,3 +374,33 @@ def test_unsupported_method_and_media_type_use_the_error_shape(http: Http) -> No
     assert r.status_code == 415 and json.loads(r.body)["error"]["code"] == "unsupported_media_type"
     r = http("PUT", "/posts")
     assert r.status_code == 405 and error_code(r) == "method_not_allowed"
+
+
+def test_no_response_repeats_caller_input_that_could_be_a_credential(http: Http) -> None:
+    """A token pasted into a path, a body key or a Content-Type never comes back (a fresh-clone
+    review found 404 and 400 messages repeating it, and 415 repeating any header)."""
+    u = http.user("echo")
+    token = u["token"]
+    replies = [
+        http("GET", f"/users/{token}", token),
+        http("GET", f"/posts/{token}", token),
+        http("GET", f"/users/by-name/{token}", token),
+        http("POST", f"/users/{token}/follow", token),
+        http("PATCH", "/me", token, body={token: "x", "bio": "fine"}),
+    ]
+    response = http._client.http.request(
+        "POST",
+        "/posts",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": f"text/{token}"},
+        body=b"{}",
+    )
+    response.json = json.loads(response.body)
+    replies.append(response)
+    for reply in replies:
+        assert 400 <= reply.status_code < 500, reply.body
+        assert token not in reply.body.decode() and token not in str(reply.headers), reply.body
+    assert [error_code(r) for r in replies] == ["not_found"] * 4 + [
+        "validation_error",
+        "unsupported_media_type",
+    ]
+    assert "1 other" in replies[4].json["error"]["message"]

@@ -221,7 +221,8 @@ def _up(args: argparse.Namespace, root: Path) -> int:
         )
     for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):  # the local stack never uses a real AWS profile;
         os.environ.pop(name, None)  # a missing one would stop every boto3 client from starting
-    state_dir = args.state_dir if args.state_dir is not None else root / ".local"
+    # Absolute: the services run with the state directory as their working directory.
+    state_dir = (args.state_dir if args.state_dir is not None else root / ".local").resolve()
     for sig in _STOP_SIGNALS:  # from here on, any of them stops everything in order
         signal.signal(sig, _raise_stop)
     terminal = _Terminal(state_dir / "logs", quiet=args.quiet, verbose=args.verbose, level=args.log_level)
@@ -242,9 +243,16 @@ def _up(args: argparse.Namespace, root: Path) -> int:
         with_metrics=not args.no_metrics,
         request_log=terminal.request,
     )
-    status = 0
     try:
-        terminal.say(f"Starting the local stack ({args.emulator}); logs in {state_dir / 'logs'} ...")
+        stack.preflight()
+    except (PortInUse, StackAlreadyRunning) as error:  # nothing started: one line, exit 1
+        terminal.say(f"ripple_local: {error}")
+        terminal.close()
+        return 1
+    status = 0
+    emulator = args.emulator if endpoints is None else f"the emulator at {endpoints.default}"
+    try:
+        terminal.say(f"Starting the local stack ({emulator}); logs in {state_dir / 'logs'} ...")
         stack.start()
         logger.info("resources:\n%s", stack.describe_resources())
         terminal.say(stack.summary())

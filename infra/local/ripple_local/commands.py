@@ -239,7 +239,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
 def resolve_services(args: argparse.Namespace, root: Path) -> tuple[Endpoints, str]:
     """The running stack's endpoints and Redis URL: the flags, else what ``up`` recorded in its
     state directory, else the ports ``make up`` uses."""
-    state_dir = args.state_dir if args.state_dir is not None else root / ".local"
+    state_dir = (args.state_dir if args.state_dir is not None else root / ".local").resolve()
     recorded = LocalStack.read_connection_file(state_dir) or {}
     endpoints = recorded.get("endpoints") or {}
     if args.emulator_url is not None:

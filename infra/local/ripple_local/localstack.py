@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -71,7 +72,17 @@ class LocalStackProcess(ManagedProcess):
         if libs.is_symlink() or libs.exists():
             libs.unlink()
         libs.symlink_to(self.install.libs, target_is_directory=True)
-        return [str(self.install.python), "-m", "localstack.runtime.main"]
+        # Under the reaper: LocalStack's own children (DynamoDB Local, kinesis-local) end
+        # with the stack even when it is killed outright.
+        return [
+            sys.executable,
+            "-m",
+            "ripple_local.reaper",
+            "--",
+            str(self.install.python),
+            "-m",
+            "localstack.runtime.main",
+        ]
 
     def environment(self) -> dict[str, str]:
         return {

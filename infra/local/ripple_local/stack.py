@@ -227,6 +227,15 @@ class LocalStack:
         path.unlink(missing_ok=True)
         return [record for record, _ in leftovers]
 
+    def preflight(self) -> None:
+        """What must hold before anything starts: nothing an earlier stack on this state
+        directory left running (reclaimed), no other stack on it (StackAlreadyRunning), every
+        port free (PortInUse). Only for a stack that starts services itself."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.endpoints is None or self.redis_url is None:
+            self.reclaim_leftovers()
+            self.check_ports()
+
     def check_ports(self) -> None:
         """Every port this stack will listen on must be free before anything starts: PortInUse
         names the port and the program that holds it (a second ``up``, another service)."""
@@ -325,10 +334,7 @@ class LocalStack:
     def start_services(self) -> None:
         """Start the emulators and redis-server (after reclaiming what a killed earlier stack
         left running), or check that the given ones answer."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        if self.endpoints is None or self.redis_url is None:  # only a stack that starts services
-            self.reclaim_leftovers()
-            self.check_ports()
+        self.preflight()
         if self.endpoints is None:
             self.endpoints = self._start_emulators()
             self._record_services()

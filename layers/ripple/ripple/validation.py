@@ -15,6 +15,7 @@ from ripple.errors import NotFoundError, ValidationError
 from ripple.ids import is_ulid
 
 USERNAME_RE = re.compile(r"^[a-z0-9_]{3,30}$")
+FIELD_NAME_RE = re.compile(r"^[A-Za-z0-9_]{1,40}$")
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
 DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT = 20, 100
 
@@ -25,7 +26,12 @@ def require_object(body: Any, *, allowed: set[str], required: set[str]) -> dict[
         raise ValidationError("request body must be a JSON object")
     unknown = sorted(set(body) - allowed)
     if unknown:
-        raise ValidationError(f"unknown field(s): {', '.join(unknown)}")
+        # Only names that look like field names are repeated: a response never echoes
+        # arbitrary caller input (a token pasted as a key, markup).
+        shown = [name for name in unknown if FIELD_NAME_RE.match(name)]
+        hidden = len(unknown) - len(shown)
+        listed = ", ".join(shown + ([f"{hidden} other"] if hidden else []))
+        raise ValidationError(f"unknown field(s): {listed}; allowed: {', '.join(sorted(allowed))}")
     missing = sorted(f for f in required if f not in body)
     if missing:
         raise ValidationError(f"missing field(s): {', '.join(missing)}")
@@ -115,8 +121,8 @@ def post_text(body: Any, *, max_chars: int) -> str:
 
 def entity_id(value: str, what: str) -> str:
     """Ids are ULIDs; anything else cannot exist, so it is a 404 rather than a lookup."""
-    if not is_ulid(value):
-        raise NotFoundError(f"{what} {value!r} not found")
+    if not is_ulid(value):  # not repeated: it is caller input that cannot be an id
+        raise NotFoundError(f"no {what} has that id")
     return value
 
 

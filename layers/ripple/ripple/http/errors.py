@@ -43,7 +43,10 @@ def translate_chalice_body(body: Any) -> dict[str, Any] | None:
     """Chalice's ``{"Code", "Message"}`` errors in our shape, or None if not one."""
     if isinstance(body, dict) and set(body) == {"Code", "Message"}:
         code = _CHALICE_CODES.get(str(body["Code"]), "error")
-        return error_body(code, str(body["Message"]))
+        message = str(body["Message"])
+        if code == "unsupported_media_type":  # Chalice's message repeats the caller's header
+            message = "unsupported media type: send application/json"
+        return error_body(code, message)
     return None
 
 
