@@ -3,11 +3,15 @@ the real Redis."""
 
 from __future__ import annotations
 
+import copy
+import threading
 from typing import Any
 
 import pytest
+import redis
 
 from ripple.cache.feed_cache import FeedRef
+from ripple.cache.pipelines import ScriptPipeline
 from ripple.container import Container
 from tests.integration.support import SAMPLE_AUTHOR, SAMPLE_FOLLOWER, SAMPLE_POST, fresh_ids, load_event
 
@@ -43,3 +47,45 @@ def test_insert_into_a_cold_feed_leaves_it_cold(container: Container, cache_refr
     insert = load_event("cache_refresher/feed_insert.json", **ids)
     assert cache_refresher_handler(insert) == {"batchItemFailures": []}
     assert container.feed_cache.page(ids[SAMPLE_FOLLOWER], None, 10) is None
+
+
+def test_a_stream_batch_is_applied_in_one_round_trip(
+    container: Container, cache_refresher_handler: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11: the refresher applies a whole batch with one pipelined round trip."""
+    template = load_event("cache_refresher/feed_insert.json", **fresh_ids())["Records"][0]
+    records, readers = [], []
+    for i in range(20):
+        ids = fresh_ids()
+        readers.append(ids[SAMPLE_FOLLOWER])
+        container.feed_cache.warm(ids[SAMPLE_FOLLOWER], None, [], complete=True)
+        record = copy.deepcopy(load_event("cache_refresher/feed_insert.json", **ids)["Records"][0])
+        record["dynamodb"]["SequenceNumber"] = str(int(template["dynamodb"]["SequenceNumber"]) + i)
+        records.append(record)
+    sent: list[int] = []
+    thread = threading.get_ident()
+    original = redis.connection.Connection.send_packed_command
+
+    def counting(connection: Any, command: Any, check_health: bool = True) -> None:
+        if threading.get_ident() == thread:
+            sent.append(1)
+        original(connection, command, check_health)
+
+    monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counting)
+    assert cache_refresher_handler({"Records": records}) == {"batchItemFailures": []}
+    monkeypatch.undo()
+    assert len(sent) == 1
+    assert all(len(container.feed_cache.page(r, None, 10).refs) == 1 for r in readers)  # type: ignore[union-attr]
+
+
+def test_a_batch_redis_cannot_take_is_retried_whole(
+    container: Container, cache_refresher_handler: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    insert = load_event("cache_refresher/feed_insert.json", **fresh_ids())
+    first = insert["Records"][0]["dynamodb"]["SequenceNumber"]
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise redis.ConnectionError("Redis is unreachable")
+
+    monkeypatch.setattr(ScriptPipeline, "execute", refuse)
+    assert cache_refresher_handler(insert) == {"batchItemFailures": [{"itemIdentifier": first}]}

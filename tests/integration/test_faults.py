@@ -118,7 +118,7 @@ def own_stack(
         container.__dict__["redis"] = fail_fast_redis(settings)  # see the xfail test at the end
         handlers = {
             "FanoutFunction": lambda_stream_handler(container.fanout_consumer.handle),
-            "CacheRefresherFunction": lambda_stream_handler(container.cache_refresher.handle),
+            "CacheRefresherFunction": lambda_stream_handler(open_batch=container.cache_refresher.open_batch),
         }
         yield OwnStack(stack, container, redis, handlers)
     finally:

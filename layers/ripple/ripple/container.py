@@ -216,7 +216,9 @@ class Container:
         tables = RefresherTables(
             feed=self.settings.feed_table, posts=self.settings.posts_table, likes=self.settings.likes_table
         )
-        return CacheRefresher(self.feed_cache, self.post_cache, self.outbox_cache, self.liked_posts, tables)
+        return CacheRefresher(
+            self.redis, self.feed_cache, self.post_cache, self.outbox_cache, self.liked_posts, tables
+        )
 
 
 @lru_cache(maxsize=1)

@@ -10,7 +10,7 @@ without being run: they are delivered again, in order, after the failed one.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
@@ -57,7 +57,12 @@ class InOrderStreamConsumer:
 
     def process(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """Process a Lambda DynamoDB stream event; returns ``batchItemFailures``."""
-        invocation = _Invocation(self._handle)
+        return self._process_with(self._handle, event, context)
+
+    def _process_with(
+        self, handle: Callable[[StreamChange], None], event: dict[str, Any], context: Any
+    ) -> dict[str, Any]:
+        invocation = _Invocation(handle)
         count("StreamBatches")
         response = process_partial_response(
             event=event,
@@ -68,10 +73,56 @@ class InOrderStreamConsumer:
         return dict(response)
 
 
-def lambda_stream_handler(handle: Callable[[StreamChange], None]) -> Callable[[dict[str, Any], Any], Any]:
+class ChangeBatch(Protocol):
+    """Changes gathered from one stream batch, applied together (one round trip)."""
+
+    def add(self, change: StreamChange) -> None:
+        """Take one change (no I/O: it is applied by :meth:`commit`); raise if it is bad."""
+
+    def commit(self) -> None:
+        """Apply every change added, in order; raise if they could not all be applied."""
+
+
+class BatchedStreamConsumer(InOrderStreamConsumer):
+    """Gathers a whole stream batch into a :class:`ChangeBatch` and commits it once.
+
+    Records are added in order, with the in-order failure rule (a bad record and those after
+    it are reported failed; the ones before it are committed). If the commit fails, every
+    record of the batch is reported failed and Lambda delivers the batch again: the changes
+    must be idempotent (applying some of them twice changes nothing).
+    """
+
+    def __init__(self, open_batch: Callable[[], ChangeBatch]) -> None:
+        super().__init__(lambda change: None)  # each invocation adds to its own batch instead
+        self._open_batch = open_batch
+
+    def process(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        batch = self._open_batch()
+        response = self._process_with(batch.add, event, context)
+        try:
+            batch.commit()
+        except Exception:
+            count("StreamBatchCommitsFailed")
+            logger.exception("stream batch could not be applied; the whole batch will be retried")
+            sequence_numbers = [str(r["dynamodb"]["SequenceNumber"]) for r in event.get("Records", [])]
+            return {"batchItemFailures": [{"itemIdentifier": n} for n in sequence_numbers[:1]]}
+        return response
+
+
+def lambda_stream_handler(
+    handle: Callable[[StreamChange], None] | None = None,
+    *,
+    open_batch: Callable[[], ChangeBatch] | None = None,
+) -> Callable[[dict[str, Any], Any], Any]:
     """The Lambda entry point for a stream consumer, with Powertools logging, tracing and
-    metrics stacked on it; build it once per container, at import."""
-    consumer = InOrderStreamConsumer(handle)
+    metrics stacked on it; build it once per container, at import. ``handle`` takes one
+    change at a time; ``open_batch`` gathers a batch's changes and applies them together."""
+    if open_batch is not None:
+        consumer: InOrderStreamConsumer = BatchedStreamConsumer(open_batch)
+    elif handle is not None:
+        consumer = InOrderStreamConsumer(handle)
+    else:
+        raise TypeError("lambda_stream_handler needs handle or open_batch")
 
     @logger.inject_lambda_context
     @tracer.capture_lambda_handler

@@ -173,6 +173,10 @@ class FeedCache:
             [ref.member, self._max_items, self._ttl, SENTINEL],
         )
 
+    def queue_remove(self, pipe: ScriptPipeline, user_id: str, ref: FeedRef) -> None:
+        """Queue removing one item on ``pipe``."""
+        pipe.command("zrem", self._key(user_id), ref.member)
+
     @translated
     def remove_many(self, items: Iterable[tuple[str, FeedRef]]) -> None:
         pipe = self._redis.pipeline(transaction=False)

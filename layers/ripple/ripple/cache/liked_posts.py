@@ -98,3 +98,7 @@ class LikedPosts:
     def record(self, user_id: str, post_id: str, liked: bool) -> None:
         """A committed like (``liked``) or unlike, if the reader's hash exists."""
         self._record(keys=[liked_key(user_id)], args=[post_id, "1" if liked else "0", MAX_LIKES])
+
+    def queue_record(self, pipe: ScriptPipeline, user_id: str, post_id: str, liked: bool) -> None:
+        """:meth:`record` queued on ``pipe``."""
+        pipe.script(self._record, [liked_key(user_id)], [post_id, "1" if liked else "0", MAX_LIKES])

@@ -53,6 +53,9 @@ class PostCache:
         """Queue storing ``post`` on ``pipe``; the caller executes it."""
         pipe.command("set", post_key(post.post_id), json.dumps(post.to_cache()), ex=self._ttl)
 
+    def queue_delete(self, pipe: ScriptPipeline, post_id: str) -> None:
+        pipe.command("delete", post_key(post_id))
+
     @translated
     def delete(self, post_id: str) -> None:
         self._redis.delete(post_key(post_id))

@@ -6,7 +6,8 @@ Posts stream: a new post joins its author's cached outbox (kept only for pulled,
 high-follower authors); a changed post (e.g. its like count) replaces the cached body; a
 removed post is evicted from both.
 Likes stream: each like and unlike reaches the liker's liked-posts hash (if it exists),
-repairing an API write-through that failed. All of it is idempotent. A Redis failure
+repairing an API write-through that failed. All of it is idempotent, and a stream batch is
+applied in one pipelined round trip (``RefreshBatch``). A Redis failure
 raises, so the stream retries the record and the cache is repaired when Redis is back;
 DynamoDB holds the truth.
 """
@@ -16,8 +17,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import redis
+
+from ripple.cache.errors import translated
 from ripple.cache.feed_cache import FeedCache, FeedRef
 from ripple.cache.liked_posts import LikedPosts
+from ripple.cache.pipelines import ScriptPipeline
 from ripple.cache.post_cache import PostCache
 from ripple.domain import Post
 from ripple.observability import MetricUnit, metrics
@@ -34,64 +39,114 @@ class RefresherTables:
 
 
 class CacheRefresher:
+    """Applies stream changes to Redis: :meth:`open_batch` for a whole stream batch in one
+    pipelined round trip (the function), :meth:`handle` for a single change."""
+
     def __init__(
         self,
+        client: redis.Redis,
         feed_cache: FeedCache,
         post_cache: PostCache,
         outboxes: FeedCache,
         liked_posts: LikedPosts,
         tables: RefresherTables,
     ) -> None:
+        self._redis = client
         self._feed_cache = feed_cache
         self._post_cache = post_cache
         self._outboxes = outboxes
         self._liked_posts = liked_posts
         self._tables = tables
 
+    def open_batch(self) -> RefreshBatch:
+        return RefreshBatch(
+            ScriptPipeline(self._redis),
+            self._feed_cache,
+            self._post_cache,
+            self._outboxes,
+            self._liked_posts,
+            self._tables,
+        )
+
     def handle(self, change: StreamChange) -> None:
-        if change.table == self._tables.feed:
+        """Apply one change now (raises CacheError when Redis fails)."""
+        batch = self.open_batch()
+        batch.add(change)
+        batch.commit()
+
+
+class RefreshBatch:
+    """One stream batch's cache changes, queued in order on one pipeline."""
+
+    def __init__(
+        self,
+        pipe: ScriptPipeline,
+        feed_cache: FeedCache,
+        post_cache: PostCache,
+        outboxes: FeedCache,
+        liked_posts: LikedPosts,
+        tables: RefresherTables,
+    ) -> None:
+        self._pipe = pipe
+        self._feed_cache = feed_cache
+        self._post_cache = post_cache
+        self._outboxes = outboxes
+        self._liked_posts = liked_posts
+        self._tables = tables
+        self._queued = 0
+        self._lags_ms: list[float] = []
+
+    def add(self, change: StreamChange) -> None:
+        tables = self._tables
+        if change.table == tables.feed:
             self._feed_change(change)
-        elif change.table == self._tables.posts:
+        elif change.table == tables.posts:
             self._post_change(change)
-        elif change.table == self._tables.likes:
+        elif change.table == tables.likes:
             keys = change.keys
-            self._liked_posts.record(str(keys["user_id"]), str(keys["post_id"]), liked=change.event != REMOVE)
+            liked = change.event != REMOVE
+            self._liked_posts.queue_record(self._pipe, str(keys["user_id"]), str(keys["post_id"]), liked)
         else:
             raise ValueError(f"cache refresher received a record from an unexpected table: {change.table}")
+        self._queued += 1
+
+    @translated
+    def commit(self) -> None:
+        if self._queued:
+            self._pipe.execute()
+        for lag_ms in self._lags_ms:  # the post's creation to its arrival in a reader's cache
+            metrics.add_metric(name="FeedLag", unit=MetricUnit.Milliseconds, value=lag_ms)
 
     def _feed_change(self, change: StreamChange) -> None:
         row = change.image
         user_id = str(row["user_id"])
         ref = FeedRef(post_id=str(row["post_id"]), author_id=str(row["author_id"]))
         if change.event in (INSERT, MODIFY):
-            self._feed_cache.add(user_id, ref)
+            self._feed_cache.queue_add(self._pipe, user_id, ref)
             if change.event == INSERT and "created_at" in row:
-                # Feed lag: the post's creation to its arrival in this reader's cache.
-                lag_ms = max(0.0, time.time() * 1000 - float(row["created_at"]))
-                metrics.add_metric(name="FeedLag", unit=MetricUnit.Milliseconds, value=lag_ms)
+                self._lags_ms.append(max(0.0, time.time() * 1000 - float(row["created_at"])))
         elif change.event == REMOVE:
-            self._feed_cache.remove_many([(user_id, ref)])
+            self._feed_cache.queue_remove(self._pipe, user_id, ref)
 
     def _post_change(self, change: StreamChange) -> None:
         if change.event == INSERT:
             row = change.new_image
-            self._outboxes.add(str(row["author_id"]), FeedRef(str(row["post_id"]), str(row["author_id"])))
+            self._outboxes.queue_add(
+                self._pipe, str(row["author_id"]), FeedRef(str(row["post_id"]), str(row["author_id"]))
+            )
         elif change.event == REMOVE:
             row = change.old_image
-            self._post_cache.delete(str(row["post_id"]))
-            self._outboxes.remove_many(
-                [(str(row["author_id"]), FeedRef(str(row["post_id"]), str(row["author_id"])))]
+            self._post_cache.queue_delete(self._pipe, str(row["post_id"]))
+            self._outboxes.queue_remove(
+                self._pipe, str(row["author_id"]), FeedRef(str(row["post_id"]), str(row["author_id"]))
             )
         elif change.event == MODIFY:
             row = change.new_image
-            self._post_cache.put_many(
-                [
-                    Post(
-                        post_id=str(row["post_id"]),
-                        author_id=str(row["author_id"]),
-                        text=str(row["text"]),
-                        created_at=int(row["created_at"]),
-                        like_count=int(row.get("like_count", 0)),
-                    )
-                ]
+            post = Post(
+                post_id=str(row["post_id"]),
+                author_id=str(row["author_id"]),
+                text=str(row["text"]),
+                created_at=int(row["created_at"]),
+                like_count=int(row.get("like_count", 0)),
             )
+            self._post_cache.queue_put(self._pipe, post)
