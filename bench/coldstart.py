@@ -45,10 +45,18 @@ TEMPLATE = load_template(REPO_ROOT / "template.yaml")
 FUNCTIONS = {f: REPO_ROOT / str(function_setting(TEMPLATE, f, "CodeUri")) for f in function_names(TEMPLATE)}
 
 
-def _requirements(directory: Path) -> list[str]:
+def _requirements(directory: Path, function_id: str | None = None) -> list[str]:
+    """The requirements as pip installs them for the artefact: a function built by its
+    Makefile (``BuildMethod: makefile``; functions/api/Makefile) takes them without deps."""
     path = directory / "requirements.txt"
     lines = path.read_text().splitlines() if path.is_file() else []
-    return [r for r in (line.split("#", 1)[0].strip() for line in lines) if r]
+    requirements = [r for r in (line.split("#", 1)[0].strip() for line in lines) if r]
+    metadata = TEMPLATE["Resources"].get(function_id or "", {}).get("Metadata", {})
+    return (
+        [*requirements, "--no-deps"]
+        if requirements and metadata.get("BuildMethod") == "makefile"
+        else requirements
+    )
 
 
 def _install(
@@ -107,7 +115,9 @@ def lambda_images(cache: Path, download: bool, workdir: Path) -> tuple[dict[str,
     if not (runtime / ".compiled").is_file():
         _compile(runtime)
         (runtime / ".compiled").touch()
-    deps = {fid: _install(_requirements(code), cache, download, host=True) for fid, code in FUNCTIONS.items()}
+    deps = {
+        fid: _install(_requirements(code, fid), cache, download, host=True) for fid, code in FUNCTIONS.items()
+    }
     if failed := [m for d, m in deps.values() if d is None and m != "none"]:
         return None, failed[0]
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".complete")
@@ -212,7 +222,7 @@ def _package(files: list[tuple[Path, str]]) -> dict[str, Any]:
 def _files(root: Path | None, prefix: str = "") -> list[tuple[Path, str]]:
     """(file, name in the archive) of a directory tree, without bytecode and requirements.txt."""
     names = [(p, p.relative_to(root)) for p in sorted(root.rglob("*")) if p.is_file()] if root else []
-    skip = {"__pycache__", "requirements.txt", ".complete"}
+    skip = {"__pycache__", "requirements.txt", ".complete", "Makefile", "bin"}
     return [(p, prefix + str(name)) for p, name in names if p.suffix != ".pyc" and not skip & set(name.parts)]
 
 
@@ -229,7 +239,7 @@ def package_sizes(cache: Path, allow_download: bool) -> dict[str, Any]:
         "functions": {},
     }
     for fid, code_dir in FUNCTIONS.items():
-        deps, fmode = _install(_requirements(code_dir), cache, allow_download)
+        deps, fmode = _install(_requirements(code_dir, fid), cache, allow_download)
         package = _package(_files(code_dir) + _files(deps))
         result["functions"][fid] = package | {
             "code_dir": str(code_dir.relative_to(REPO_ROOT)), "requirements": _requirements(code_dir),

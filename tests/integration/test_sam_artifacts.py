@@ -218,6 +218,26 @@ def test_the_artefacts_hold_only_what_the_functions_import(build_dir: Path) -> N
     assert not local_only, local_only
 
 
+def test_the_api_ships_chalice_alone_and_everything_ships_bytecode(build_dir: Path) -> None:
+    """Issue 11, cold start: the API function carries the Chalice package without its
+    command-line toolchain (the app object imports nothing else), and every module of the API
+    and the layer is precompiled for CPython 3.12 with unchecked-hash .pyc files (valid
+    whatever the file times are after the zip round trip)."""
+    built = load_template(build_dir / "template.yaml")["Resources"]
+    api = build_dir / built["ApiFunction"]["Properties"]["CodeUri"]
+    top_level = {p.name for p in api.iterdir() if not p.name.endswith(".dist-info")}
+    assert top_level == {"app.py", "openapi.json", "chalice", "__pycache__"}, top_level
+    layer = build_dir / built["RippleLayer"]["Properties"]["ContentUri"] / "python"
+    for root in (api, layer):
+        sources = [p for p in root.rglob("*.py") if "dist-info" not in str(p)]
+        assert sources
+        for source in sources:
+            compiled = source.parent / "__pycache__" / f"{source.stem}.cpython-312.pyc"
+            assert compiled.is_file(), source
+            flags = int.from_bytes(compiled.read_bytes()[4:8], "little")
+            assert flags == 0b01, f"{compiled}: not an unchecked-hash pyc (flags {flags})"
+
+
 def test_no_dev_dependency_leaks_into_the_artefacts(build_dir: Path) -> None:
     leaked = sorted(
         str(p.relative_to(build_dir)) for name in DEV_ONLY for p in build_dir.glob(f"*/**/{name}")
