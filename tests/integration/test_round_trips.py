@@ -179,3 +179,23 @@ def test_a_cached_feed_read_is_two_redis_round_trips_and_no_dynamodb(
     status, feed = call(client, "GET", "/feed?limit=2", reader_token)
     assert [item["liked_by_me"] for item in feed["items"]] == [False, False]
     assert trips.counts == {"redis": 2}
+
+
+def test_a_reader_whose_first_page_was_empty_reads_later_posts_without_dynamodb(
+    client: Client, monkeypatch: pytest.MonkeyPatch, stack: LocalStack
+) -> None:
+    """The liked-posts hash is made by the first read even when it shows nothing, so every
+    post that reaches the feed afterwards is newer than it."""
+    reader_token, _ = _signup(client, f"rt_new_{new_ulid()[-6:].lower()}")
+    author_token, author = _signup(client, f"rt_auth_{new_ulid()[-6:].lower()}")
+    assert call(client, "POST", f"/users/{author}/follow", reader_token)[0] == 200
+    stack.drain()
+    assert call(client, "GET", "/feed", reader_token)[1]["items"] == []
+    time.sleep(LIKED_SKEW_MARGIN_MS / 1000)
+    post = call(client, "POST", "/posts", author_token, {"text": "after the first read"})[1]
+    stack.drain()
+    assert call(client, "GET", "/feed", reader_token)[0] == 200  # the body reaches the post cache
+    trips = RoundTrips(monkeypatch)
+    _status, feed = call(client, "GET", "/feed", reader_token)
+    assert [(i["post_id"], i["liked_by_me"]) for i in feed["items"]] == [(post["post_id"], False)]
+    assert trips.counts == {"redis": 2}

@@ -27,13 +27,16 @@ class PostViews:
     ) -> tuple[dict[str, Post], LikedView | None]:
         """The cached bodies among ``post_ids``, and (with a reader) what their liked-posts
         hash knows of them (``LikedView``; None without a reader)."""
-        if not post_ids:
+        if not post_ids and reader_id is None:
             return {}, None
+        # With a reader, even an empty page runs the liked-posts script: it creates the
+        # reader's hash, whose watermark then predates every post they will be shown.
         pipe = ScriptPipeline(self._redis)
-        self._post_cache.queue_get(pipe, post_ids)
+        if post_ids:
+            self._post_cache.queue_get(pipe, post_ids)
         if reader_id is not None:
             self._liked.queue_view(pipe, reader_id, post_ids)
         results = pipe.execute()
-        found = self._post_cache.parse_many(post_ids, results[0])
-        view = LikedPosts.view_of(post_ids, results[1]) if reader_id is not None else None
+        found = self._post_cache.parse_many(post_ids, results[0]) if post_ids else {}
+        view = LikedPosts.view_of(post_ids, results[-1]) if reader_id is not None else None
         return found, view
