@@ -59,7 +59,16 @@ def test_throttling_after_retries_is_503() -> None:
 
 
 def test_chalice_errors_are_translated() -> None:
-    assert translate_chalice_body({"Code": "UnsupportedMediaType", "Message": "nope"}) == {
-        "error": {"code": "unsupported_media_type", "message": "nope"}
+    assert translate_chalice_body({"Code": "MethodNotAllowedError", "Message": "nope"}) == {
+        "error": {"code": "method_not_allowed", "message": "nope"}
+    }
+    # Chalice's 415 message repeats the caller's Content-Type: never passed on.
+    assert translate_chalice_body(
+        {"Code": "UnsupportedMediaType", "Message": "Unsupported media type: x/y"}
+    ) == {
+        "error": {
+            "code": "unsupported_media_type",
+            "message": "unsupported media type: send application/json",
+        }
     }
     assert translate_chalice_body({"error": {"code": "x", "message": "y"}}) is None

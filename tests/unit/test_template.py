@@ -42,7 +42,8 @@ def test_one_function_folder_per_template_function() -> None:
 def test_layer_is_the_ripple_package() -> None:
     layer = RESOURCES["RippleLayer"]
     assert layer["Properties"]["ContentUri"] == "layers/ripple"
-    assert layer["Metadata"]["BuildMethod"].startswith("python3")
+    assert layer["Metadata"]["BuildMethod"] == "makefile"  # layers/ripple/Makefile
+    assert "build-RippleLayer:" in (ROOT / "layers/ripple/Makefile").read_text()
     assert (ROOT / "layers/ripple/ripple/__init__.py").is_file()
     assert (ROOT / "layers/ripple/requirements.txt").is_file()
 
