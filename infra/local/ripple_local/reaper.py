@@ -17,7 +17,6 @@ stack and such a service, this process
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import signal
@@ -25,7 +24,7 @@ import subprocess
 import sys
 import threading
 
-import psutil
+from ripple_local.processes import descendants, kill_all
 
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36  # linux/prctl.h
 GRACE_S = 5.0  # LocalStack's own shutdown takes a few seconds
@@ -33,19 +32,11 @@ GRACE_S = 5.0  # LocalStack's own shutdown takes a few seconds
 
 def stop_descendants(grace_s: float = GRACE_S) -> None:
     """SIGTERM to every descendant of this process, SIGKILL to those left after ``grace_s``."""
-    me = psutil.Process()
     for _ in range(3):  # a process may start another while the first ones are stopping
-        descendants = me.children(recursive=True)
-        if not descendants:
+        found = descendants(os.getpid())
+        if not found:
             return
-        for process in descendants:
-            with contextlib.suppress(psutil.Error):
-                process.terminate()
-        _, alive = psutil.wait_procs(descendants, timeout=grace_s)
-        for process in alive:
-            with contextlib.suppress(psutil.Error):
-                process.kill()
-        psutil.wait_procs(alive, timeout=grace_s)
+        kill_all(found, grace_s)
 
 
 def main(argv: list[str]) -> int:

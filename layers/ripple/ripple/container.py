@@ -34,7 +34,7 @@ from ripple.repositories.refresh_tokens import RefreshTokenRepository
 from ripple.repositories.users import UserRepository
 from ripple.services.access import AccessGuard
 from ripple.services.accounts import AccountService
-from ripple.services.cache_refresh import CacheRefresher, RefresherTables
+from ripple.services.cache_refresh import CacheRefresher, RefresherTables, RefreshTargets
 from ripple.services.fanout import FanoutConsumer, FanoutService
 from ripple.services.feed import OUTBOX_MAX_ITEMS, FeedReader, PostHydrator, PulledAuthors
 from ripple.services.follows import FollowService
@@ -216,9 +216,10 @@ class Container:
         tables = RefresherTables(
             feed=self.settings.feed_table, posts=self.settings.posts_table, likes=self.settings.likes_table
         )
-        return CacheRefresher(
-            self.redis, self.feed_cache, self.post_cache, self.outbox_cache, self.liked_posts, tables
+        targets = RefreshTargets(
+            self.feed_cache, self.post_cache, self.outbox_cache, self.liked_posts, tables
         )
+        return CacheRefresher(self.redis, targets)
 
 
 @lru_cache(maxsize=1)

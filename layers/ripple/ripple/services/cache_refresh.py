@@ -38,35 +38,27 @@ class RefresherTables:
     likes: str
 
 
+@dataclass(frozen=True)
+class RefreshTargets:
+    """What the refresher writes to, and the tables whose streams it reads."""
+
+    feed_cache: FeedCache
+    post_cache: PostCache
+    outboxes: FeedCache
+    liked_posts: LikedPosts
+    tables: RefresherTables
+
+
 class CacheRefresher:
     """Applies stream changes to Redis: :meth:`open_batch` for a whole stream batch in one
     pipelined round trip (the function), :meth:`handle` for a single change."""
 
-    def __init__(
-        self,
-        client: redis.Redis,
-        feed_cache: FeedCache,
-        post_cache: PostCache,
-        outboxes: FeedCache,
-        liked_posts: LikedPosts,
-        tables: RefresherTables,
-    ) -> None:
+    def __init__(self, client: redis.Redis, targets: RefreshTargets) -> None:
         self._redis = client
-        self._feed_cache = feed_cache
-        self._post_cache = post_cache
-        self._outboxes = outboxes
-        self._liked_posts = liked_posts
-        self._tables = tables
+        self._targets = targets
 
     def open_batch(self) -> RefreshBatch:
-        return RefreshBatch(
-            ScriptPipeline(self._redis),
-            self._feed_cache,
-            self._post_cache,
-            self._outboxes,
-            self._liked_posts,
-            self._tables,
-        )
+        return RefreshBatch(ScriptPipeline(self._redis), self._targets)
 
     def handle(self, change: StreamChange) -> None:
         """Apply one change now (raises CacheError when Redis fails)."""
@@ -78,21 +70,13 @@ class CacheRefresher:
 class RefreshBatch:
     """One stream batch's cache changes, queued in order on one pipeline."""
 
-    def __init__(
-        self,
-        pipe: ScriptPipeline,
-        feed_cache: FeedCache,
-        post_cache: PostCache,
-        outboxes: FeedCache,
-        liked_posts: LikedPosts,
-        tables: RefresherTables,
-    ) -> None:
+    def __init__(self, pipe: ScriptPipeline, targets: RefreshTargets) -> None:
         self._pipe = pipe
-        self._feed_cache = feed_cache
-        self._post_cache = post_cache
-        self._outboxes = outboxes
-        self._liked_posts = liked_posts
-        self._tables = tables
+        self._feed_cache = targets.feed_cache
+        self._post_cache = targets.post_cache
+        self._outboxes = targets.outboxes
+        self._liked_posts = targets.liked_posts
+        self._tables = targets.tables
         self._queued = 0
         self._lags_ms: list[float] = []
 
