@@ -19,8 +19,8 @@ bootstrap:
 ## Bring the whole feed up locally: DynamoDB Local :8000, moto :4566, Redis, tables, API :3000,
 ## stream runners.
 up: bootstrap
-	$(if $(filter localstack,$(EMULATOR)),$(PY) -m ripple_local.tools install-localstack)
-	$(PY) -m ripple_local up --emulator $(EMULATOR) $(if $(filter 1 yes true,$(PERSIST)),--persist) $(UP_ARGS)
+	@$(if $(filter localstack,$(EMULATOR)),$(PY) -m ripple_local.tools install-localstack)
+	@$(PY) -m ripple_local up --emulator $(EMULATOR) $(if $(filter 1 yes true,$(PERSIST)),--persist) $(UP_ARGS)
 
 ## Lint, type-check, then run the whole test suite (unit, integration, end-to-end) on the
 ## default emulators (DynamoDB Local + moto), then its contract subset on moto alone and on

@@ -85,13 +85,16 @@ def view(r: dict[str, Any], config: BenchConfig) -> dict[str, Any]:
     return v
 
 
-def _plots(r: dict[str, Any], out: Path, subtitle: str) -> dict[str, str]:
+def _plots(r: dict[str, Any], out: Path, subtitle: str) -> dict[str, str | None]:
     """The PNGs next to the report (none without matplotlib, the bench extra)."""
+    pngs: dict[str, str | None] = dict.fromkeys(
+        ("cdf", "tput", "fanout", "ccdf")
+    )  # the template asks for each
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        return {}
-    pngs, steps, threshold = {}, r.get("convergence", []), int(r["parameters"]["HighFollowerThreshold"])
+        return pngs
+    steps, threshold = r.get("convergence", []), int(r["parameters"]["HighFollowerThreshold"])
     if steps:
         pngs["cdf"] = plots.convergence_cdf(steps, out / "convergence_cdf.png", subtitle)
         tput = out / "throughput_vs_offered.png"

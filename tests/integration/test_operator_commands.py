@@ -307,6 +307,10 @@ def test_no_stack_or_a_dead_emulator_is_one_line(stack: LocalStack, ripple: Run,
             f"ripple {command}: no DynamoDB answers at {nothing}",
         )
         assert "is the stack up?" in line
+    # A named state directory that holds no running stack's record: never the default ports.
+    one_line_error(
+        ripple("show-user", "alice", *state, local=False), "ripple show-user: no running stack recorded in"
+    )
     one_line_error(
         ripple(
             "show-feed", "alice", "--emulator-url", stack.endpoints.default,

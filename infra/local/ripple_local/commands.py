@@ -241,6 +241,10 @@ def resolve_services(args: argparse.Namespace, root: Path) -> tuple[Endpoints, s
     state directory, else the ports ``make up`` uses."""
     state_dir = (args.state_dir if args.state_dir is not None else root / ".local").resolve()
     recorded = LocalStack.read_connection_file(state_dir) or {}
+    if args.state_dir is not None and not recorded and args.emulator_url is None:
+        # A named state directory without a running stack's record is a typo or the wrong
+        # directory: the default ports could be another stack's.
+        raise OperatorError(f"no running stack recorded in {state_dir} (stack.json); is `up` running there?")
     endpoints = recorded.get("endpoints") or {}
     if args.emulator_url is not None:
         resolved = Endpoints.of(args.emulator_url, args.dynamodb_url)
