@@ -17,6 +17,7 @@ from ripple.cache.client import create_redis
 from ripple.cache.feed_cache import FeedCache, outbox_key
 from ripple.cache.known_users import KnownUsers
 from ripple.cache.liked_posts import LikedPosts
+from ripple.cache.pipelines import ScriptPipeline
 from ripple.cache.post_cache import PostCache
 from ripple.cache.rate_limit import RateLimiter
 from ripple.cache.timeline import TimelineCache
@@ -140,7 +141,7 @@ class Container:
 
     @cached_property
     def access(self) -> AccessGuard:
-        return AccessGuard(self.redis, self.users, self.known_users, self.rate_limiter)
+        return AccessGuard(self.users, self.known_users, self.rate_limiter)
 
     @cached_property
     def user_service(self) -> UserService:
@@ -219,7 +220,7 @@ class Container:
         targets = RefreshTargets(
             self.feed_cache, self.post_cache, self.outbox_cache, self.liked_posts, tables
         )
-        return CacheRefresher(self.redis, targets)
+        return CacheRefresher(lambda: ScriptPipeline(self.redis), targets)
 
 
 @lru_cache(maxsize=1)

@@ -8,10 +8,14 @@ feed page), and DynamoDB is asked only when the marker is missing.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Sequence
+
 import redis
 
 from ripple.cache.errors import translated
 from ripple.cache.pipelines import ScriptPipeline
+from ripple.cache.rate_limit import Limit, RateLimiter
 
 # An account's removal deletes its marker (forget); should Redis miss that, the marker still
 # expires within an access token's lifetime (ACCESS_TOKEN_TTL_SECONDS' default), the bound
@@ -33,6 +37,20 @@ class KnownUsers:
     def queue_is_known(self, pipe: ScriptPipeline, user_id: str) -> None:
         """Queue the check on ``pipe``; its result is 1 (known) or 0."""
         pipe.command("exists", known_user_key(user_id))
+
+    def check(self, user_id: str, limiter: RateLimiter, limits: Sequence[tuple[Limit, str]]) -> bool | None:
+        """One round trip: whether ``user_id`` is known, and ``limits`` counted. None when
+        Redis could not say (the limits then fail open). Raises RateLimitedError (429)."""
+        pipe = ScriptPipeline(self._redis)
+        self.queue_is_known(pipe, user_id)
+        pending = limiter.queue(pipe, limits)
+        try:
+            known, *acquired = pipe.execute()
+        except redis.RedisError:
+            return None
+        with contextlib.suppress(redis.RedisError):  # reading a refused window failed: fail open
+            pending.settle(acquired)
+        return bool(known)
 
     @translated
     def remember(self, user_id: str) -> None:

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import redis
-
 from ripple.cache.errors import CacheError
 from ripple.cache.known_users import KnownUsers
-from ripple.cache.pipelines import ScriptPipeline
 from ripple.cache.rate_limit import Limit, RateLimiter
 from ripple.errors import AuthenticationError
 from ripple.observability import count
@@ -23,10 +20,7 @@ from ripple.repositories.users import UserRepository
 
 
 class AccessGuard:
-    def __init__(
-        self, client: redis.Redis, users: UserRepository, known: KnownUsers, limiter: RateLimiter
-    ) -> None:
-        self._redis = client
+    def __init__(self, users: UserRepository, known: KnownUsers, limiter: RateLimiter) -> None:
         self._users = users
         self._known = known
         self._limiter = limiter
@@ -34,20 +28,10 @@ class AccessGuard:
     def admit(self, user_id: str, limits: Sequence[tuple[Limit, str]] = ()) -> None:
         """Raises AuthenticationError (401 ``invalid_token``) when the account no longer
         exists, RateLimitedError (429) when a limit refuses the request."""
-        pipe = ScriptPipeline(self._redis)
-        self._known.queue_is_known(pipe, user_id)
-        pending = self._limiter.queue(pipe, limits)
-        try:
-            known, *acquired = pipe.execute()
-        except redis.RedisError:
+        known = self._known.check(user_id, self._limiter, limits)
+        if known is None:
             count("CacheErrors")
-            known, acquired = None, None
-        if acquired is not None:
-            try:
-                pending.settle(acquired)
-            except redis.RedisError:  # reading a refused window failed: fail open
-                count("CacheErrors")
-        self.confirm(user_id, None if known is None else bool(known))
+        self.confirm(user_id, known)
 
     def confirm(self, user_id: str, known: bool | None) -> None:
         """The account check, given what Redis said (``known``; None: Redis could not say):

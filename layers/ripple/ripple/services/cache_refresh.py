@@ -15,9 +15,8 @@ DynamoDB holds the truth.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-
-import redis
 
 from ripple.cache.errors import translated
 from ripple.cache.feed_cache import FeedCache, FeedRef
@@ -53,12 +52,12 @@ class CacheRefresher:
     """Applies stream changes to Redis: :meth:`open_batch` for a whole stream batch in one
     pipelined round trip (the function), :meth:`handle` for a single change."""
 
-    def __init__(self, client: redis.Redis, targets: RefreshTargets) -> None:
-        self._redis = client
+    def __init__(self, new_pipeline: Callable[[], ScriptPipeline], targets: RefreshTargets) -> None:
+        self._new_pipeline = new_pipeline  # one Redis pipeline per batch (ripple.cache.pipelines)
         self._targets = targets
 
     def open_batch(self) -> RefreshBatch:
-        return RefreshBatch(ScriptPipeline(self._redis), self._targets)
+        return RefreshBatch(self._new_pipeline(), self._targets)
 
     def handle(self, change: StreamChange) -> None:
         """Apply one change now (raises CacheError when Redis fails)."""
