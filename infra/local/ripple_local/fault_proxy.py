@@ -399,6 +399,16 @@ def _tables_of(operation: str, doc: dict[str, Any]) -> tuple[str, ...]:
     return ()
 
 
+def _fault_response(outcome: str, document: dict[str, Any] | None = None) -> _Upstream:
+    """The error DynamoDB answers for an injected fault (``_FAULT_RESPONSES``)."""
+    status, code, message = _FAULT_RESPONSES[outcome]
+    error: dict[str, Any] = {"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message}
+    if outcome == TRANSACTION_CONFLICT:
+        error["CancellationReasons"] = _conflict_reasons(document or {})
+    headers = [("Content-Type", _AMZ_JSON), ("x-amzn-RequestId", uuid.uuid4().hex)]
+    return _Upstream(status, http.client.responses.get(status, ""), headers, json.dumps(error).encode())
+
+
 class _Handler(BaseHTTPRequestHandler):
     """Forwards one request (keep-alive HTTP/1.1, so botocore's connection pool works)."""
 
@@ -450,41 +460,41 @@ class _Handler(BaseHTTPRequestHandler):
         proxy = self.server.proxy
         outcome = proxy._decide(operation, tables) if operation else FORWARD
         if outcome in (THROTTLE, SERVER_ERROR, TRANSACTION_CONFLICT):
-            status = self._send_fault(outcome, document)
+            response = _fault_response(outcome, document)
         elif outcome == UNPROCESSED:
-            status = self._send_partial_batch(operation, document)
+            response = self._partial_batch_response(operation, document)
         else:
-            upstream = self._forward(body)
-            if outcome == ERROR_AFTER_COMMIT and upstream.status < 300:
-                status = self._send_fault(outcome)  # applied, but the client is told it failed
-            else:  # forwarded; or the emulator refused it anyway (then nothing was applied)
-                payload = upstream.payload
-                if upstream.status < 300 and operation:
-                    payload = proxy._index_lag.after(operation, document, payload)
-                self._send(upstream.status, upstream.reason, upstream.headers, payload)
-                status = upstream.status
+            response = self._forward(body)
+            if outcome == ERROR_AFTER_COMMIT and response.status < 300:
+                response = _fault_response(outcome)  # applied, but the client is told it failed
+            elif response.status < 300 and operation:  # else the emulator refused it: nothing applied
+                response = response._replace(
+                    payload=proxy._index_lag.after(operation, document, response.payload)
+                )
+        # Recorded before the answer is written: a caller that has its answer can rely on
+        # calls() holding the request (and on clear() not missing a late record).
         proxy._record(
             ProxiedCall(
                 target=target or f"{self.command} {urllib.parse.urlsplit(self.path).path}",
                 operation=operation,
                 tables=tables,
                 outcome=outcome,
-                status=status,
+                status=response.status,
                 started=started,
                 duration_s=time.monotonic() - started,
                 digest=hashlib.sha256(body).hexdigest(),
                 body=body if proxy.record_bodies else b"",
             )
         )
+        self._send(*response)
 
-    def _send_partial_batch(self, operation: str, document: dict[str, Any]) -> int:
+    def _partial_batch_response(self, operation: str, document: dict[str, Any]) -> _Upstream:
         """Forward the first half of each table's requests; answer the rest as unprocessed."""
         forwarded, held = _split_batch(operation, document)
         if forwarded:
             upstream = self._forward(json.dumps({**document, "RequestItems": forwarded}).encode())
             if upstream.status >= 300:
-                self._send(upstream.status, upstream.reason, upstream.headers, upstream.payload)
-                return upstream.status
+                return upstream
             answer = _json_object(upstream.payload)
             if operation == "BatchGetItem":
                 answer["Responses"] = answer.get("Responses") or {}
@@ -494,8 +504,7 @@ class _Handler(BaseHTTPRequestHandler):
             answer = {"Responses": {t: [] for t in held}} if operation == "BatchGetItem" else {}
         answer["UnprocessedKeys" if operation == "BatchGetItem" else "UnprocessedItems"] = held
         headers = [("Content-Type", _AMZ_JSON), ("x-amzn-RequestId", uuid.uuid4().hex)]
-        self._send(200, "OK", headers, json.dumps(answer).encode())
-        return 200
+        return _Upstream(200, "OK", headers, json.dumps(answer).encode())
 
     def _forward(self, body: bytes) -> _Upstream:
         """Send the request to the emulator and read its whole answer (not yet relayed)."""
@@ -517,16 +526,6 @@ class _Handler(BaseHTTPRequestHandler):
             return _Upstream(502, "Bad Gateway", [("Content-Type", "application/json")], message)
         finally:
             connection.close()
-
-    def _send_fault(self, outcome: str, document: dict[str, Any] | None = None) -> int:
-        status, code, message = _FAULT_RESPONSES[outcome]
-        error: dict[str, Any] = {"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message}
-        if outcome == TRANSACTION_CONFLICT:
-            error["CancellationReasons"] = _conflict_reasons(document or {})
-        payload = json.dumps(error).encode()
-        headers = [("Content-Type", _AMZ_JSON), ("x-amzn-RequestId", uuid.uuid4().hex)]
-        self._send(status, http.client.responses.get(status, ""), headers, payload)
-        return status
 
     def _send(self, status: int, reason: str, headers: Sequence[tuple[str, str]], payload: bytes) -> None:
         self.send_response(status, reason)

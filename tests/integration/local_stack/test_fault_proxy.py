@@ -118,3 +118,24 @@ def test_an_index_does_not_show_a_fresh_item_until_the_lag_has_passed(proxy: Fau
     caught_up = dynamodb.query(**query)
     assert [i["pk"]["S"] for i in lagging["Items"]] == ["old"] and lagging["Count"] == 1
     assert sorted(i["pk"]["S"] for i in caught_up["Items"]) == ["batch", "new", "old", "tx"]
+
+
+def test_a_request_is_recorded_before_its_answer_reaches_the_caller(
+    proxy: FaultProxy, table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a proxy whose bookkeeping is slow (as a loaded machine makes it)
+    record = proxy._record
+
+    def slow_record(call: Any) -> None:
+        time.sleep(0.3)
+        record(call)
+
+    monkeypatch.setattr(proxy, "_record", slow_record)
+    dynamodb = client("dynamodb", proxy.url)
+    # When a caller has its answer, then the request is already in calls(): a test that clears
+    # the record after its set-up and then injects faults never sees the set-up's request late
+    dynamodb.put_item(TableName=table, Item=_item("recorded"))
+    assert [c.operation for c in proxy.calls(dynamodb_only=True)][-1:] == ["PutItem"]
+    proxy.clear()
+    dynamodb.get_item(TableName=table, Key={"pk": {"S": "recorded"}})
+    assert [c.operation for c in proxy.calls(dynamodb_only=True)] == ["GetItem"]
