@@ -105,12 +105,17 @@ def test_large_audience_is_written_in_pages_of_continuation_jobs(
 
 
 def test_a_failing_record_is_reported_and_later_ones_wait(container: Container, fanout_handler: Any) -> None:
+    # Follow records (their backfill shows whether they ran: no real follow edge exists, so
+    # the session's own runners never write these followers' feeds) around a poison post.
     ids_ok, ids_late = fresh_ids(), fresh_ids()
-    good = load_event("fanout/posts_insert.json", **ids_ok)["Records"][0]
-    poison = copy.deepcopy(good)
+    for ids in (ids_ok, ids_late):
+        ensure_users(container, ids[SAMPLE_AUTHOR], ids[SAMPLE_FOLLOWER])
+        store_sample_post(container, ids)
+    good = load_event("fanout/follows_insert.json", **ids_ok)["Records"][0]
+    poison = load_event("fanout/posts_insert.json", **ids_ok)["Records"][0]
     del poison["dynamodb"]["NewImage"]["created_at"]  # a row the fan-out cannot use
     poison["dynamodb"]["SequenceNumber"] = "900000000000000000002"
-    late = load_event("fanout/posts_insert.json", **ids_late)["Records"][0]
+    late = load_event("fanout/follows_insert.json", **ids_late)["Records"][0]
     late["dynamodb"]["SequenceNumber"] = "900000000000000000003"
 
     response = fanout_handler({"Records": [good, poison, late]})
@@ -121,5 +126,76 @@ def test_a_failing_record_is_reported_and_later_ones_wait(container: Container, 
             {"itemIdentifier": "900000000000000000003"},
         ]
     }
-    assert feed_of(container, ids_ok[SAMPLE_AUTHOR])  # before the failure: done
-    assert feed_of(container, ids_late[SAMPLE_AUTHOR]) == []  # after it: not run, will be redelivered
+    assert [e.post_id for e in feed_of(container, ids_ok[SAMPLE_FOLLOWER])] == [ids_ok[SAMPLE_POST]]  # done
+    assert feed_of(container, ids_late[SAMPLE_FOLLOWER]) == []  # after it: not run, will be redelivered
+
+
+def test_a_batch_of_posts_by_several_authors_is_fanned_out_together_in_stream_order(
+    container: Container, fanout_handler: Any
+) -> None:
+    # Given two authors with a follower each, and three posts each in one stream batch,
+    # the second author's last post deleted later in the same batch
+    records: list[dict[str, Any]] = []
+    authors: list[tuple[str, str, list[str]]] = []  # (author, follower, post ids)
+    for _ in range(2):
+        ids = fresh_ids()
+        author, follower = ids[SAMPLE_AUTHOR], ids[SAMPLE_FOLLOWER]
+        ensure_users(container, author, follower)
+        container.follows.follow(follower, author)
+        posts = []
+        for _ in range(3):
+            post_ids = {**ids, SAMPLE_POST: new_ulid()}
+            store_sample_post(container, post_ids)
+            records += load_event("fanout/posts_insert.json", **post_ids)["Records"]
+            posts.append(post_ids[SAMPLE_POST])
+        authors.append((author, follower, posts))
+    deleted_author, _, deleted_posts = authors[1]
+    container.posts.delete(deleted_author, deleted_posts[-1])
+    records += load_event(
+        "fanout/posts_remove.json",
+        **{SAMPLE_AUTHOR: deleted_author, SAMPLE_POST: deleted_posts[-1]},
+    )["Records"]
+    for n, record in enumerate(records):
+        record["dynamodb"]["SequenceNumber"] = f"{700000000000000000000 + n}"
+
+    # When the batch is delivered
+    assert fanout_handler({"Records": records}) == {"batchItemFailures": []}
+
+    # Then every follower and author holds their posts, and the deletion ran after its push
+    for author, follower, posts in authors:
+        expected = sorted(p for p in posts if p != deleted_posts[-1])
+        assert sorted(e.post_id for e in feed_of(container, follower)) == expected
+        assert sorted(e.post_id for e in feed_of(container, author)) == expected
+
+
+def test_a_failure_inside_a_batch_redelivers_from_the_failing_group(
+    container: Container, fanout_handler: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a batch: a follow, a post, and a follow whose backfill fails
+    ids, later = fresh_ids(), fresh_ids()
+    ensure_users(container, ids[SAMPLE_AUTHOR], ids[SAMPLE_FOLLOWER], later[SAMPLE_FOLLOWER])
+    store_sample_post(container, ids)
+    follow = load_event("fanout/follows_insert.json", **ids)["Records"]
+    post = load_event("fanout/posts_insert.json", **ids)["Records"]
+    failing = load_event(
+        "fanout/follows_insert.json", **{**ids, SAMPLE_FOLLOWER: later[SAMPLE_FOLLOWER]}
+    )["Records"]
+    records = follow + post + failing
+    for n, record in enumerate(records):
+        record["dynamodb"]["SequenceNumber"] = f"{800000000000000000000 + n}"
+    backfill = type(container.fanout).follow_added
+
+    def follow_added(self: Any, follower_id: str, followee_id: str, followed_at: int) -> int:
+        if follower_id == later[SAMPLE_FOLLOWER]:
+            raise RuntimeError("injected: DynamoDB unreachable")
+        return backfill(self, follower_id, followee_id, followed_at)
+
+    monkeypatch.setattr(type(container.fanout), "follow_added", follow_added)
+
+    # When it is delivered, then Lambda is told to resume at the failing record (the ones
+    # before it were applied, and are not delivered again)
+    assert fanout_handler({"Records": records}) == {
+        "batchItemFailures": [{"itemIdentifier": "800000000000000000002"}]
+    }
+    assert [e.post_id for e in feed_of(container, ids[SAMPLE_FOLLOWER])] == [ids[SAMPLE_POST]]  # backfill
+    assert feed_of(container, later[SAMPLE_FOLLOWER]) == []

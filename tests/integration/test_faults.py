@@ -117,7 +117,7 @@ def own_stack(
         container = Container(settings)
         container.__dict__["redis"] = fail_fast_redis(settings)  # see the xfail test at the end
         handlers = {
-            "FanoutFunction": lambda_stream_handler(container.fanout_consumer.handle),
+            "FanoutFunction": lambda_stream_handler(open_batch=container.fanout_consumer.open_batch),
             "CacheRefresherFunction": lambda_stream_handler(open_batch=container.cache_refresher.open_batch),
         }
         yield OwnStack(stack, container, redis, handlers)

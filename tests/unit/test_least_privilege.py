@@ -101,15 +101,16 @@ NEEDS: dict[str, dict[str, frozenset[str]]] = {
         "JwtSecret": frozenset({"secretsmanager:GetSecretValue"}),
     },
     "FanoutFunction": {
-        # services/fanout.py: run_job/_push_page re-check the post (Get); follow_added
+        # services/fanout.py: push_many re-checks a batch's posts (BatchGet); follow_added
         # backfills (Query).
-        "PostsTable": frozenset({"dynamodb:GetItem", "dynamodb:Query"}),
+        "PostsTable": frozenset({"dynamodb:BatchGetItem", "dynamodb:Query"}),
         # repositories/follows.py followed_at (the table): follow_removed keeps what a newer
         # re-follow owns; followers / followers_since (the Followers table), a page at a time.
         "FollowsTable": frozenset({"dynamodb:Query"}),
         "FollowersTable": frozenset({"dynamodb:Query"}),
-        # repositories/users.py follower_count, is_high_follower (Get), mark_high_follower (Update).
-        "UsersTable": frozenset({"dynamodb:GetItem", "dynamodb:UpdateItem"}),
+        # repositories/users.py follower_count, is_high_follower (Get), high_followers_among
+        # (BatchGet), mark_high_follower (Update).
+        "UsersTable": frozenset({"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"}),
         # repositories/feed.py put_many/delete_many (BatchWriteItem), entries_by_author (Query).
         "FeedTable": frozenset({"dynamodb:BatchWriteItem", "dynamodb:Query"}),
         # repositories/fanout_jobs.py enqueue (conditional Put).

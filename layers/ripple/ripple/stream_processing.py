@@ -23,6 +23,15 @@ class RecordSkipped(Exception):
     """Not attempted because an earlier record of the same batch failed."""
 
 
+class PartialCommit(Exception):
+    """A :class:`ChangeBatch` commit that applied its first ``applied`` changes and failed on
+    the next (the cause is chained): the batch is delivered again from that change."""
+
+    def __init__(self, applied: int) -> None:
+        super().__init__(f"applied {applied} change(s), then failed")
+        self.applied = applied
+
+
 class _Invocation:
     """One batch's state: its own BatchProcessor and its own failure flag. Lambda runs one
     invocation per container at a time, but a local runner (or a test) may call one handler
@@ -80,16 +89,19 @@ class ChangeBatch(Protocol):
         """Take one change (no I/O: it is applied by :meth:`commit`); raise if it is bad."""
 
     def commit(self) -> None:
-        """Apply every change added, in order; raise if they could not all be applied."""
+        """Apply every change added, in order; raise if they could not all be applied
+        (:class:`PartialCommit` if the first ones were, any other exception if none may
+        be assumed applied)."""
 
 
 class BatchedStreamConsumer(InOrderStreamConsumer):
     """Gathers a whole stream batch into a :class:`ChangeBatch` and commits it once.
 
     Records are added in order, with the in-order failure rule (a bad record and those after
-    it are reported failed; the ones before it are committed). If the commit fails, every
-    record of the batch is reported failed and Lambda delivers the batch again: the changes
-    must be idempotent (applying some of them twice changes nothing).
+    it are reported failed; the ones before it are committed). If the commit fails, the
+    records from the first one not known to be applied (:class:`PartialCommit`; else the
+    first of the batch) are reported failed and Lambda delivers them again: the changes must
+    be idempotent (applying some of them twice changes nothing).
     """
 
     def __init__(self, open_batch: Callable[[], ChangeBatch]) -> None:
@@ -101,11 +113,14 @@ class BatchedStreamConsumer(InOrderStreamConsumer):
         response = self._process_with(batch.add, event, context)
         try:
             batch.commit()
-        except Exception:
+        except Exception as exc:
+            applied = exc.applied if isinstance(exc, PartialCommit) else 0
             count("StreamBatchCommitsFailed")
-            logger.exception("stream batch could not be applied; the whole batch will be retried")
+            logger.exception("stream batch failed after %d applied change(s); retrying the rest", applied)
             sequence_numbers = [str(r["dynamodb"]["SequenceNumber"]) for r in event.get("Records", [])]
-            return {"batchItemFailures": [{"itemIdentifier": n} for n in sequence_numbers[:1]]}
+            # Lambda resumes a stream from the lowest failed sequence number: that one is enough.
+            failed = sequence_numbers[applied : applied + 1]
+            return {"batchItemFailures": [{"itemIdentifier": n} for n in failed]}
         return response
 
 

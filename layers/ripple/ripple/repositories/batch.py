@@ -37,6 +37,8 @@ BASE_DELAY_SECONDS = 0.05
 MAX_DELAY_SECONDS = 2.0
 
 M = TypeVar("M", bound=Model)
+A = TypeVar("A")
+R = TypeVar("R")
 KeyValue = str | tuple[str, str]  # a hash key, or (hash key, range key)
 
 
@@ -147,8 +149,22 @@ def batch_write(
     return sum(future.result() for future in futures)
 
 
+def concurrently(call: Callable[[A], R], arguments: Sequence[A]) -> list[R]:
+    """``[call(a) for a in arguments]``, the calls made at once on the container's pool.
+
+    For independent reads (a Query per author of a stream batch): a batch costs about one
+    call's latency. Every call runs to its end; the first error is raised after all of them.
+    ``call`` must not itself wait on this pool (no batch_write inside: it would deadlock).
+    """
+    if len(arguments) <= 1:
+        return [call(a) for a in arguments]
+    futures = [_pool().submit(call, a) for a in arguments]
+    return [future.result() for future in futures]
+
+
 def _pool() -> ThreadPoolExecutor:
-    """The container's BatchWriteItem threads (created on first use, kept for its life)."""
+    """The container's DynamoDB threads for batch_write and :func:`concurrently` (created on
+    first use, kept for its life)."""
     global _POOL
     if _POOL is None:
         _POOL = ThreadPoolExecutor(max_workers=WRITE_CONCURRENCY, thread_name_prefix="batch-write")

@@ -11,9 +11,10 @@ that counts nothing twice.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from ripple.errors import AuthenticationError, NotFoundError
-from ripple.repositories.batch import batch_get
+from ripple.repositories.batch import batch_get, concurrently
 from ripple.repositories.models import FollowerModel, FollowModel, UserModel
 from ripple.repositories.transactions import ConditionFailed, Transaction
 
@@ -85,6 +86,15 @@ class FollowRepository:
             followee_id, range_key_condition=condition, limit=limit, consistent_read=True
         )
         return [(row.follower_id, int(row.created_at)) for row in query]
+
+    def followers_pages(
+        self, pages: Sequence[tuple[str, str | None]], limit: int
+    ) -> dict[tuple[str, str | None], list[tuple[str, int]]]:
+        """:meth:`followers_since` for several (followee, after) pairs, the Queries sent at
+        once; keyed by the pair (each distinct pair is read once)."""
+        unique = list(dict.fromkeys(pages))
+        found = concurrently(lambda page: self.followers_since(page[0], limit, page[1]), unique)
+        return dict(zip(unique, found, strict=True))
 
     def following(self, follower_id: str, limit: int, after: str | None = None) -> list[str]:
         """A page of followee ids in id order, strictly after ``after``."""

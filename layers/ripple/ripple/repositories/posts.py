@@ -79,6 +79,12 @@ class PostRepository:
         """Batch-get posts by (author_id, post_id); missing (deleted) posts are absent."""
         return {m.post_id: _to_post(m) for m in batch_get(PostModel, list(keys))}
 
+    def existing(self, keys: Iterable[tuple[str, str]]) -> set[str]:
+        """Which of these (author_id, post_id) posts exist now: strongly consistent, so a
+        delete committed before the call is seen (keys only: one BatchGetItem per 100)."""
+        rows = batch_get(PostModel, list(keys), attributes=[], consistent_read=True)
+        return {row.post_id for row in rows}
+
     def recent_by_author(self, author_id: str, limit: int, before: str | None = None) -> list[Post]:
         """The author's newest posts (ids below ``before`` if given), newest first."""
         condition = PostModel.post_id < before if before else None

@@ -137,6 +137,17 @@ class UserRepository:
             return None
         return int(row.high_follower_since or 0)
 
+    def high_followers_among(self, user_ids: Iterable[str]) -> dict[str, int]:
+        """Which of ``user_ids`` are marked high-follower, and since when (epoch ms, as
+        :meth:`high_follower_since`); one strongly consistent BatchGetItem per 100 ids."""
+        rows = batch_get(
+            UserModel,
+            list(user_ids),
+            attributes=["high_follower", "high_follower_since"],
+            consistent_read=True,
+        )
+        return {row.user_id: int(row.high_follower_since or 0) for row in rows if row.high_follower}
+
     def mark_high_follower(self, user_id: str, now_ms: int) -> None:
         """Sticky: an account that once passed the threshold stays pulled, so its posts
         made while pulled never vanish from feeds when its audience shrinks. Marking twice

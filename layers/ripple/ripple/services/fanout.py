@@ -14,6 +14,7 @@ pull their recent posts at read time (see ``FeedReader``), as large feeds do.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from ripple.domain import FeedEntry, Post
@@ -25,6 +26,7 @@ from ripple.repositories.follows import FollowRepository
 from ripple.repositories.likes import LikeRepository
 from ripple.repositories.posts import PostRepository
 from ripple.repositories.users import UserRepository
+from ripple.stream_processing import PartialCommit
 from ripple.streams import INSERT, REMOVE, StreamChange
 
 
@@ -56,22 +58,67 @@ class FanoutService:
 
     # ------------------------------------------------------------------ posts
     def post_created(self, post: Post) -> int:
-        """The author's own item, then the first page of followers, unless the author is pulled.
+        """Fan out one new post (:meth:`push_many` of one)."""
+        return self.push_many([self.push_of(post)])
 
-        An author marked high-follower less than ``pull_grace_ms`` before the post is still
-        pushed: readers learn of the mark only when their container reloads the registry of
-        pulled authors (an index, ``PulledAuthors``), and until then they would neither get
-        the post pushed nor pull it. Pushed and pulled copies of one post merge into one."""
-        written = self._feed.put_many(
-            [self._entry(post.author_id, post.post_id, post.author_id, post.created_at)]
-        )
-        since = self._users.high_follower_since(post.author_id)
-        if since is not None and post.created_at - since >= self._pull_grace_ms:
-            count("FanoutSkippedHighFollower")
-            return written
-        return written + self._push_page(
-            FanoutJob(PUSH, post.author_id, post.post_id, post.created_at, after="")
-        )
+    @staticmethod
+    def push_of(post: Post) -> FanoutJob:
+        """The push of a new post to its author's first page of followers."""
+        return FanoutJob(PUSH, post.author_id, post.post_id, post.created_at, after="")
+
+    def push_many(self, pushes: Sequence[FanoutJob]) -> int:
+        """Push posts to a page of their authors' followers each, a stream batch at once.
+
+        ``pushes`` are new posts (``after == ""``: the author's own item too, then the first
+        page) and continuation jobs (the page after ``after``). Whatever the batch holds, it
+        costs about five round trips, not five per post: which authors are pulled (one
+        BatchGetItem), their follower pages (one Query per distinct author and page, sent at
+        once), the feed items (BatchWriteItem calls sent at once), and a check that the posts
+        still exist. Returns the number of feed items written.
+
+        A new post by an author marked high-follower at least ``pull_grace_ms`` before it is
+        not pushed: readers learn of the mark only when their container reloads the registry
+        of pulled authors (an index, ``PulledAuthors``), and until then they would neither
+        get the post pushed nor pull it. Pushed and pulled copies of one post merge into one.
+        """
+        if not pushes:
+            return 0
+        new = [p for p in pushes if not p.after]
+        marked = self._users.high_followers_among({p.author_id for p in new}) if new else {}
+        pulled = {
+            p.post_id
+            for p in new
+            if p.author_id in marked and p.created_at - marked[p.author_id] >= self._pull_grace_ms
+        }
+        if pulled:
+            count("FanoutSkippedHighFollower", len(pulled))
+        to_push = [p for p in pushes if p.post_id not in pulled]
+        wanted = [(p.author_id, p.after or None) for p in to_push]
+        pages = self._follows.followers_pages(wanted, self._page_size)
+        entries = [self._entry(p.author_id, p.post_id, p.author_id, p.created_at) for p in new]
+        for push in to_push:
+            # Followers who followed after the post was made get it from their backfill
+            # instead, so a feed holds exactly: posts since the follow + the backfill before it.
+            page = pages[(push.author_id, push.after or None)]
+            entries += [
+                self._entry(f, push.post_id, push.author_id, push.created_at)
+                for f, followed_at in page
+                if followed_at <= push.created_at
+            ]
+        written = self._feed.put_many(entries)
+        existing = self._posts.existing({(p.author_id, p.post_id) for p in pushes})
+        gone = {p.post_id for p in pushes if p.post_id not in existing}
+        if gone:
+            # Deleted while we wrote: the retraction may already have passed these readers,
+            # so undo our own writes (the retraction handles the rest).
+            self._feed.delete_many((e.user_id, e.post_id) for e in entries if e.post_id in gone)
+            count("FanoutRacesUndone", len(gone))
+            written -= sum(1 for e in entries if e.post_id in gone)
+        for push in to_push:
+            if push.post_id not in gone:
+                self._continue(push, [f for f, _ in pages[(push.author_id, push.after or None)]])
+        count("FanoutItemsWritten", written)
+        return written
 
     def post_deleted(self, author_id: str, post_id: str) -> int:
         """Retract the post from the author's feed and, page by page, every follower's; and
@@ -82,33 +129,12 @@ class FanoutService:
         return removed + self._retract_page(FanoutJob(RETRACT, author_id, post_id, 0, after=""))
 
     def run_job(self, job: FanoutJob) -> int:
-        """One continuation page. A push whose post is gone is dropped, not retried."""
+        """One continuation page. A push whose post is gone writes nothing lasting."""
         if job.kind == RETRACT:
             return self._retract_page(job)
         if job.kind == PURGE_LIKES:
             return self._purge_likes_page(job)
-        if self._posts.get_by_key(job.author_id, job.post_id) is None:
-            count("FanoutJobsDropped")
-            return 0
-        return self._push_page(job)
-
-    def _push_page(self, job: FanoutJob) -> int:
-        page = self._follows.followers_since(job.author_id, self._page_size, job.after or None)
-        # Followers who followed after the post was made get it from their backfill instead,
-        # so a feed holds exactly: posts since the follow + the backfill from before it.
-        readers = [f for f, followed_at in page if followed_at <= job.created_at]
-        written = self._feed.put_many(
-            self._entry(f, job.post_id, job.author_id, job.created_at) for f in readers
-        )
-        if readers and self._posts.get_by_key(job.author_id, job.post_id) is None:
-            # Deleted while we wrote: the retraction may already have passed these readers,
-            # so undo our own writes (the retraction handles the rest).
-            self._feed.delete_many((f, job.post_id) for f in readers)
-            count("FanoutRacesUndone")
-            return 0
-        self._continue(job, [f for f, _ in page])
-        count("FanoutItemsWritten", written)
-        return written
+        return self.push_many([job])
 
     def _retract_page(self, job: FanoutJob) -> int:
         followers = self._follows.followers(job.author_id, self._page_size, job.after or None)
@@ -173,7 +199,8 @@ class FanoutService:
 
 
 class FanoutConsumer:
-    """Routes one stream change (posts, follows or fan-out jobs table) to its use case."""
+    """Routes stream changes (posts, follows or fan-out jobs table) to their use cases:
+    :meth:`open_batch` for a whole stream batch (the function), :meth:`handle` for one."""
 
     def __init__(self, fanout: FanoutService, posts_table: str, follows_table: str, jobs_table: str) -> None:
         self._fanout = fanout
@@ -181,37 +208,80 @@ class FanoutConsumer:
         self._follows_table = follows_table
         self._jobs_table = jobs_table
 
+    def open_batch(self) -> FanoutBatch:
+        return FanoutBatch(self)
+
     def handle(self, change: StreamChange) -> None:
+        batch = self.open_batch()
+        batch.add(change)
+        batch.commit()
+
+    def action(self, change: StreamChange) -> FanoutJob | Callable[[], int] | None:
+        """What a change asks for, without doing it: a push (grouped with its neighbours by
+        :class:`FanoutBatch`), another use case to call, or None (nothing to do). Raises
+        ValueError for a table this function does not read, KeyError for a malformed image."""
         row = change.image
+        fanout = self._fanout
         if change.table == self._posts_table:
+            author, post_id = str(row["author_id"]), str(row["post_id"])
             if change.event == INSERT:
-                self._fanout.post_created(
-                    Post(
-                        post_id=str(row["post_id"]),
-                        author_id=str(row["author_id"]),
-                        text=str(row.get("text", "")),
-                        created_at=int(row["created_at"]),
-                    )
-                )
-            elif change.event == REMOVE:
-                self._fanout.post_deleted(str(row["author_id"]), str(row["post_id"]))
-            # MODIFY (a like count) changes no feed.
-        elif change.table == self._follows_table:
+                return FanoutJob(PUSH, author, post_id, int(row["created_at"]), after="")
+            if change.event == REMOVE:
+                return lambda: fanout.post_deleted(author, post_id)
+            return None  # MODIFY (a like count) changes no feed
+        if change.table == self._follows_table:
             follower, followee = str(row["follower_id"]), str(row["followee_id"])
             if change.event == INSERT:
-                self._fanout.follow_added(follower, followee, int(row["created_at"]))
-            elif change.event == REMOVE:
-                self._fanout.follow_removed(follower, followee)
-        elif change.table == self._jobs_table:
-            if change.event == INSERT:  # REMOVE is the TTL sweeping a finished job
-                self._fanout.run_job(
-                    FanoutJob(
-                        kind=str(row["kind"]),
-                        author_id=str(row["author_id"]),
-                        post_id=str(row["post_id"]),
-                        created_at=int(row["created_at"]),
-                        after=str(row["after"]),
-                    )
-                )
-        else:
-            raise ValueError(f"fan-out received a record from an unexpected table: {change.table}")
+                followed_at = int(row["created_at"])
+                return lambda: fanout.follow_added(follower, followee, followed_at)
+            if change.event == REMOVE:
+                return lambda: fanout.follow_removed(follower, followee)
+            return None
+        if change.table == self._jobs_table:
+            if change.event != INSERT:
+                return None  # REMOVE is the TTL sweeping a finished job
+            job = FanoutJob(
+                kind=str(row["kind"]),
+                author_id=str(row["author_id"]),
+                post_id=str(row["post_id"]),
+                created_at=int(row["created_at"]),
+                after=str(row["after"]),
+            )
+            return job if job.kind == PUSH else (lambda: fanout.run_job(job))
+        raise ValueError(f"fan-out received a record from an unexpected table: {change.table}")
+
+
+class FanoutBatch:
+    """One stream batch's fan-out (a ``ripple.stream_processing.ChangeBatch``).
+
+    Changes run in stream order, except that consecutive pushes (new posts and push
+    continuations, whatever their authors) run together through
+    :meth:`FanoutService.push_many`. Grouping never crosses another change, so a post's
+    deletion or an unfollow later in the batch still runs after the push it follows.
+    On a failure :meth:`commit` raises :class:`PartialCommit` with the number of changes
+    applied before the failing group: Lambda delivers the batch again from that record.
+    """
+
+    def __init__(self, consumer: FanoutConsumer) -> None:
+        self._consumer = consumer
+        self._actions: list[FanoutJob | Callable[[], int] | None] = []
+
+    def add(self, change: StreamChange) -> None:
+        self._actions.append(self._consumer.action(change))
+
+    def commit(self) -> None:
+        fanout = self._consumer._fanout
+        index = 0
+        while index < len(self._actions):
+            end = index + 1
+            action = self._actions[index]
+            try:
+                if isinstance(action, FanoutJob):
+                    while end < len(self._actions) and isinstance(self._actions[end], FanoutJob):
+                        end += 1
+                    fanout.push_many([a for a in self._actions[index:end] if isinstance(a, FanoutJob)])
+                elif action is not None:
+                    action()
+            except Exception as exc:
+                raise PartialCommit(index) from exc
+            index = end

@@ -1,0 +1,188 @@
+"""Fan-out of a stream batch (``ripple.services.fanout``): the calls a batch makes, with
+in-process fakes of the repositories (the emulator-backed behaviour is in
+tests/integration/test_fanout.py)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pytest
+
+from ripple.domain import FeedEntry
+from ripple.repositories.fanout_jobs import PUSH, FanoutJob
+from ripple.services.fanout import FanoutBatch, FanoutConsumer, FanoutService
+from ripple.stream_processing import PartialCommit
+from ripple.streams import INSERT, REMOVE, StreamChange
+
+PAGE = 3
+GRACE_MS = 1_000
+
+
+class Fakes:
+    """The repositories fan-out uses, as dicts; every call is counted."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.followers: dict[str, list[tuple[str, int]]] = {}
+        self.marked: dict[str, int] = {}
+        self.posts: set[str] = set()
+        self.feed: set[tuple[str, str]] = set()
+        self.jobs: list[FanoutJob] = []
+
+    # users
+    def high_followers_among(self, ids: Iterable[str]) -> dict[str, int]:
+        self.calls["high_followers_among"] += 1
+        return {i: self.marked[i] for i in ids if i in self.marked}
+
+    # follows
+    def followers_pages(
+        self, pages: Sequence[tuple[str, str | None]], limit: int
+    ) -> dict[tuple[str, str | None], list[tuple[str, int]]]:
+        self.calls["followers_pages"] += 1
+        self.calls["follower_queries"] += len(set(pages))
+        return {
+            (a, after): [f for f in self.followers.get(a, []) if after is None or f[0] > after][:limit]
+            for a, after in pages
+        }
+
+    # feed
+    def put_many(self, entries: Iterable[FeedEntry]) -> int:
+        self.calls["put_many"] += 1
+        rows = {(e.user_id, e.post_id) for e in entries}
+        self.feed |= rows
+        return len(rows)
+
+    def delete_many(self, keys: Iterable[tuple[str, str]]) -> int:
+        self.calls["delete_many"] += 1
+        gone = set(keys) & self.feed
+        self.feed -= gone
+        return len(gone)
+
+    # posts
+    def existing(self, keys: Iterable[tuple[str, str]]) -> set[str]:
+        self.calls["existing"] += 1
+        return {p for _, p in keys if p in self.posts}
+
+    # jobs
+    def enqueue(self, job: FanoutJob) -> bool:
+        self.jobs.append(job)
+        return True
+
+
+@pytest.fixture
+def fakes() -> Fakes:
+    return Fakes()
+
+
+def service(f: Fakes) -> FanoutService:
+    any_f: Any = f
+    return FanoutService(
+        any_f, any_f, any_f, any_f, any_f, any_f,
+        backfill_posts=2, page_size=PAGE, high_follower_threshold=100, pull_grace_ms=GRACE_MS,
+    )  # fmt: skip
+
+
+def post_change(author: str, post_id: str, created_at: int, event: str = INSERT) -> StreamChange:
+    image = {"author_id": author, "post_id": post_id, "created_at": created_at, "text": "t"}
+    return StreamChange(
+        "posts", event, "1", image if event == INSERT else {}, image if event != INSERT else {}
+    )
+
+
+def test_a_batch_of_posts_by_many_authors_costs_one_call_of_each_kind(fakes: Fakes) -> None:
+    # Given 4 authors with 2 followers each, and 3 posts by each in one batch
+    for a in "abcd":
+        fakes.followers[a] = [(f"{a}1", 0), (f"{a}2", 0)]
+    changes = [post_change(a, f"{a}-p{i}", 10 + i) for a in "abcd" for i in range(3)]
+    fakes.posts |= {str(c.image["post_id"]) for c in changes}
+    batch = FanoutConsumer(service(fakes), "posts", "follows", "jobs").open_batch()
+    for c in changes:
+        batch.add(c)
+
+    batch.commit()
+
+    # Then every author and follower holds every post, in one call per kind (a Query per author)
+    assert fakes.feed == {(r, f"{a}-p{i}") for a in "abcd" for r in (a, f"{a}1", f"{a}2") for i in range(3)}
+    assert fakes.calls == Counter(
+        high_followers_among=1, followers_pages=1, follower_queries=4, put_many=1, existing=1
+    )
+
+
+def test_a_pulled_author_is_not_pushed_after_the_grace_and_a_full_page_continues(fakes: Fakes) -> None:
+    fakes.marked["big"] = 0
+    fakes.followers["big"] = [("r1", 0)]
+    fakes.followers["small"] = [(f"r{i}", 0) for i in range(PAGE + 1)]
+    fakes.posts |= {"early", "late", "s1"}
+    fanout = service(fakes)
+    pushes = [
+        FanoutJob(PUSH, "big", "early", GRACE_MS - 1, after=""),  # within the grace: still pushed
+        FanoutJob(PUSH, "big", "late", GRACE_MS, after=""),
+        FanoutJob(PUSH, "small", "s1", 5, after=""),
+    ]
+
+    fanout.push_many(pushes)
+
+    assert (
+        ("r1", "early") in fakes.feed and ("r1", "late") not in fakes.feed and ("big", "late") in fakes.feed
+    )
+    assert [(j.post_id, j.after) for j in fakes.jobs] == [("s1", f"r{PAGE - 1}")]
+
+
+def test_a_post_deleted_during_its_push_is_undone_and_not_continued(fakes: Fakes) -> None:
+    fakes.followers["a"] = [(f"r{i}", 0) for i in range(PAGE)]
+    fakes.posts |= {"kept"}  # "gone" was deleted while the batch ran
+    service(fakes).push_many(
+        [FanoutJob(PUSH, "a", "gone", 5, after=""), FanoutJob(PUSH, "a", "kept", 6, after="")]
+    )
+    assert {p for _, p in fakes.feed} == {"kept"}
+    assert [j.post_id for j in fakes.jobs] == ["kept"]
+
+
+class RecordingFanout(FanoutService):
+    """Records the order of pushes and deletions instead of doing them."""
+
+    def __init__(self, fakes: Fakes) -> None:
+        any_f: Any = fakes
+        super().__init__(
+            any_f, any_f, any_f, any_f, any_f, any_f,
+            backfill_posts=2, page_size=PAGE, high_follower_threshold=100, pull_grace_ms=GRACE_MS,
+        )  # fmt: skip
+        self.order: list[str] = []
+
+    def push_many(self, pushes: Sequence[FanoutJob]) -> int:
+        self.order.append("push " + ",".join(p.post_id for p in pushes))
+        return 0
+
+    def post_deleted(self, author_id: str, post_id: str) -> int:
+        self.order.append(f"delete {post_id}")
+        return 0
+
+
+def test_pushes_are_not_grouped_across_another_change(fakes: Fakes) -> None:
+    # Given post, post, delete of the first, post: the delete runs between the pushes
+    fanout = RecordingFanout(fakes)
+    batch = FanoutConsumer(fanout, "posts", "follows", "jobs").open_batch()
+    changes = [post_change("a", "p1", 1), post_change("b", "p2", 1)]
+    changes += [post_change("a", "p1", 1, REMOVE), post_change("a", "p3", 2)]
+    for change in changes:
+        batch.add(change)
+    batch.commit()
+    assert fanout.order == ["push p1,p2", "delete p1", "push p3"]
+
+
+def test_a_failing_group_reports_how_many_changes_were_applied(fakes: Fakes) -> None:
+    fakes.posts |= {"p1"}
+    fanout = service(fakes)
+
+    def failing(a: str, p: str) -> int:
+        raise RuntimeError("injected")
+
+    fanout.post_deleted = failing
+    batch: FanoutBatch = FanoutConsumer(fanout, "posts", "follows", "jobs").open_batch()
+    for change in (post_change("a", "p1", 1), post_change("a", "p0", 0, REMOVE), post_change("a", "p2", 2)):
+        batch.add(change)
+    with pytest.raises(PartialCommit) as failed:
+        batch.commit()
+    assert failed.value.applied == 1 and isinstance(failed.value.__cause__, RuntimeError)
