@@ -3,7 +3,6 @@ emulator: writes, duplicates, retractions, backfill and partial batch failure.""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pytest
@@ -177,9 +176,8 @@ def test_a_failure_inside_a_batch_redelivers_from_the_failing_group(
     store_sample_post(container, ids)
     follow = load_event("fanout/follows_insert.json", **ids)["Records"]
     post = load_event("fanout/posts_insert.json", **ids)["Records"]
-    failing = load_event(
-        "fanout/follows_insert.json", **{**ids, SAMPLE_FOLLOWER: later[SAMPLE_FOLLOWER]}
-    )["Records"]
+    other_follower = {**ids, SAMPLE_FOLLOWER: later[SAMPLE_FOLLOWER]}
+    failing = load_event("fanout/follows_insert.json", **other_follower)["Records"]
     records = follow + post + failing
     for n, record in enumerate(records):
         record["dynamodb"]["SequenceNumber"] = f"{800000000000000000000 + n}"
