@@ -299,7 +299,7 @@ def unlike(post_id: str) -> dict[str, Any]:
 # ------------------------------------------------------------------ feed
 @app.route("/feed", methods=["GET"])
 @json_errors
-def home_feed() -> dict[str, Any]:
+def home_feed() -> dict[str, Any] | Response:
     # The account check rides on the timeline's first round trip (ripple.cache.timeline).
     claims = container.tokens.verify(bearer_token(request().headers))
     limit = validation.page_limit(query("limit"))
@@ -309,6 +309,8 @@ def home_feed() -> dict[str, Any]:
         query("cursor"),
         account_check=functools.partial(container.access.confirm, claims.user_id),
     )
+    if page.partial:  # rebuilding after a long absence (ripple.services.activity): as Mastodon, 206
+        return Response(body={**posts_page(page), "rebuilding": True}, status_code=206)
     return posts_page(page)
 
 

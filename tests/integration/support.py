@@ -54,7 +54,9 @@ def fresh_ids() -> dict[str, str]:
 def ensure_users(container: Container, *user_ids: str) -> None:
     """Create bare users with these ids (follows and posts need their users to exist)."""
     for user_id in user_ids:
-        container.users.create(User(user_id=user_id, username=f"u{user_id.lower()}", created_at=1), "x")
+        container.users.create(
+            User(user_id=user_id, username=f"u{user_id.lower()}", created_at=int(time.time() * 1000)), "x"
+        )
 
 
 def store_sample_post(container: Container, ids: dict[str, str]) -> Post:
@@ -89,4 +91,5 @@ def feed_reader(
         PulledAuthors(container.users, container.follows, ttl_seconds=registry_ttl_seconds),
         TimelineCache(r, KnownUsers(r), settings.feed_cache_ttl_seconds),
         FeedCache(r, OUTBOX_MAX_ITEMS, settings.feed_cache_ttl_seconds, key_of=outbox_key),
+        container.users,
     )

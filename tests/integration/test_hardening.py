@@ -26,6 +26,7 @@ import pytest
 from _pytest.mark.structures import ParameterSet
 
 from ripple.repositories.health_probe import health_dynamodb_client
+from ripple.repositories.models import UserModel
 from ripple.services.health import HealthService
 from ripple_local.fault_proxy import THROTTLE, FaultPlan
 from tests.integration.proxied import PASSWORD, Harness, Reply, assert_2xx_or_503, calls_of
@@ -442,6 +443,8 @@ def test_every_dynamodb_call_is_allowed_by_the_calling_functions_policy(h: Harne
         # The API, every route (the feed twice: once from DynamoDB, once from the cache).
         h.proxy.clear()
         star, fan = h.user("lp"), h.user("lpf")
+        # star returns after a long absence: the login enqueues a feed rebuild (a fan-out job)
+        UserModel(user_id=star["id"]).update(actions=[UserModel.last_active_at.set(1)])
         login = h.call("POST", "/auth/login", body={"username": star["name"], "password": PASSWORD}).json
         h.call("POST", "/auth/refresh", body={"refresh_token": login["refresh_token"]})
         h.call("POST", "/auth/logout", body={"refresh_token": star["refresh"]})

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -74,7 +75,9 @@ def one_line_error(result: subprocess.CompletedProcess[str], *expected: str) -> 
 
 
 def new_user(container: Container, prefix: str = "op") -> User:
-    user = User(user_id=new_ulid(), username=f"{prefix}{uuid.uuid4().hex[:10]}", created_at=1)
+    user = User(
+        user_id=new_ulid(), username=f"{prefix}{uuid.uuid4().hex[:10]}", created_at=int(time.time() * 1000)
+    )
     container.users.create(user, "x")
     return user
 

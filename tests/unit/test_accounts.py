@@ -61,6 +61,15 @@ class RefreshTokens:
         pass
 
 
+class Activity:
+    def __init__(self) -> None:
+        self.seen_users: list[str] = []
+
+    def seen(self, user_id: str) -> bool:
+        self.seen_users.append(user_id)
+        return False
+
+
 @pytest.fixture
 def hasher() -> CountingHasher:
     return CountingHasher()
@@ -68,7 +77,7 @@ def hasher() -> CountingHasher:
 
 def service(hasher: PasswordHasher, **passwords: str) -> tuple[AccountService, Users]:
     users = Users(hasher, passwords)
-    accounts = AccountService(users, RefreshTokens(), hasher, TokenService("k" * 40, 60, 600))  # type: ignore[arg-type]
+    accounts = AccountService(users, RefreshTokens(), hasher, TokenService("k" * 40, 60, 600), Activity())  # type: ignore[arg-type]
     return accounts, users
 
 

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from ripple.domain import FeedEntry
-from ripple.repositories.fanout_jobs import PUSH, FanoutJob
+from ripple.domain import FeedEntry, Post
+from ripple.ids import new_ulid, ulid_floor
+from ripple.repositories.fanout_jobs import PUSH, REBUILD, FanoutJob
 from ripple.services.fanout import FanoutBatch, FanoutConsumer, FanoutService
 from ripple.stream_processing import PartialCommit
 from ripple.streams import INSERT, REMOVE, StreamChange
@@ -30,13 +31,27 @@ class Fakes:
         self.posts: set[str] = set()
         self.feed: set[tuple[str, str]] = set()
         self.jobs: list[FanoutJob] = []
+        self.away: set[str] = set()
+        self.following: dict[str, list[tuple[str, int]]] = {}
+        self.authored: dict[str, list[Post]] = {}  # newest first
+        self.finished: list[tuple[str, int]] = []
 
     # users
     def high_followers_among(self, ids: Iterable[str]) -> dict[str, int]:
         self.calls["high_followers_among"] += 1
         return {i: self.marked[i] for i in ids if i in self.marked}
 
+    def inactive_among(self, ids: Iterable[str], seen_before_ms: int) -> set[str]:
+        self.calls["inactive_among"] += 1
+        return set(ids) & self.away
+
+    def finish_feed_rebuild(self, user_id: str, started_ms: int) -> None:
+        self.finished.append((user_id, started_ms))
+
     # follows
+    def following_since(self, follower: str, limit: int, after: str | None = None) -> list[tuple[str, int]]:
+        return [f for f in self.following.get(follower, []) if after is None or f[0] > after][:limit]
+
     def followers_pages(
         self, pages: Sequence[tuple[str, str | None]], limit: int
     ) -> dict[tuple[str, str | None], list[tuple[str, int]]]:
@@ -64,6 +79,13 @@ class Fakes:
     def existing(self, keys: Iterable[tuple[str, str]]) -> set[str]:
         self.calls["existing"] += 1
         return {p for _, p in keys if p in self.posts}
+
+    def recent_by_authors(self, wanted: Sequence[tuple[str, str | None]], limit: int) -> list[list[Post]]:
+        self.calls["recent_by_authors"] += 1
+        return [
+            [p for p in self.authored.get(a, []) if before is None or p.post_id < before][:limit]
+            for a, before in wanted
+        ]
 
     # jobs
     def enqueue(self, job: FanoutJob) -> bool:
@@ -186,3 +208,42 @@ def test_a_failing_group_reports_how_many_changes_were_applied(fakes: Fakes) -> 
     with pytest.raises(PartialCommit) as failed:
         batch.commit()
     assert failed.value.applied == 1 and isinstance(failed.value.__cause__, RuntimeError)
+
+
+def test_readers_away_get_no_items_and_the_rest_do(fakes: Fakes) -> None:
+    fakes.followers["a"] = [("here", 0), ("gone", 0)]
+    fakes.away = {"gone"}
+    fakes.posts |= {"p"}
+    fanout = service(fakes)
+    fanout._inactive_after_ms = 30 * 86_400_000
+    fanout.push_many([FanoutJob(PUSH, "a", "p", 5, after="")])
+    assert fakes.feed == {("a", "p"), ("here", "p")}
+    assert fakes.calls["inactive_among"] == 1
+
+
+def test_a_rebuild_copies_each_followees_backfill_from_before_it_started_page_by_page(
+    fakes: Fakes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a reader following 3 accounts (one pulled), rebuilt 2 followees per page
+    monkeypatch.setattr(FanoutService, "REBUILD_PAGE", 2)
+    started = 1_800_000_000_000
+    fakes.following["r"] = [("f1", 0), ("f2", started + 5_000), ("f3", 0)]
+    fakes.marked["f3"] = 0  # pulled at read time: nothing copied
+    for author in ("f1", "f2", "f3"):
+        made = [started - 3_000, started - 2_000, started - 1_000, started + 10_000]
+        fakes.authored[author] = [Post(new_ulid(t), author, "t", t) for t in reversed(made)]
+    fanout = service(fakes)  # backfill_posts = 2
+
+    job = FanoutJob(REBUILD, "r", "", started, after="")
+    fanout.run_job(job)
+    fanout.run_job(fakes.jobs[-1])
+
+    # Then f1: its 2 newest before the start; f2, followed after the start: its 2 newest
+    # before the follow (what the follow's backfill copied); f3 nothing; and it finished
+    def before(author: str, floor_ms: int) -> set[tuple[str, str]]:
+        return {("r", p.post_id) for p in fakes.authored[author] if p.post_id < ulid_floor(floor_ms)}
+
+    newest_two = {a: sorted(before(a, started + (5_000 if a == "f2" else 0)))[-2:] for a in ("f1", "f2")}
+    assert fakes.feed == set(newest_two["f1"]) | set(newest_two["f2"])
+    assert [(j.kind, j.after) for j in fakes.jobs] == [(REBUILD, "f2")]
+    assert fakes.finished == [("r", started)]

@@ -97,19 +97,22 @@ NEEDS: dict[str, dict[str, frozenset[str]]] = {
         "LikesTable": frozenset({"dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"}),
         # repositories/refresh_tokens.py: store (Put), consume (conditional Delete). Never read.
         "RefreshTokensTable": frozenset({"dynamodb:PutItem", "dynamodb:DeleteItem"}),
+        # services/activity.py: a returning reader's feed rebuild (repositories/fanout_jobs.py
+        # enqueue, a conditional Put).
+        "FanoutJobsTable": frozenset({"dynamodb:PutItem"}),
         # container.py: the JWT signing key.
         "JwtSecret": frozenset({"secretsmanager:GetSecretValue"}),
     },
     "FanoutFunction": {
         # services/fanout.py: push_many re-checks a batch's posts (BatchGet); follow_added
-        # backfills (Query).
+        # backfills and a rebuild copies (Query).
         "PostsTable": frozenset({"dynamodb:BatchGetItem", "dynamodb:Query"}),
         # repositories/follows.py followed_at (the table): follow_removed keeps what a newer
         # re-follow owns; followers / followers_since (the Followers table), a page at a time.
         "FollowsTable": frozenset({"dynamodb:Query"}),
         "FollowersTable": frozenset({"dynamodb:Query"}),
         # repositories/users.py follower_count, is_high_follower (Get), high_followers_among
-        # (BatchGet), mark_high_follower (Update).
+        # and inactive_among (BatchGet), mark_high_follower and finish_feed_rebuild (Update).
         "UsersTable": frozenset({"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"}),
         # repositories/feed.py put_many/delete_many (BatchWriteItem), entries_by_author (Query).
         "FeedTable": frozenset({"dynamodb:BatchWriteItem", "dynamodb:Query"}),

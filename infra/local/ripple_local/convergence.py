@@ -11,7 +11,13 @@ rules ``ripple.services.fanout`` implements:
   who followed before it was made), plus F's ``backfill_posts`` newest posts from before
   the follow (what the follow's backfill copies);
 * a high-follower followee's posts are pulled at read time, so its items are neither
-  required nor extra (posts pushed before the account was marked may remain).
+  required nor extra (posts pushed before the account was marked may remain);
+* a reader away longer than ``inactive_reader_days`` (fan-out skips them), or whose feed is
+  being rebuilt, is not judged; after a rebuild that started at R, a follow counts as made
+  at R if it is older (the rebuild copied what such a follow's backfill copies), and items
+  of posts from before R that are not expected are neither required nor extra (what was
+  pushed before the absence stays);
+* an item of a post older than ``feed_item_ttl_days`` may have expired: not required.
 
 The feed table must equal that set. The cached feed in Redis (derived from the table) must
 be a contiguous newest-first prefix of it, the sentinel member meaning "nothing older
@@ -30,6 +36,7 @@ it is not part of the layer the functions deploy.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -38,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 from ripple.cache.errors import CacheError
 from ripple.cache.feed_cache import SENTINEL, FeedCache, FeedRef
 from ripple.cache.post_cache import PostCache
+from ripple.config import DAY
 from ripple.domain import FeedEntry
 from ripple.ids import ulid_floor
 from ripple.repositories.feed import FeedRepository
@@ -52,6 +60,8 @@ if TYPE_CHECKING:
 # Why an item is expected (reported with missing items, so a reader of the report can tell
 # a lost fan-out from a lost backfill).
 OWN, FOLLOWED, BACKFILL = "own", "followed", "backfill"
+# Why a reader's feed is not judged at all.
+AWAY, REBUILDING = "away", "rebuilding"
 # How many ids one summary line lists before eliding the rest.
 SHOWN_IDS = 5
 
@@ -64,10 +74,22 @@ class ExpectedFeed:
     entries: Mapping[str, FeedEntry]  # post_id -> entry
     reasons: Mapping[str, str]  # post_id -> OWN | FOLLOWED | BACKFILL
     tolerated_authors: frozenset[str]  # followed high-follower accounts
+    not_judged: str = ""  # why nothing of this feed is judged: AWAY | REBUILDING
+    tolerated_below: str = ""  # unexpected items of posts with smaller ids are tolerated
+    required_from: str = ""  # expected items of posts with smaller ids may have expired
 
     def judges(self, entry: FeedEntry) -> bool:
-        """False for items of tolerated authors that are not otherwise expected."""
-        return entry.post_id in self.entries or entry.author_id not in self.tolerated_authors
+        """False for items not judged: of a reader not judged, of tolerated authors, or
+        from before a rebuild, unless they are expected."""
+        if self.not_judged:
+            return False
+        if entry.post_id in self.entries:
+            return True
+        return entry.author_id not in self.tolerated_authors and entry.post_id >= self.tolerated_below
+
+    def requires(self, post_id: str) -> bool:
+        """True if the expected item of ``post_id`` must be stored."""
+        return not self.not_judged and post_id in self.entries and post_id >= self.required_from
 
     def holds(self, entry: FeedEntry) -> bool:
         """True if ``entry`` is expected exactly (same post, same author)."""
@@ -108,6 +130,7 @@ class UserConvergence:
     cache: CacheCheck
     reasons: Mapping[str, str] = field(default_factory=dict)  # post_id -> reason, for missing
     exists: bool = True  # False for an id that names no user (a typo must not pass as "ok")
+    not_judged: str = ""  # AWAY | REBUILDING: the feed table is not compared
 
     @property
     def table_ok(self) -> bool:
@@ -126,6 +149,8 @@ class UserConvergence:
         if not self.exists:
             return f"user {self.user_id}: no such user"
         parts = [f"user {self.user_id}: table {self.stored}/{self.expected} items"]
+        if self.not_judged:
+            parts.append(f"not judged ({self.not_judged})")
         if self.missing:
             parts.append(
                 "missing " + _ids(f"{e.post_id}({self.reasons.get(e.post_id, '?')})" for e in self.missing)
@@ -153,6 +178,7 @@ class UserConvergence:
             "user_id": self.user_id,
             "ok": self.ok,
             "exists": self.exists,
+            "not_judged": self.not_judged or None,
             "expected": self.expected,
             "stored": self.stored,
             "missing": [
@@ -272,6 +298,8 @@ class ConvergenceChecker:
         post_cache: PostCache,
         *,
         backfill_posts: int,
+        inactive_after_ms: int = 0,
+        feed_item_ttl_ms: int = 0,
     ) -> None:
         self._users = users
         self._follows = follows
@@ -281,6 +309,8 @@ class ConvergenceChecker:
         self._feed_cache = feed_cache
         self._post_cache = post_cache
         self._backfill_posts = backfill_posts
+        self._inactive_after_ms = inactive_after_ms
+        self._feed_item_ttl_ms = feed_item_ttl_ms
 
     @classmethod
     def from_container(cls, container: Container) -> ConvergenceChecker:
@@ -294,6 +324,8 @@ class ConvergenceChecker:
             container.feed_cache,
             container.post_cache,
             backfill_posts=container.settings.backfill_posts,
+            inactive_after_ms=container.settings.inactive_reader_days * DAY * 1000,
+            feed_item_ttl_ms=container.settings.feed_item_ttl_days * DAY * 1000,
         )
 
     # ------------------------------------------------------------------ checking
@@ -325,6 +357,18 @@ class ConvergenceChecker:
             entries[post.post_id] = FeedEntry(user_id, post.post_id, post.author_id, post.created_at)
             reasons[post.post_id] = reason
 
+        state = self._scan.reader_state(user_id)
+        now = int(time.time() * 1000)
+        not_judged = ""
+        if state.feed_rebuild_started is not None:
+            not_judged = REBUILDING
+        elif (
+            self._inactive_after_ms
+            and state.last_active_at is not None
+            and state.last_active_at < now - self._inactive_after_ms
+        ):
+            not_judged = AWAY
+        rebuilt_at = state.feed_rebuilt_at or 0
         for post in truth.posts(user_id):
             expect(post, OWN)
         tolerated: set[str] = set()
@@ -334,7 +378,7 @@ class ConvergenceChecker:
             if truth.is_high_follower(followee):
                 tolerated.add(followee)
                 continue
-            floor, backfilled = ulid_floor(followed_at), 0
+            floor, backfilled = ulid_floor(max(followed_at, rebuilt_at)), 0
             for post in truth.posts(followee):  # newest first
                 if post.post_id >= floor:
                     expect(post, FOLLOWED)
@@ -343,7 +387,15 @@ class ConvergenceChecker:
                     backfilled += 1
                 else:
                     break
-        return ExpectedFeed(user_id, entries, reasons, frozenset(tolerated))
+        return ExpectedFeed(
+            user_id,
+            entries,
+            reasons,
+            frozenset(tolerated),
+            not_judged=not_judged,
+            tolerated_below=ulid_floor(rebuilt_at) if rebuilt_at else "",
+            required_from=ulid_floor(now - self._feed_item_ttl_ms) if self._feed_item_ttl_ms else "",
+        )
 
     def _check_user(self, user_id: str, truth: _Truth, exists: bool = True) -> UserConvergence:
         # Downstream before upstream: a change landing between the reads then shows as lag
@@ -352,8 +404,14 @@ class ConvergenceChecker:
         stored = self._scan.feed_entries(user_id)
         expected = self._expected(user_id, truth)
         missing, extra = _differences(stored, expected)
-        # Tolerated items that are stored belong in the cached prefix too (it mirrors the table).
-        reference = [FeedRef.of(e).member for e in expected.entries.values()]
+        # The cached prefix mirrors the table: what is expected (unless it may have expired
+        # and is not stored) and the stored items that are not judged.
+        stored_ids = {e.post_id for e in stored}
+        reference = [
+            FeedRef.of(e).member
+            for e in expected.entries.values()
+            if expected.requires(e.post_id) or e.post_id in stored_ids
+        ]
         reference += [FeedRef.of(e).member for e in stored if not expected.judges(e)]
         if isinstance(cached, CacheError):
             cache = CacheCheck(cached=False, error=str(cached) or "unreachable")
@@ -368,6 +426,7 @@ class ConvergenceChecker:
             cache=cache,
             reasons={e.post_id: expected.reasons[e.post_id] for e in missing},
             exists=exists,
+            not_judged=expected.not_judged,
         )
 
     def _cached_members(self, user_id: str) -> list[str] | CacheError:
@@ -428,7 +487,7 @@ def _differences(
     missing = [
         e
         for post_id, e in sorted(expected.entries.items(), reverse=True)
-        if not (post_id in stored_ids and expected.holds(stored_ids[post_id]))
+        if expected.requires(post_id) and not (post_id in stored_ids and expected.holds(stored_ids[post_id]))
     ]
     extra = [e for e in stored if expected.judges(e) and not expected.holds(e)]
     return missing, extra

@@ -35,6 +35,15 @@ def _created_at(post_id: str, stored: float | None) -> int:
     return ulid_timestamp_ms(post_id) if is_ulid(post_id) else 0
 
 
+@dataclass(frozen=True)
+class ReaderState:
+    """What decides whether fan-out pushed to a reader (``ripple.services.activity``), epoch ms."""
+
+    last_active_at: int | None = None
+    feed_rebuild_started: int | None = None
+    feed_rebuilt_at: int | None = None
+
+
 class FeedScanRepository:
     def user_ids(self) -> Iterator[str]:
         """Every user id (a Scan of the users table, keys only)."""
@@ -47,6 +56,16 @@ class FeedScanRepository:
         rows = UserModel.scan(attributes_to_get=["user_id", "following_count"], consistent_read=True)
         ranked = heapq.nlargest(count, rows, key=lambda row: (int(row.following_count or 0), row.user_id))
         return [row.user_id for row in ranked]
+
+    def reader_state(self, user_id: str) -> ReaderState:
+        """The reader's activity and feed-rebuild times (all None for no such user)."""
+        names = ["last_active_at", "feed_rebuild_started", "feed_rebuilt_at"]
+        try:
+            row = UserModel.get(user_id, attributes_to_get=names, consistent_read=True)
+        except UserModel.DoesNotExist:
+            return ReaderState()
+        values = [getattr(row, name) for name in names]
+        return ReaderState(*(int(v) if v is not None else None for v in values))
 
     def feed_entries(self, user_id: str) -> list[FeedEntry]:
         """A reader's whole feed partition, newest first."""

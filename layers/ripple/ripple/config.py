@@ -105,6 +105,13 @@ class Settings:
     high_follower_pull_grace_seconds: int = field(
         default=60, metadata=_env("HIGH_FOLLOWER_PULL_GRACE_SECONDS", 0)
     )
+    # Readers not seen (login or token refresh) for this many days get no pushed items, as
+    # Twitter skips users away 30 days and Mastodon 7; their feed is rebuilt from the follow
+    # graph when they return. 0 pushes to everyone.
+    inactive_reader_days: int = field(default=30, metadata=_env("INACTIVE_READER_DAYS", 0, 3650))
+    # Feed items expire this many days after they are written (DynamoDB TTL), so the feed
+    # table stops growing with history nobody pages back to; 0 keeps them for ever.
+    feed_item_ttl_days: int = field(default=90, metadata=_env("FEED_ITEM_TTL_DAYS", 0, 3650))
     # Followers written per fan-out step; more continue as a follow-up job record.
     fanout_page_size: int = field(default=1000, metadata=_env("FANOUT_PAGE_SIZE", 1))
     post_max_chars: int = field(default=500, metadata=_env("POST_MAX_CHARS", 1))

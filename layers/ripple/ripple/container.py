@@ -23,7 +23,7 @@ from ripple.cache.rate_limit import RateLimiter
 from ripple.cache.timeline import TimelineCache
 from ripple.cache.views import PostViews
 from ripple.cache.writes import CacheWrites
-from ripple.config import Settings, get_settings
+from ripple.config import DAY, Settings, get_settings
 from ripple.repositories.fanout_jobs import FanoutJobRepository
 from ripple.repositories.feed import FeedRepository
 from ripple.repositories.follows import FollowRepository
@@ -35,6 +35,7 @@ from ripple.repositories.refresh_tokens import RefreshTokenRepository
 from ripple.repositories.users import UserRepository
 from ripple.services.access import AccessGuard
 from ripple.services.accounts import AccountService
+from ripple.services.activity import ReaderActivity
 from ripple.services.cache_refresh import CacheRefresher, RefresherTables, RefreshTargets
 from ripple.services.fanout import FanoutConsumer, FanoutService
 from ripple.services.feed import OUTBOX_MAX_ITEMS, FeedReader, PostHydrator, PulledAuthors
@@ -74,7 +75,7 @@ class Container:
 
     @cached_property
     def posts(self) -> PostRepository:
-        return PostRepository()
+        return PostRepository(self.settings.feed_item_ttl_days * DAY)
 
     @cached_property
     def follows(self) -> FollowRepository:
@@ -82,7 +83,7 @@ class Container:
 
     @cached_property
     def feed(self) -> FeedRepository:
-        return FeedRepository()
+        return FeedRepository(self.settings.feed_item_ttl_days * DAY)
 
     @cached_property
     def likes(self) -> LikeRepository:
@@ -136,7 +137,20 @@ class Container:
     @cached_property
     def accounts(self) -> AccountService:
         return AccountService(
-            self.users, self.refresh_tokens, PasswordHasher(self.settings.password_scrypt_n), self.tokens
+            self.users,
+            self.refresh_tokens,
+            PasswordHasher(self.settings.password_scrypt_n),
+            self.tokens,
+            self.reader_activity,
+        )
+
+    @cached_property
+    def reader_activity(self) -> ReaderActivity:
+        return ReaderActivity(
+            self.users,
+            FanoutJobRepository(),
+            self.feed_cache,
+            inactive_after_ms=self.settings.inactive_reader_days * DAY * 1000,
         )
 
     @cached_property
@@ -176,6 +190,7 @@ class Container:
             PulledAuthors(self.users, self.follows),
             self.timeline,
             self.outbox_cache,
+            self.users,
         )
 
     @cached_property
@@ -201,6 +216,7 @@ class Container:
             page_size=self.settings.fanout_page_size,
             high_follower_threshold=self.settings.high_follower_threshold,
             pull_grace_ms=self.settings.high_follower_pull_grace_seconds * 1000,
+            inactive_after_ms=self.settings.inactive_reader_days * DAY * 1000,
         )
 
     @cached_property

@@ -99,7 +99,9 @@ class FeedEntry:
 
 @dataclass(frozen=True)
 class Page(Generic[T]):
-    """A page of a list; ``next_cursor`` is None on the last page."""
+    """A page of a list; ``next_cursor`` is None on the last page. ``partial``: the list is
+    being rebuilt and may lack items it will have (a home feed after a long absence)."""
 
     items: list[T] = field(default_factory=list)
     next_cursor: str | None = None
+    partial: bool = False

@@ -11,20 +11,24 @@ from ripple.repositories.models import FanoutJobModel
 
 JOB_TTL_SECONDS = 24 * 3600  # long after any retry; TTL sweeps them
 # push: a post to a page of followers; retract: a deleted post from a page of followers;
-# purge_likes: a deleted post's likes, a page of likers at a time.
-PUSH, RETRACT, PURGE_LIKES = "push", "retract", "purge_likes"
+# purge_likes: a deleted post's likes, a page of likers at a time; rebuild: a returning
+# reader's feed, a page of followees at a time (author_id is the reader, created_at the
+# rebuild's start, post_id empty).
+PUSH, RETRACT, PURGE_LIKES, REBUILD = "push", "retract", "purge_likes", "rebuild"
 
 
 @dataclass(frozen=True)
 class FanoutJob:
-    kind: str  # PUSH | RETRACT | PURGE_LIKES
+    kind: str  # PUSH | RETRACT | PURGE_LIKES | REBUILD
     author_id: str
     post_id: str
     created_at: int
-    after: str  # last follower (or liker) id already handled
+    after: str  # last follower (liker, followee) id already handled
 
     @property
     def job_id(self) -> str:
+        if self.kind == REBUILD:
+            return f"{self.kind}#{self.author_id}#{self.created_at}#{self.after}"
         return f"{self.kind}#{self.post_id}#{self.after}"
 
 

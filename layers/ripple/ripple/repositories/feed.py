@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 from ripple.domain import FeedEntry
@@ -15,16 +16,26 @@ def _to_entry(m: FeedItemModel) -> FeedEntry:
     )
 
 
+def feed_item_row(entry: FeedEntry, ttl_seconds: int) -> FeedItemModel:
+    """The feed table's item for ``entry``, expiring ``ttl_seconds`` from now (DynamoDB TTL,
+    epoch seconds; 0: never). Every writer of feed items builds them here."""
+    return FeedItemModel(
+        user_id=entry.user_id,
+        post_id=entry.post_id,
+        author_id=entry.author_id,
+        created_at=entry.created_at,
+        expires_at=int(time.time()) + ttl_seconds if ttl_seconds else None,
+    )
+
+
 class FeedRepository:
+    def __init__(self, item_ttl_seconds: int = 0) -> None:
+        self._ttl = item_ttl_seconds
+
     def put_many(self, entries: Iterable[FeedEntry]) -> int:
-        """Write feed items (25 per BatchWriteItem); re-writing an item is a no-op."""
-        rows = [
-            FeedItemModel(
-                user_id=e.user_id, post_id=e.post_id, author_id=e.author_id, created_at=e.created_at
-            )
-            for e in entries
-        ]
-        return batch_write(FeedItemModel, puts=rows)
+        """Write feed items (25 per BatchWriteItem), each expiring ``item_ttl_seconds`` from
+        now; re-writing an item changes nothing but its expiry."""
+        return batch_write(FeedItemModel, puts=[feed_item_row(e, self._ttl) for e in entries])
 
     def delete_many(self, keys: Iterable[tuple[str, str]]) -> int:
         """Delete feed items by (user_id, post_id); deleting a missing item is a no-op."""

@@ -98,11 +98,18 @@ class FollowRepository:
 
     def following(self, follower_id: str, limit: int, after: str | None = None) -> list[str]:
         """A page of followee ids in id order, strictly after ``after``."""
+        return [f for f, _ in self.following_since(follower_id, limit, after, consistent_read=False)]
+
+    def following_since(
+        self, follower_id: str, limit: int, after: str | None = None, *, consistent_read: bool = True
+    ) -> list[tuple[str, int]]:
+        """A page of (followee id, followed_at ms) in id order, strictly after ``after``
+        (strongly consistent unless asked: a feed rebuild must see every follow)."""
         condition = FollowModel.followee_id > after if after else None
-        return [
-            row.followee_id
-            for row in FollowModel.query(follower_id, range_key_condition=condition, limit=limit)
-        ]
+        query = FollowModel.query(
+            follower_id, range_key_condition=condition, limit=limit, consistent_read=consistent_read
+        )
+        return [(row.followee_id, int(row.created_at)) for row in query]
 
     def followed_among(self, follower_id: str, candidates: list[str]) -> set[str]:
         """Which of ``candidates`` the follower follows (one BatchGetItem per 100)."""

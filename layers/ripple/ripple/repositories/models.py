@@ -42,6 +42,13 @@ class UserModel(Model):
     high_follower = NumberAttribute(null=True)
     # ... at this time (epoch ms): fan-out still pushes posts made shortly after it.
     high_follower_since = NumberAttribute(null=True)
+    # When the user was last seen (epoch ms, at sign-up, login and token refresh; recorded at
+    # most hourly): fan-out skips readers away longer than ``inactive_reader_days``.
+    last_active_at = NumberAttribute(null=True)
+    # A returning reader's feed rebuild (epoch ms of its start), present while it runs; and
+    # when the last one started, kept afterwards (the convergence check's rule needs it).
+    feed_rebuild_started = NumberAttribute(null=True)
+    feed_rebuilt_at = NumberAttribute(null=True)
     by_high_follower = HighFollowerIndex()
 
 
@@ -109,6 +116,7 @@ class FeedItemModel(Model):
     post_id = UnicodeAttribute(range_key=True)
     author_id = UnicodeAttribute()
     created_at = NumberAttribute()
+    expires_at = NumberAttribute(null=True)  # TTL (epoch seconds); absent: kept for ever
 
 
 class LikeModel(Model):
@@ -126,8 +134,8 @@ class FanoutJobModel(Model):
     class Meta:
         table_name = "fanout-jobs"
 
-    job_id = UnicodeAttribute(hash_key=True)  # "{kind}#{post_id}#{after}": deterministic
-    kind = UnicodeAttribute()  # "push" | "retract"
+    job_id = UnicodeAttribute(hash_key=True)  # deterministic: FanoutJob.job_id
+    kind = UnicodeAttribute()  # "push" | "retract" | "purge_likes" | "rebuild"
     author_id = UnicodeAttribute()
     post_id = UnicodeAttribute()
     created_at = NumberAttribute()

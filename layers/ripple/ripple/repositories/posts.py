@@ -6,14 +6,15 @@ lookup row, in the same transaction: a post found by id alone is found at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from pynamodb.exceptions import DoesNotExist
 
-from ripple.domain import Post
+from ripple.domain import FeedEntry, Post
 from ripple.errors import AuthenticationError
-from ripple.repositories.batch import batch_get
-from ripple.repositories.models import FeedItemModel, PostIdModel, PostModel, UserModel
+from ripple.repositories.batch import batch_get, concurrently
+from ripple.repositories.feed import feed_item_row
+from ripple.repositories.models import PostIdModel, PostModel, UserModel
 from ripple.repositories.transactions import ConditionFailed, Transaction
 
 
@@ -28,6 +29,9 @@ def _to_post(m: PostModel) -> Post:
 
 
 class PostRepository:
+    def __init__(self, feed_item_ttl_seconds: int = 0) -> None:
+        self._feed_item_ttl = feed_item_ttl_seconds
+
     def create(self, post: Post) -> None:
         """The post, its id -> author row, the author's post_count and the author's own feed
         item, in one transaction (read-your-writes in one round trip; fan-out writes the same
@@ -39,10 +43,10 @@ class PostRepository:
         tx = Transaction()
         tx.save("post", row, condition=PostModel.post_id.does_not_exist())
         tx.save("post_id", PostIdModel(post_id=post.post_id, author_id=post.author_id))
-        own = FeedItemModel(
+        own = FeedEntry(
             user_id=post.author_id, post_id=post.post_id, author_id=post.author_id, created_at=post.created_at
         )
-        tx.save("own_feed_item", own)
+        tx.save("own_feed_item", feed_item_row(own, self._feed_item_ttl))
         tx.update(
             "author",
             UserModel(user_id=post.author_id),
@@ -96,6 +100,11 @@ class PostRepository:
             consistent_read=True,
         )
         return [_to_post(m) for m in query]
+
+    def recent_by_authors(self, wanted: Sequence[tuple[str, str | None]], limit: int) -> list[list[Post]]:
+        """:meth:`recent_by_author` for several (author, before) pairs, the Queries sent at
+        once; one list per pair, in order."""
+        return concurrently(lambda pair: self.recent_by_author(pair[0], limit, before=pair[1]), wanted)
 
     def delete(self, author_id: str, post_id: str) -> bool:
         """Delete the post; False if it was already gone (a concurrent delete)."""

@@ -41,6 +41,7 @@ class UserRepository:
             bio=user.bio,
             roles=set(user.roles) or None,
             created_at=user.created_at,
+            last_active_at=user.created_at,
         )
         tx = Transaction()
         tx.save("username", claim, condition=UsernameModel.username.does_not_exist())
@@ -147,6 +148,67 @@ class UserRepository:
             consistent_read=True,
         )
         return {row.user_id: int(row.high_follower_since or 0) for row in rows if row.high_follower}
+
+    # ------------------------------------------------------------------ activity
+    def touch(self, user_id: str, now_ms: int, resolution_ms: int) -> int | None:
+        """Record that the user is active at ``now_ms``, unless that was recorded less than
+        ``resolution_ms`` ago (a refresh every few minutes is then no write). Returns the
+        activity recorded before (epoch ms): ``now_ms`` if it was recent, None if none was
+        ever recorded (accounts older than the record)."""
+        try:  # the table connection: Model.update cannot return the old values
+            old = UserModel._get_connection().update_item(
+                user_id,
+                actions=[UserModel.last_active_at.set(now_ms)],
+                condition=UserModel.user_id.exists()
+                & (
+                    UserModel.last_active_at.does_not_exist()
+                    | (UserModel.last_active_at < now_ms - resolution_ms)
+                ),
+                return_values="UPDATED_OLD",
+            )
+        except UpdateError as exc:
+            if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
+                return now_ms  # recent enough (or the account is gone: nothing to rebuild)
+            raise
+        previous = (old.get("Attributes") or {}).get("last_active_at", {}).get("N")
+        return int(previous) if previous is not None else None
+
+    def inactive_among(self, user_ids: Iterable[str], seen_before_ms: int) -> set[str]:
+        """Which of ``user_ids`` were last seen before ``seen_before_ms`` (epoch ms); an
+        account with no record counts as active. One BatchGetItem per 100 ids, sent at once."""
+        rows = batch_get(UserModel, list(user_ids), attributes=["last_active_at"])
+        return {
+            row.user_id
+            for row in rows
+            if row.last_active_at is not None and row.last_active_at < seen_before_ms
+        }
+
+    def start_feed_rebuild(self, user_id: str, started_ms: int) -> None:
+        """Mark the user's feed as being rebuilt (from ``started_ms``) until
+        :meth:`finish_feed_rebuild`; a later start replaces an earlier one."""
+        UserModel(user_id=user_id).update(
+            actions=[UserModel.feed_rebuild_started.set(started_ms)],
+            condition=UserModel.user_id.exists(),
+        )
+
+    def finish_feed_rebuild(self, user_id: str, started_ms: int) -> None:
+        """End the rebuild that began at ``started_ms`` (a newer one stays marked)."""
+        try:
+            UserModel(user_id=user_id).update(
+                actions=[UserModel.feed_rebuild_started.remove(), UserModel.feed_rebuilt_at.set(started_ms)],
+                condition=UserModel.feed_rebuild_started == started_ms,
+            )
+        except UpdateError as exc:
+            if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
+                raise
+
+    def feed_rebuild_started(self, user_id: str) -> int | None:
+        """When the user's running feed rebuild started (epoch ms), or None if none runs."""
+        try:
+            row = UserModel.get(user_id, attributes_to_get=["feed_rebuild_started"], consistent_read=True)
+        except DoesNotExist:
+            return None
+        return int(row.feed_rebuild_started) if row.feed_rebuild_started is not None else None
 
     def mark_high_follower(self, user_id: str, now_ms: int) -> None:
         """Sticky: an account that once passed the threshold stays pulled, so its posts

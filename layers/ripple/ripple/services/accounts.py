@@ -14,6 +14,7 @@ from ripple.ids import new_ulid
 from ripple.observability import count, logger
 from ripple.repositories.refresh_tokens import RefreshTokenRepository
 from ripple.repositories.users import UserRepository
+from ripple.services.activity import ReaderActivity
 
 # A real hash to verify against when the username does not exist, so a login for an
 # unknown name costs the same time as one with a wrong password (no user enumeration).
@@ -45,11 +46,13 @@ class AccountService:
         refresh_tokens: RefreshTokenRepository,
         hasher: PasswordHasher,
         tokens: TokenService,
+        activity: ReaderActivity,
     ) -> None:
         self._users = users
         self._refresh_tokens = refresh_tokens
         self._hasher = hasher
         self._tokens = tokens
+        self._activity = activity
         self._dummy_hash = hasher.hash(_DUMMY_PASSWORD)
 
     def signup(self, username: str, password: str) -> Session:
@@ -113,6 +116,9 @@ class AccountService:
         logger.info("audit: logout", extra={"audit": "logout", "user_id": claims.user_id})
 
     def _issue(self, user: User) -> TokenPair:
+        """Tokens for a login or a refresh: the user is active (their feed is rebuilt if they
+        were away long enough for fan-out to skip them)."""
+        self._activity.seen(user.user_id)
         pair = self._tokens.issue(user.user_id, user.roles)
         self._refresh_tokens.store(pair.refresh_token_id, user.user_id, pair.refresh_expires_at)
         return pair

@@ -14,13 +14,21 @@ pull their recent posts at read time (see ``FeedReader``), as large feeds do.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from ripple.domain import FeedEntry, Post
 from ripple.ids import ulid_floor
 from ripple.observability import count
-from ripple.repositories.fanout_jobs import PURGE_LIKES, PUSH, RETRACT, FanoutJob, FanoutJobRepository
+from ripple.repositories.fanout_jobs import (
+    PURGE_LIKES,
+    PUSH,
+    REBUILD,
+    RETRACT,
+    FanoutJob,
+    FanoutJobRepository,
+)
 from ripple.repositories.feed import FeedRepository
 from ripple.repositories.follows import FollowRepository
 from ripple.repositories.likes import LikeRepository
@@ -31,6 +39,10 @@ from ripple.streams import INSERT, REMOVE, StreamChange
 
 
 class FanoutService:
+    # Followees per rebuild step: one Query each (sent at once), so a step stays well inside
+    # a Lambda invocation however many accounts the reader follows.
+    REBUILD_PAGE = 100
+
     def __init__(
         self,
         posts: PostRepository,
@@ -44,6 +56,7 @@ class FanoutService:
         page_size: int,
         high_follower_threshold: int,
         pull_grace_ms: int,
+        inactive_after_ms: int = 0,
     ) -> None:
         self._posts = posts
         self._follows = follows
@@ -55,6 +68,7 @@ class FanoutService:
         self._page_size = page_size
         self._threshold = high_follower_threshold
         self._pull_grace_ms = pull_grace_ms
+        self._inactive_after_ms = inactive_after_ms  # 0: push to every follower
 
     # ------------------------------------------------------------------ posts
     def post_created(self, post: Post) -> int:
@@ -95,6 +109,7 @@ class FanoutService:
         to_push = [p for p in pushes if p.post_id not in pulled]
         wanted = [(p.author_id, p.after or None) for p in to_push]
         pages = self._follows.followers_pages(wanted, self._page_size)
+        away = self._away({f for page in pages.values() for f, _ in page})
         entries = [self._entry(p.author_id, p.post_id, p.author_id, p.created_at) for p in new]
         for push in to_push:
             # Followers who followed after the post was made get it from their backfill
@@ -103,7 +118,7 @@ class FanoutService:
             entries += [
                 self._entry(f, push.post_id, push.author_id, push.created_at)
                 for f, followed_at in page
-                if followed_at <= push.created_at
+                if followed_at <= push.created_at and f not in away
             ]
         written = self._feed.put_many(entries)
         existing = self._posts.existing({(p.author_id, p.post_id) for p in pushes})
@@ -117,8 +132,23 @@ class FanoutService:
         for push in to_push:
             if push.post_id not in gone:
                 self._continue(push, [f for f, _ in pages[(push.author_id, push.after or None)]])
-        count("FanoutItemsWritten", written)
+        # One value per push (the metric is also a histogram of items per post), counting
+        # followers' items only: the author's own was written with the post.
+        per_push = Counter(e.post_id for e in entries[len(new) :])
+        for push in to_push:
+            if push.post_id not in gone:
+                count("FanoutItemsWritten", per_push[push.post_id])
         return written
+
+    def _away(self, readers: set[str]) -> set[str]:
+        """The readers not seen for longer than the setting (``ripple.services.activity``):
+        no items are written for them; their feed is rebuilt when they return."""
+        if not self._inactive_after_ms or not readers:
+            return set()
+        away = self._users.inactive_among(readers, int(time.time() * 1000) - self._inactive_after_ms)
+        if away:
+            count("FanoutSkippedInactive", len(away))
+        return away
 
     def post_deleted(self, author_id: str, post_id: str) -> int:
         """Retract the post from the author's feed and, page by page, every follower's; and
@@ -134,7 +164,33 @@ class FanoutService:
             return self._retract_page(job)
         if job.kind == PURGE_LIKES:
             return self._purge_likes_page(job)
+        if job.kind == REBUILD:
+            return self._rebuild_page(job)
         return self.push_many([job])
+
+    def _rebuild_page(self, job: FanoutJob) -> int:
+        """A returning reader's feed, ``REBUILD_PAGE`` followees at a time: what a follow made
+        at the rebuild's start would have copied (each followee's ``backfill_posts`` newest
+        posts from before it; from before the follow if that is later, which is what the
+        follow's own backfill copied). Posts since the start are pushed (the reader is active
+        again). Pulled authors are skipped, as a follow skips them. The last page ends the
+        rebuild (``GET /feed`` stops answering 206)."""
+        reader, started = job.author_id, job.created_at
+        page = self._follows.following_since(reader, self.REBUILD_PAGE, job.after or None)
+        marked = self._users.high_followers_among([f for f, _ in page]) if page else {}
+        wanted = [(f, ulid_floor(max(followed_at, started))) for f, followed_at in page if f not in marked]
+        recent = self._posts.recent_by_authors(wanted, self._backfill_posts)
+        written = self._feed.put_many(
+            self._entry(reader, p.post_id, p.author_id, p.created_at) for posts in recent for p in posts
+        )
+        count("FeedRebuildItemsWritten", written)
+        if len(page) == self.REBUILD_PAGE:
+            self._jobs.enqueue(replace(job, after=page[-1][0]))
+            count("FanoutJobsCreated")
+        else:
+            self._users.finish_feed_rebuild(reader, started)
+            count("FeedRebuildsFinished")
+        return written
 
     def _retract_page(self, job: FanoutJob) -> int:
         followers = self._follows.followers(job.author_id, self._page_size, job.after or None)

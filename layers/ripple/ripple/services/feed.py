@@ -123,7 +123,9 @@ class FeedReader:
     bodies and the reader's likes (``ripple.cache.views``). What the cache lacks is loaded
     from DynamoDB and stored - the registry of pulled authors, the reader's pulled authors,
     an author's outbox - and the page read again (at most ``MAX_FILLS`` times); a feed the
-    cache cannot answer, and Redis down, read DynamoDB (which warms the feed).
+    cache cannot answer, and Redis down, read DynamoDB (which warms the feed). A feed being
+    rebuilt (``ripple.services.activity``) is not cached: it is read from DynamoDB, and the
+    page is marked ``partial`` until the rebuild is complete.
     """
 
     # Each fill stores one missing piece; a page needs at most registry + pulled + outboxes.
@@ -138,8 +140,10 @@ class FeedReader:
         pulled: PulledAuthors,
         timeline: TimelineCache,
         outboxes: FeedCache,
+        users: UserRepository,
     ) -> None:
         self._feed = feed
+        self._users = users
         self._cache = feed_cache
         self._hydrator = hydrator
         self._posts = posts
@@ -160,14 +164,21 @@ class FeedReader:
         after = decode_cursor(cursor)
         count("FeedReads")
         cached = self._cached_refs(user_id, after, limit, account_check)
+        rebuilding = False
         if cached is not None:
             count("FeedCacheHits")
             refs, has_more = cached
         else:
-            refs, has_more = self._read_refs(user_id, after, limit)
+            rebuilding = self._users.feed_rebuild_started(user_id) is not None
+            if rebuilding:  # not cached until complete: the cache would keep the gaps
+                count("FeedRebuildReads")
+                refs, has_more = self._from_dynamodb(user_id, after, limit, warm=False)
+            else:
+                refs, has_more = self._read_refs(user_id, after, limit)
             refs, has_more = self._merge_pulled(user_id, after, limit, refs, has_more)
         next_cursor = encode_cursor(refs[-1].post_id) if has_more and refs else None
-        return Page(items=self._hydrator.hydrate(refs, reader_id=user_id), next_cursor=next_cursor)
+        items = self._hydrator.hydrate(refs, reader_id=user_id)
+        return Page(items=items, next_cursor=next_cursor, partial=rebuilding)
 
     def _cached_refs(
         self,
