@@ -199,3 +199,25 @@ def test_parameter_values_merge_defaults_and_check_overrides(template: dict[str,
         parameter_values(template, {"Nope": "x"})
     with pytest.raises(CfnResolutionError, match="RedisTls"):
         parameter_values(template, {"RedisTls": "maybe"})
+
+
+# ---------------------------------------------------------------------- conditions
+def test_conditions_combine_and_refuse_what_they_cannot_evaluate() -> None:
+    conditions = {
+        "Prod": {"Fn::Equals": [{"Ref": "Stage"}, "prod"]},
+        "NotProd": {"Fn::Not": [{"Condition": "Prod"}]},
+        "ProdAndTls": {"Fn::And": [{"Condition": "Prod"}, {"Fn::Equals": ["true", {"Ref": "Tls"}]}]},
+        "Either": {"Fn::Or": [{"Condition": "Prod"}, {"Condition": "NotProd"}]},
+        "Loop": {"Fn::Not": [{"Condition": "Loop"}]},
+        "Odd": {"Fn::Sub": "x"},
+    }
+    pseudo = pseudo_parameters("us-east-1", ACCOUNT, STACK)
+    resolver = Resolver({"Stage": "dev", "Tls": "true"}, {}, {}, pseudo, conditions)
+    values = {name: resolver.condition(name) for name in ("Prod", "NotProd", "ProdAndTls", "Either")}
+    assert values == {"Prod": False, "NotProd": True, "ProdAndTls": False, "Either": True}
+    assert resolver.resolve({"Fn::If": ["NotProd", "a", {"Ref": "Stage"}]}) == "a"
+    assert resolver.resolve({"Fn::If": ["Prod", "a", {"Ref": "Stage"}]}) == "dev"
+    assert resolver.holds({"Type": "T"}) and not resolver.holds({"Type": "T", "Condition": "Prod"})
+    for name, message in (("Loop", "refers to itself"), ("Odd", "not a condition"), ("Nope", "not declared")):
+        with pytest.raises(CfnResolutionError, match=message):
+            resolver.condition(name)
