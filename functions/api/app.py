@@ -2,8 +2,8 @@
 
 Handlers are thin: authenticate, rate-limit, validate, call one service, shape the
 response. Errors of every kind leave as ``{"error": {"code", "message"}}``
-(``ripple.http.errors``). The routes here, ``openapi.json`` beside this file and the Api
-events of template.yaml are kept identical by tests.
+(``ripple.http.errors``). The routes here, ``openapi.json`` beside this file and the routes
+of template.yaml's two APIs (REST and HTTP, the ApiType parameter) are kept identical by tests.
 """
 
 from __future__ import annotations
