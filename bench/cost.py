@@ -27,7 +27,8 @@ class Pricing:
     dynamodb_per_million_rru: float = 0.125
     lambda_arm64_per_gb_s: float = 0.0000133334
     lambda_per_million_requests: float = 0.20
-    apigw_rest_per_million_requests: float = 3.50  # first 333 M requests a month
+    apigw_rest_per_million_requests: float = 3.50  # REST API (ApiType=REST), first 333 M requests a month
+    apigw_http_per_million_requests: float = 1.00  # HTTP API (ApiType=HTTP), first 300 M requests a month
     elasticache_node_hour: float = 0.016  # cache.t4g.micro
     elasticache_nodes: int = 2  # NumCacheClusters in template.yaml
     # Redis is a fixed monthly cost; it is spread over this assumed steady traffic.
@@ -131,3 +132,14 @@ def estimate(
         "probed_posts": len(measured), "probed_pushed": len(pushed), "probed_pulled": len(pulled_posts),
         "per_million_posts_by_followers": by_followers, "batching": dict(batching),
     }  # fmt: skip
+
+
+def front_doors(cost: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """{"REST" | "HTTP": {"price", "posts", "reads"}}: dollars per million posts and feed reads with
+    each of template.yaml's ApiType in front - the totals, API Gateway re-priced (older results:
+    Pricing's HTTP price)."""
+    prices, kinds = {**asdict(Pricing()), **cost["pricing"]}, ("post", "read")
+    other = {k: cost[f"per_million_{k}s_total"] - cost[f"per_million_{k}s"]["API Gateway"] for k in kinds}
+    requests = {k: cost[f"per_{k}_quantities"]["apigw_requests"] for k in kinds}
+    doors = {door: prices[f"apigw_{door.lower()}_per_million_requests"] for door in ("REST", "HTTP")}
+    return {d: {"price": p, **{f"{k}s": other[k] + requests[k] * p for k in kinds}} for d, p in doors.items()}

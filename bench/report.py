@@ -12,6 +12,7 @@ import jinja2
 
 from bench import FIGURES, plots
 from bench.config import BenchConfig, ratio, summary
+from bench.cost import front_doors
 
 NAMES = {"stack": "stack process", "dynamodb-local": "DynamoDB Local (JVM)", "redis": "redis-server"}
 
@@ -43,10 +44,6 @@ def _scaling(refs: Mapping[str, Any], call: str) -> dict[str, Any]:
     return {"small": small, "large": large, "x": ratio(large["p50"], small["p50"])}
 
 
-def _followers(post: Mapping[str, Any]) -> int:
-    return int(post["followers"])
-
-
 def view(r: dict[str, Any], config: BenchConfig) -> dict[str, Any]:
     """What the template needs beyond the results: choices and derived numbers."""
     steps, probe, refs = r.get("convergence", []), r.get("probe", {}), r.get("emulator_references")
@@ -66,10 +63,12 @@ def view(r: dict[str, Any], config: BenchConfig) -> dict[str, Any]:
         "fanout_median": small[len(small) // 2] if small else None,  # and its DynamoDB calls, as median:
         "fanout_calls": sorted(f["aws_call_count"] for f in small)[len(small) // 2] if small else None,
         "post_calls": probed[0]["api"]["aws_call_count"] if probed else 2,
-        "heavy": max((p for p in probed if p["followers"] < threshold), key=_followers, default=None),
+        "heavy": max((p for p in probed if p["followers"] < threshold),
+                     key=lambda p: p["followers"], default=None),
         "import_first": api.get((imports.get("variants") or [""])[0]),
         "import_compiled": api.get("compiled"),
         "runner": steps[-1].get("stream", {}).get("FanoutFunction.PostsStream", {}) if steps else {},
+        "doors": front_doors(r["cost"]) if r.get("cost") else None,  # REST and HTTP API in front
     }  # fmt: skip
     if probe:
         v["handler"] = summary(probe["handler_reads"]["latencies"])

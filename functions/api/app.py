@@ -2,8 +2,8 @@
 
 Handlers are thin: authenticate, rate-limit, validate, call one service, shape the
 response. Errors of every kind leave as ``{"error": {"code", "message"}}``
-(``ripple.http.errors``). The routes here, ``openapi.json`` beside this file and the Api
-events of template.yaml are kept identical by tests.
+(``ripple.http.errors``). The routes here, ``openapi.json`` beside this file and the routes
+of template.yaml's two APIs (REST and HTTP, the ApiType parameter) are kept identical by tests.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from ripple.errors import ForbiddenError, NotFoundError, ValidationError
 from ripple.http.errors import status_and_body, translate_chalice_body
 from ripple.http.instrumentation import record_request, route_template
 from ripple.http.requests import bearer_token, parse_json_body
+from ripple.http.routing import unrouted_response
 from ripple.observability import logger, metrics, tracer
 
 app = Chalice(app_name="ripple")
@@ -70,6 +71,17 @@ def error_shape(event: Request, get_response: Callable[[Request], Response]) -> 
         if translated is not None:
             response.body = translated
     return response
+
+
+@app.middleware("http")
+def unrouted(event: Request, get_response: Callable[[Request], Response]) -> Response:
+    """A request no route of the app matched - an HTTP API's catch-all routes send those
+    (template.yaml) - is 404, or 405 with ``Allow``, in the error shape (ripple.http.routing).
+    Registered last, so it runs innermost: Chalice never sees the unknown resource path."""
+    if event.path in app.routes:  # ``in`` does not add the key to the defaultdict
+        return get_response(event)
+    status, payload, headers = unrouted_response(app.routes, event.path, event.uri_params)
+    return Response(body=payload, status_code=status, headers=dict(headers))
 
 
 def json_errors(view: Callable[..., Any]) -> Callable[..., Any]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.config import REPO_ROOT, BenchConfig
+from bench.cost import front_doors
 from bench.report import render
 
 
@@ -21,4 +22,18 @@ def test_the_committed_results_render_without_matplotlib(
     config = {k: tuple(v) if isinstance(v, list) else v for k, v in results["config"].items()}
     report = render(results, BenchConfig(**{**config, "out_dir": tmp_path})).read_text()
     assert "## Headline numbers" in report and ".png" not in report
+    assert "| HTTP API (ApiType=HTTP) | $1.00 |" in report
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_either_front_door_costs_the_estimate_with_api_gateway_repriced() -> None:
+    # Given the committed run's cost estimate (recorded before the HTTP API price was)
+    cost = json.loads((REPO_ROOT / "bench" / "results.json").read_text())["cost"]
+    doors = front_doors(cost)
+    # Then REST is the estimate itself, and the HTTP API saves the price difference per request
+    assert (doors["REST"]["price"], doors["HTTP"]["price"]) == (3.50, 1.00)  # us-east-1 list prices
+    for kind in ("post", "read"):
+        rest, http = doors["REST"][f"{kind}s"], doors["HTTP"][f"{kind}s"]
+        assert rest == pytest.approx(cost[f"per_million_{kind}s_total"])
+        requests = cost[f"per_{kind}_quantities"]["apigw_requests"]
+        assert rest - http == pytest.approx(2.50 * requests)

@@ -16,6 +16,7 @@ import glob
 import json
 import modulefinder
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -317,13 +318,15 @@ class NoManagedPolicies:
 
 out = transform(template, {}, NoManagedPolicies())
 roles = {lid: r["Properties"] for lid, r in out["Resources"].items() if r["Type"] == "AWS::IAM::Role"}
-print(json.dumps({"templates": {n: templates[n]["Definition"] for n in sys.argv[2:]}, "roles": roles}))
+templates = {n: templates[n]["Definition"] for n in sys.argv[2:]}
+print(json.dumps({"templates": templates, "roles": roles, "resources": out["Resources"]}))
 """
 
 
 @pytest.fixture(scope="module")
 def sam_expansion(sam_cli: Path, sam_env: dict[str, str]) -> dict[str, Any]:
-    """samtranslator's view: the policy templates' definitions and the generated IAM roles."""
+    """samtranslator's view: the policy templates' definitions, the generated IAM roles and
+    every resource of the transformed template."""
     out = _run(
         [
             str(sam_cli.parent / "python"),
@@ -380,6 +383,43 @@ def test_generated_role_grants_exactly_the_template_policies(
     events = TEMPLATE["Resources"][function_id]["Properties"].get("Events") or {}
     reads_streams = any(e["Type"] == "DynamoDB" for e in events.values())
     assert set(role["ManagedPolicyArns"]) == BASE_MANAGED | ({STREAM_MANAGED} if reads_streams else set())
+
+
+def _references(value: Any) -> set[str]:
+    """Logical ids a property value names: Ref, Fn::GetAtt and Fn::Sub's ${Id} / ${Id.Attr}."""
+    if isinstance(value, list):
+        return set().union(*(_references(item) for item in value)) if value else set()
+    if not isinstance(value, dict):
+        return set()
+    if set(value) == {"Ref"} and isinstance(value["Ref"], str):
+        return {value["Ref"]}
+    if set(value) == {"Fn::GetAtt"}:
+        target = value["Fn::GetAtt"]
+        return {target[0] if isinstance(target, list) else str(target).split(".")[0]}
+    if set(value) == {"Fn::Sub"}:
+        text, variables = (value["Fn::Sub"], {}) if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"]
+        named = {m.split(".")[0] for m in re.findall(r"\$\{([^!}][^}]*)\}", text)} - set(variables)
+        return named | _references(list(variables.values()))
+    return set().union(*(_references(item) for item in value.values())) if value else set()
+
+
+def test_what_refers_to_a_conditional_api_shares_its_condition(sam_expansion: dict[str, Any]) -> None:
+    """CloudFormation rejects a template whose resource Refs one a condition removed. SAM copies
+    an API's Condition to the stage and deployment it makes, and a function's (never an
+    event's) to the permissions it makes for events: the APIs' permissions must be the
+    template's own, with the API's condition (template.yaml, "the front door")."""
+    resources: dict[str, Any] = sam_expansion["resources"]
+    conditional = {lid: r["Condition"] for lid, r in resources.items() if "Condition" in r}
+    expected_kinds = {
+        "UseRestApi": {"AWS::ApiGateway::RestApi", "AWS::ApiGateway::Deployment", "AWS::ApiGateway::Stage"},
+        "UseHttpApi": {"AWS::ApiGatewayV2::Api", "AWS::ApiGatewayV2::Stage"},
+    }
+    for condition, kinds in expected_kinds.items():
+        present = {resources[lid]["Type"] for lid, c in conditional.items() if c == condition}
+        assert present == kinds | {"AWS::Lambda::Permission"}, condition
+    for logical_id, resource in resources.items():
+        for target in _references(resource.get("Properties")) & set(conditional):
+            assert resource.get("Condition") == conditional[target], (logical_id, target)
 
 
 @pytest.fixture(autouse=True, scope="module")

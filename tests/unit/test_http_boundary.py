@@ -4,8 +4,16 @@ import pytest
 from pynamodb.exceptions import PutError
 
 from ripple.errors import ConflictError, PayloadTooLargeError, RateLimitedError, ValidationError
-from ripple.http.errors import status_and_body, translate_chalice_body
+from ripple.http.errors import error_body, status_and_body, translate_chalice_body
+from ripple.http.instrumentation import UNMATCHED_ROUTE, route_template
 from ripple.http.requests import bearer_token, parse_json_body
+from ripple.http.routing import (
+    METHOD_NOT_ALLOWED,
+    NO_ROUTE,
+    allowed_methods,
+    request_path,
+    unrouted_response,
+)
 
 
 def test_json_body_parsing() -> None:
@@ -72,3 +80,46 @@ def test_chalice_errors_are_translated() -> None:
         }
     }
     assert translate_chalice_body({"error": {"code": "x", "message": "y"}}) is None
+
+
+# ------------------------------------------------------------------ requests no route matched
+ROUTES = {
+    "/posts/{post_id}": {"GET": None, "DELETE": None},
+    "/users/by-name/{username}": {"GET": None},
+    "/users/{user_id}/follow": {"POST": None, "DELETE": None},
+    "/feed": {"GET": None},
+    "/{proxy+}": {},  # what Chalice's defaultdict holds after it was asked for an unknown route
+}
+
+
+def test_a_raw_path_is_matched_against_the_route_templates() -> None:
+    # Given the app's route templates, when a catch-all route hands over a raw path
+    assert allowed_methods(ROUTES, "/posts/01JDQ7Z8M3K2P4R6T8V0W2X4Y6") == ["DELETE", "GET"]
+    assert allowed_methods(ROUTES, "/feed") == ["GET"]
+    # Then overlapping templates give every method API Gateway would route for the path
+    assert allowed_methods(ROUTES, "/users/by-name/follow") == ["DELETE", "GET", "POST"]
+    # And a parameter is one non-empty segment; nothing else matches a template
+    for path in ("/posts", "/posts/", "/posts/a/b", "/feed/", "/", "/{proxy+}", "/nope"):
+        assert allowed_methods(ROUTES, path) is None, path
+
+
+def test_the_request_path_comes_from_the_greedy_parameter_whatever_the_stage() -> None:
+    assert request_path("/{proxy+}", {"proxy": "posts/abc"}) == "/posts/abc"
+    assert request_path("/", None) == "/"
+    assert request_path("/{proxy+}", None) == "/"
+    assert request_path("/feed", None) == "/feed"
+
+
+def test_an_unrouted_request_is_405_with_allow_on_a_known_path_and_404_elsewhere() -> None:
+    status, body, headers = unrouted_response(ROUTES, "/{proxy+}", {"proxy": "posts/abc"})
+    assert (status, body["error"]["code"], headers) == (405, "method_not_allowed", {"Allow": "DELETE, GET"})
+    status, body, headers = unrouted_response(ROUTES, "/{proxy+}", {"proxy": "no/such/route"})
+    assert (status, body, headers) == (404, error_body("not_found", NO_ROUTE[2]), {})
+    assert unrouted_response(ROUTES, "/", None)[0] == 404
+    assert METHOD_NOT_ALLOWED[:2] == (405, "method_not_allowed")
+
+
+def test_catch_all_routes_are_one_metric_label() -> None:
+    assert route_template({"resourcePath": "/{proxy+}"}) == UNMATCHED_ROUTE
+    assert route_template({"resourcePath": "/"}) == UNMATCHED_ROUTE
+    assert route_template({"resourcePath": "/posts/{post_id}"}) == "/posts/{post_id}"

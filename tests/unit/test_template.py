@@ -1,5 +1,5 @@
-"""template.yaml is valid and matches the code: functions 1:1 with functions/, API events
-1:1 with the Chalice routes, every stream consumer configured for partial failures."""
+"""template.yaml is valid and matches the code: functions 1:1 with functions/, each API's
+routes 1:1 with the Chalice routes, every stream consumer configured for partial failures."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
+from ripple.http.routing import CATCH_ALL_ROUTES
 from ripple_local.cfn import load_template
 from ripple_local.functions import function_names, stream_event_sources
-from tests.unit.test_openapi import chalice_routes
+from tests.unit.test_openapi import chalice_routes, template_routes
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = load_template(ROOT / "template.yaml")
@@ -65,13 +64,77 @@ def test_every_stream_consumer_reports_partial_failures_and_parks_poison() -> No
         assert view in ({"KEYS_ONLY"} if table == "LikesTable" else {"NEW_IMAGE", "NEW_AND_OLD_IMAGES"})
 
 
-@pytest.mark.parametrize("function_id", ["ApiFunction"])
-def test_api_events_match_the_chalice_routes(function_id: str) -> None:
-    events = RESOURCES[function_id]["Properties"]["Events"].values()
-    declared = {
-        (e["Properties"]["Path"], e["Properties"]["Method"].upper()) for e in events if e["Type"] == "Api"
+# ------------------------------------------------------------------ the front door (ApiType)
+REST_URI = (
+    "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/"
+    "${ApiFunction.Arn}/invocations"
+)
+
+
+def operations(api_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """(path, method key, operation) of every route in an API's DefinitionBody."""
+    paths = RESOURCES[api_id]["Properties"]["DefinitionBody"]["paths"]
+    return [(path, method, op) for path, item in paths.items() for method, op in item.items()]
+
+
+def test_each_api_declares_exactly_the_chalice_routes() -> None:
+    """Chalice routes by the matched route's path template (requestContext.resourcePath), so
+    every route must be declared; the HTTP API adds only its catch-alls, which reach no view."""
+    routes = set(chalice_routes())
+    assert template_routes("RippleApi") == routes
+    catch_alls = {(path, "ANY") for path in CATCH_ALL_ROUTES}
+    assert template_routes("RippleHttpApi") == routes | catch_alls
+    assert not {path for path, _ in routes} & set(CATCH_ALL_ROUTES)
+
+
+def test_every_route_is_a_proxy_integration_of_the_api_function() -> None:
+    for path, method, op in operations("RippleApi"):
+        assert op["x-amazon-apigateway-integration"] == {
+            "type": "aws_proxy", "httpMethod": "POST", "uri": {"Fn::Sub": REST_URI}
+        }, (path, method)  # fmt: skip
+    body = RESOURCES["RippleHttpApi"]["Properties"]["DefinitionBody"]
+    (name, integration), *others = body["components"]["x-amazon-apigateway-integrations"].items()
+    assert not others
+    # Payload format 1.0: the REST proxy event's shape (resourcePath, multiValue*), which Chalice reads.
+    assert integration == {
+        "type": "aws_proxy", "httpMethod": "POST", "uri": {"Fn::Sub": REST_URI}, "payloadFormatVersion": "1.0"
+    }  # fmt: skip
+    reference = {"$ref": f"#/components/x-amazon-apigateway-integrations/{name}"}
+    for path, method, op in operations("RippleHttpApi"):
+        assert op == {"x-amazon-apigateway-integration": reference}, (path, method)
+
+
+def test_api_type_chooses_one_api_and_rest_stays_the_default() -> None:
+    parameter = TEMPLATE["Parameters"]["ApiType"]
+    assert (parameter["Default"], parameter["AllowedValues"]) == ("REST", ["REST", "HTTP"])
+    by_condition: dict[str, set[str]] = {}
+    for logical_id, resource in RESOURCES.items():
+        if "Condition" in resource:
+            by_condition.setdefault(resource["Condition"], set()).add(logical_id)
+    assert by_condition == {
+        "UseRestApi": {"RippleApi", "RippleApiInvokesApiFunction"},
+        "UseHttpApi": {"RippleHttpApi", "RippleHttpApiInvokesApiFunction"},
     }
-    assert declared == set(chalice_routes())
+    for api in ("RippleApi", "RippleHttpApi"):
+        permission = RESOURCES[f"{api}InvokesApiFunction"]["Properties"]
+        assert permission["FunctionName"] == {"Ref": "ApiFunction"}
+        assert permission["SourceArn"]["Fn::Sub"].endswith(f":${{{api}}}/*")
+    # SAM gives a function's events no condition of their own: an Api or HttpApi event would
+    # make an unconditional permission that Refs a conditional API (rejected under either type).
+    for function_id in function_names(TEMPLATE):
+        events = (RESOURCES[function_id]["Properties"].get("Events") or {}).values()
+        assert not [e for e in events if e["Type"] in ("Api", "HttpApi")], function_id
+
+
+def test_the_http_api_throttles_as_the_rest_stage_does() -> None:
+    (rest,) = RESOURCES["RippleApi"]["Properties"]["MethodSettings"]
+    http = RESOURCES["RippleHttpApi"]["Properties"]["DefaultRouteSettings"]
+    for key in ("ThrottlingBurstLimit", "ThrottlingRateLimit"):
+        assert http[key] == rest[key], key
+    assert (
+        RESOURCES["RippleHttpApi"]["Properties"]["StageName"]
+        == RESOURCES["RippleApi"]["Properties"]["StageName"]
+    )
 
 
 def test_fanout_is_not_invoked_for_a_posts_modify() -> None:

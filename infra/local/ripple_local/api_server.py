@@ -32,6 +32,7 @@ from chalice.local import (
     ThreadedHTTPServer,
 )
 
+from ripple.http.routing import METHOD_NOT_ALLOWED, NO_ROUTE
 from ripple_local.cfn import CfnResolutionError, Resolver
 
 __all__ = ["DEFAULT_MINIMUM_COMPRESSION_SIZE", "ApiServer", "accepts_gzip", "minimum_compression_size"]
@@ -57,14 +58,13 @@ _API_TYPES = frozenset({"AWS::Serverless::Api", "AWS::ApiGateway::RestApi"})
 
 # (status, code, message) of what API Gateway answers before the app runs, as template.yaml's
 # RippleApi GatewayResponses configure it (tests/unit/local_stack/test_api_server.py keeps the
-# two equal): an unknown route (MISSING_AUTHENTICATION_TOKEN), any other 4XX and 5XX. Static
-# messages: nothing of the request is ever repeated (it may carry a credential).
-NO_ROUTE = (404, "not_found", "no route matches this method and path")
+# two equal): an unknown route (MISSING_AUTHENTICATION_TOKEN, NO_ROUTE), any other 4XX and 5XX.
+# Static messages: nothing of the request is ever repeated (it may carry a credential).
 GATEWAY_4XX = (400, "bad_request", "the request was refused before it reached the API")
 GATEWAY_5XX = (500, "internal_error", "the API could not complete the request")
-# A method the matched route does not have. (On AWS API Gateway answers that as an unknown
-# route, NO_ROUTE; locally the route is known, so 405 with Allow, as the app itself answers.)
-METHOD_NOT_ALLOWED = (405, "method_not_allowed", "the route does not allow this method (see Allow)")
+# NO_ROUTE and METHOD_NOT_ALLOWED (a method the matched route does not have) are the app's own
+# answers behind an HTTP API (ripple.http.routing). On a REST API a method the route lacks is
+# an unknown route, NO_ROUTE; locally the route is known, so 405 with Allow, as the app answers.
 _MAX_DISCARDED_BODY = 1024 * 1024
 
 

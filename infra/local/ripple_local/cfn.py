@@ -160,6 +160,7 @@ class Resolver:
     ``parameters`` are final parameter values (see :func:`parameter_values`), ``refs`` map
     resource logical ids to their ``Ref`` value (physical id), ``attributes`` map
     ``"Logical.Attr"`` to ``Fn::GetAtt`` values and ``pseudo`` holds ``AWS::*`` values.
+    ``conditions`` is the template's ``Conditions`` section, for ``Fn::If`` and :meth:`condition`.
     Scalars come back as strings because that is what ends up in Lambda environment variables.
     """
 
@@ -169,11 +170,51 @@ class Resolver:
         refs: Mapping[str, str],
         attributes: Mapping[str, str],
         pseudo: Mapping[str, str],
+        conditions: Mapping[str, Any] | None = None,
     ) -> None:
         self.parameters = dict(parameters)
         self.refs = dict(refs)
         self.attributes = dict(attributes)
         self.pseudo = dict(pseudo)
+        self.conditions = dict(conditions or {})
+        self._evaluating: set[str] = set()
+
+    def condition(self, name: str) -> bool:
+        """The value of the template condition ``name`` under these parameters.
+
+        Conditions are built from ``Fn::Equals``, ``Fn::Not``, ``Fn::And``, ``Fn::Or`` and
+        ``Condition`` (a reference to another condition), as in CloudFormation.
+        """
+        if name not in self.conditions:
+            raise CfnResolutionError(f"condition {name!r} is not declared in the template's Conditions")
+        if name in self._evaluating:
+            raise CfnResolutionError(f"condition {name!r} refers to itself")
+        self._evaluating.add(name)
+        try:
+            return self._truth(self.conditions[name])
+        finally:
+            self._evaluating.discard(name)
+
+    def holds(self, resource: Mapping[str, Any]) -> bool:
+        """True if a resource (or output) is part of the stack: it has no ``Condition`` or its
+        condition is true."""
+        name = resource.get("Condition")
+        return True if name is None else self.condition(str(name))
+
+    def _truth(self, expression: Any) -> bool:
+        if isinstance(expression, dict) and len(expression) == 1:
+            function, argument = next(iter(expression.items()))
+            if function == "Condition" and isinstance(argument, str):
+                return self.condition(argument)
+            if function == "Fn::Equals" and isinstance(argument, list) and len(argument) == 2:
+                return bool(self.resolve(argument[0]) == self.resolve(argument[1]))
+            if function == "Fn::Not" and isinstance(argument, list) and len(argument) == 1:
+                return not self._truth(argument[0])
+            if function == "Fn::And" and isinstance(argument, list) and 2 <= len(argument) <= 10:
+                return all(self._truth(item) for item in argument)
+            if function == "Fn::Or" and isinstance(argument, list) and 2 <= len(argument) <= 10:
+                return any(self._truth(item) for item in argument)
+        raise CfnResolutionError(f"not a condition the local resolver can evaluate: {expression!r}")
 
     def resolve(self, value: Any) -> Any:
         """Evaluate ``value`` recursively; scalars become strings, lists and dicts keep their shape."""
@@ -206,11 +247,18 @@ class Resolver:
             "Fn::Select": self._select,
             "Fn::Cidr": self._cidr,
             "Fn::GetAZs": self._get_azs,
+            "Fn::If": self._if,
         }
         handler = handlers.get(name)
         if handler is None:
             raise CfnResolutionError(f"{name} is not supported by the local resolver: {argument!r}")
         return handler(argument)
+
+    def _if(self, argument: Any) -> Any:
+        if not (isinstance(argument, list) and len(argument) == 3 and isinstance(argument[0], str)):
+            raise CfnResolutionError(f"Fn::If takes [condition, if true, if false], got {argument!r}")
+        name, if_true, if_false = argument
+        return self.resolve(if_true if self.condition(name) else if_false)
 
     def _ref(self, argument: Any) -> str:
         name = self.resolve_str(argument)

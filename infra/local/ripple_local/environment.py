@@ -72,6 +72,7 @@ def build_resolver(
         refs={**redis_refs, **resources.refs()},
         attributes={**redis_attrs, **resources.attributes()},
         pseudo=pseudo_parameters(resources.region, resources.account_id, resources.stack_name),
+        conditions=template.get("Conditions") or {},
     )
 
 

@@ -195,7 +195,12 @@ class _Creator:
     def _resolver(self) -> Resolver:
         created = self.created
         pseudo = pseudo_parameters(created.region, created.account_id, created.stack_name)
-        return Resolver(self.parameters, created.refs(), created.attributes(), pseudo)
+        conditions = self.template.get("Conditions") or {}
+        return Resolver(self.parameters, created.refs(), created.attributes(), pseudo, conditions)
+
+    def holds(self, resource: Mapping[str, Any]) -> bool:
+        """False for a resource whose ``Condition`` is false under the parameters (not created)."""
+        return self._resolver().holds(resource)
 
     def name(self, logical_id: str, properties: Mapping[str, Any], key: str) -> str:
         if key in properties:
@@ -415,7 +420,8 @@ def create_resources(
 
     ``parameters`` are the final parameter values, needed only when resource properties refer
     to parameters. ``secret_store`` (a JSON file) keeps generated secret values across runs.
-    Resources of other types are listed in ``LocalResources.skipped``.
+    Resources of other types, and those whose ``Condition`` is false, are listed in
+    ``LocalResources.skipped``.
     """
     creator = _Creator(template, clients, stack_name, parameters or {}, secret_store)
     resources: Mapping[str, Any] = template.get("Resources") or {}
@@ -433,7 +439,7 @@ def create_resources(
     for logical_id, resource in ordered:
         resource_type = resource.get("Type", "")
         builder = builders.get(resource_type)
-        if builder is None:
+        if builder is None or not creator.holds(resource):
             creator.created.skipped[logical_id] = resource_type
             continue
         creator.created.add(builder(logical_id, resource.get("Properties") or {}))

@@ -132,3 +132,22 @@ def test_ttl_and_redrive_properties_are_honoured(clients: AwsClients, stack_name
     ]
     assert attributes["VisibilityTimeout"] == "45"
     assert created["Dlq"].attributes["Arn"] in attributes["RedrivePolicy"]
+
+
+def test_a_resource_whose_condition_is_false_is_not_created(clients: AwsClients, stack_name: str) -> None:
+    # Given a template with a queue that exists only in prod
+    template = {
+        "Parameters": {"Stage": {"Type": "String", "Default": "dev"}},
+        "Conditions": {"IsProd": {"Fn::Equals": [{"Ref": "Stage"}, "prod"]}},
+        "Resources": {
+            "Always": {"Type": "AWS::SQS::Queue", "Properties": {}},
+            "ProdOnly": {"Type": "AWS::SQS::Queue", "Condition": "IsProd", "Properties": {}},
+        },
+    }
+    # When it is created for dev, then for prod
+    dev = create_resources(template, clients, stack_name, parameter_values(template))
+    prod_parameters = parameter_values(template, {"Stage": "prod"})
+    prod = create_resources(template, clients, f"{stack_name}-p", prod_parameters)
+    # Then the conditional queue exists only where its condition holds
+    assert (set(dev.resources), dev.skipped) == ({"Always"}, {"ProdOnly": "AWS::SQS::Queue"})
+    assert set(prod.resources) == {"Always", "ProdOnly"}

@@ -165,7 +165,7 @@ def test_sub_select_cidr_and_pseudo_parameters(template: dict[str, Any], resolve
 
 
 def test_unknown_references_name_themselves(template: dict[str, Any], resolver: Resolver) -> None:
-    # RippleApi is an AWS::Serverless::Api: nothing local stands behind it
+    # RippleApi is an AWS::Serverless::Api (ApiType's default, REST): nothing local stands behind it
     with pytest.raises(CfnResolutionError, match="RippleApi"):
         resolver.resolve(template["Outputs"]["ApiUrl"]["Value"])
     with pytest.raises(CfnResolutionError, match=r"NoSuchTable\.Arn"):
@@ -199,3 +199,46 @@ def test_parameter_values_merge_defaults_and_check_overrides(template: dict[str,
         parameter_values(template, {"Nope": "x"})
     with pytest.raises(CfnResolutionError, match="RedisTls"):
         parameter_values(template, {"RedisTls": "maybe"})
+
+
+# ---------------------------------------------------------------------- conditions
+@pytest.mark.parametrize(("api_type", "api"), [("REST", "RippleApi"), ("HTTP", "RippleHttpApi")])
+def test_api_type_decides_which_api_is_in_the_stack(
+    template: dict[str, Any], api_type: str, api: str
+) -> None:
+    # Given the template under each ApiType
+    parameters = parameter_values(template, {"ApiType": api_type})
+    resolver = build_resolver(template, fake_resources(template), parameters, "127.0.0.1", 6390)
+    # Then exactly one API, and its permission, is part of the stack
+    apis = {"RippleApi", "RippleHttpApi"}
+    present = {lid for lid, resource in template["Resources"].items() if resolver.holds(resource)}
+    assert present & apis == {api}
+    assert {f"{api}InvokesApiFunction"} == present & {f"{a}InvokesApiFunction" for a in apis}
+    # And the ApiUrl output names that API (neither exists locally, so the error names it)
+    with pytest.raises(CfnResolutionError, match=f"Ref '{api}'"):
+        resolver.resolve(template["Outputs"]["ApiUrl"]["Value"])
+    # And every resource the local stack creates is there under both types
+    assert all(
+        resolver.holds(r) for r in template["Resources"].values() if r["Type"].startswith("AWS::DynamoDB")
+    )
+
+
+def test_conditions_combine_and_refuse_what_they_cannot_evaluate() -> None:
+    conditions = {
+        "Prod": {"Fn::Equals": [{"Ref": "Stage"}, "prod"]},
+        "NotProd": {"Fn::Not": [{"Condition": "Prod"}]},
+        "ProdAndTls": {"Fn::And": [{"Condition": "Prod"}, {"Fn::Equals": ["true", {"Ref": "Tls"}]}]},
+        "Either": {"Fn::Or": [{"Condition": "Prod"}, {"Condition": "NotProd"}]},
+        "Loop": {"Fn::Not": [{"Condition": "Loop"}]},
+        "Odd": {"Fn::Sub": "x"},
+    }
+    pseudo = pseudo_parameters("us-east-1", ACCOUNT, STACK)
+    resolver = Resolver({"Stage": "dev", "Tls": "true"}, {}, {}, pseudo, conditions)
+    values = {name: resolver.condition(name) for name in ("Prod", "NotProd", "ProdAndTls", "Either")}
+    assert values == {"Prod": False, "NotProd": True, "ProdAndTls": False, "Either": True}
+    assert resolver.resolve({"Fn::If": ["NotProd", "a", {"Ref": "Stage"}]}) == "a"
+    assert resolver.resolve({"Fn::If": ["Prod", "a", {"Ref": "Stage"}]}) == "dev"
+    assert resolver.holds({"Type": "T"}) and not resolver.holds({"Type": "T", "Condition": "Prod"})
+    for name, message in (("Loop", "refers to itself"), ("Odd", "not a condition"), ("Nope", "not declared")):
+        with pytest.raises(CfnResolutionError, match=message):
+            resolver.condition(name)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ripple.http.routing import CATCH_ALL_ROUTES
 from ripple.observability import MetricUnit, logger, new_provider
 
 __all__ = ["REQUEST_COUNT", "REQUEST_DURATION", "UNMATCHED_ROUTE", "record_request", "route_template"]
@@ -30,7 +31,9 @@ def route_template(request_context: Mapping[str, Any] | None) -> str:
     (unbounded cardinality, and user ids in the metrics store).
     """
     resource = (request_context or {}).get("resourcePath")
-    return resource if isinstance(resource, str) and resource.startswith("/") else UNMATCHED_ROUTE
+    if not isinstance(resource, str) or not resource.startswith("/") or resource in CATCH_ALL_ROUTES:
+        return UNMATCHED_ROUTE  # an HTTP API's catch-all routes match no route of the app
+    return resource
 
 
 def record_request(route: str, method: str, status: int, duration_ms: float) -> None:
