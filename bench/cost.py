@@ -17,6 +17,9 @@ from typing import Any
 HOURS_PER_MONTH = 730.0
 EXAMPLES = (10, 100, 1000, 5000)  # follower counts of the per-author examples
 KEYS = ("wru", "rru", "lambda_requests", "gb_s", "redis_commands", "apigw_requests", "aws_calls")
+AWAY_SHARE = 0.5  # assumed share of an audience not seen for InactiveReaderDays (not measured)
+FEED_ITEM_BYTES = 250  # three ULIDs, two numbers, attribute names, DynamoDB's 100-byte item overhead
+TTL_DAYS = 90  # template.yaml FeedItemTtlDays
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class Pricing:
     apigw_http_per_million_requests: float = 1.00  # HTTP API (ApiType=HTTP), first 300 M requests a month
     elasticache_node_hour: float = 0.016  # cache.t4g.micro
     elasticache_nodes: int = 2  # NumCacheClusters in template.yaml
+    dynamodb_storage_per_gb_month: float = 0.25
     # Redis is a fixed monthly cost; it is spread over this assumed steady traffic.
     assumed_posts_per_s: float = 10.0
     assumed_reads_per_s: float = 100.0
@@ -131,7 +135,28 @@ def estimate(
         "fits": {k: {"a": a, "b_per_follower": b} for k, (a, b) in fits.items()}, "pulled_post": pulled_mean,
         "probed_posts": len(measured), "probed_pushed": len(pushed), "probed_pulled": len(pulled_posts),
         "per_million_posts_by_followers": by_followers, "batching": dict(batching),
+        "away": away_and_ttl(fits, p, redis_per_command, follower_counts, threshold),
     }  # fmt: skip
+
+
+def away_and_ttl(
+    fits: Mapping[str, tuple[float, float]], p: Pricing, redis_per_command: float, followers: Sequence[int],
+    threshold: int,
+) -> dict[str, float]:  # fmt: skip
+    """What skipping readers who are away saves per million posts (every per-follower cost but
+    the activity read, for AWAY_SHARE of a pushed audience), and the feed table's size after a
+    year at the assumed posts/s without the items' TTL, and for ever with it."""
+    pushed = [f for f in followers if f < threshold]
+    mean = sum(pushed) / len(pushed) if pushed else 0.0
+    slopes = {k: (b if k != "rru" else 0.0) for k, (_, b) in fits.items()}
+    saved = AWAY_SHARE * mean * sum(_dollars(slopes, p, redis_per_command).values()) * 1e6
+    gb_per_day = p.assumed_posts_per_s * 86400 * mean * (1 - AWAY_SHARE) * FEED_ITEM_BYTES / 1e9
+    out = {"share": AWAY_SHARE, "mean_followers": mean, "saved_per_million_posts": saved}
+    out["ttl_days"] = TTL_DAYS
+    for label, days in (("without_ttl", 365), ("with_ttl", TTL_DAYS)):
+        out[f"gb_{label}"] = gb_per_day * days
+        out[f"usd_month_{label}"] = gb_per_day * days * p.dynamodb_storage_per_gb_month
+    return out
 
 
 def front_doors(cost: Mapping[str, Any]) -> dict[str, dict[str, float]]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.config import REPO_ROOT, BenchConfig
-from bench.cost import front_doors
+from bench.cost import KEYS, Pricing, away_and_ttl, front_doors
 from bench.report import render
 
 
@@ -37,3 +37,12 @@ def test_either_front_door_costs_the_estimate_with_api_gateway_repriced() -> Non
         assert rest == pytest.approx(cost[f"per_million_{kind}s_total"])
         requests = cost[f"per_{kind}_quantities"]["apigw_requests"]
         assert rest - http == pytest.approx(2.50 * requests)
+
+
+def test_skipping_readers_who_are_away_saves_their_share_of_every_per_follower_cost_but_reads() -> None:
+    pricing = Pricing()
+    fits = {k: (0.0, 0.0) for k in KEYS} | {"wru": (5.0, 1.0), "rru": (3.0, 0.5)}
+    away = away_and_ttl(fits, pricing, 0.0, [10, 30, 10_000], threshold=1000)  # 10_000: pulled
+    # half of a 20-follower pushed audience skipped: 10 write units a post, the reads unchanged
+    assert away["saved_per_million_posts"] == pytest.approx(10 * pricing.dynamodb_per_million_wru)
+    assert away["gb_without_ttl"] == pytest.approx(away["gb_with_ttl"] * 365 / away["ttl_days"])
