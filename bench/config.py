@@ -27,7 +27,7 @@ class BenchConfig:
     zipf_s: float = 1.0  # popularity ~ 1 / rank**s, so followers follow a power law
     seed: int = 7
     # Sustained post rates (posts/s), lowest first; escalation stops at the first that degrades.
-    rates: tuple[float, ...] = (2.0, 5.0, 10.0, 20.0, 30.0)
+    rates: tuple[float, ...] = (2.0, 5.0, 10.0, 20.0, 30.0, 50.0, 100.0)
     duration_s: float = 30.0  # length of each sustained step
     posts: int = 300  # posts in the fan-out burst (figure 3)
     reads: int = 4000  # cap on feed reads per HTTP read level (figure 4)

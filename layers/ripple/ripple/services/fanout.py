@@ -265,7 +265,7 @@ class FanoutConsumer:
         self._jobs_table = jobs_table
 
     def open_batch(self) -> FanoutBatch:
-        return FanoutBatch(self)
+        return FanoutBatch(self.action, self._fanout)
 
     def handle(self, change: StreamChange) -> None:
         batch = self.open_batch()
@@ -318,15 +318,18 @@ class FanoutBatch:
     applied before the failing group: Lambda delivers the batch again from that record.
     """
 
-    def __init__(self, consumer: FanoutConsumer) -> None:
-        self._consumer = consumer
+    def __init__(
+        self, action_of: Callable[[StreamChange], FanoutJob | Callable[[], int] | None], fanout: FanoutService
+    ) -> None:
+        self._action_of = action_of  # FanoutConsumer.action
+        self._fanout = fanout
         self._actions: list[FanoutJob | Callable[[], int] | None] = []
 
     def add(self, change: StreamChange) -> None:
-        self._actions.append(self._consumer.action(change))
+        self._actions.append(self._action_of(change))
 
     def commit(self) -> None:
-        fanout = self._consumer._fanout
+        fanout = self._fanout
         index = 0
         while index < len(self._actions):
             end = index + 1
