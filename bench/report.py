@@ -13,7 +13,13 @@ import jinja2
 from bench import FIGURES, plots
 from bench.config import BenchConfig, ratio, summary
 
-NAMES = {"stack": "stack process", "dynamodb-local": "DynamoDB Local (JVM)", "redis": "redis-server"}
+NAMES = {
+    "stack": "stack process (API)",
+    "runners-FanoutFunction": "fan-out runners",
+    "runners-CacheRefresherFunction": "cache refresher runners",
+    "dynamodb-local": "DynamoDB Local (JVM)",
+    "redis": "redis-server",
+}
 
 
 def _num(value: float | None, digits: int = 0) -> str:

@@ -326,7 +326,8 @@ class RunnerProcess:
         read_fd, write_fd = os.pipe()
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "ripple_local.runner_processes", str(write_fd)],
+                # The function id is for people (ps) and tools (the benchmark's CPU accounting).
+                [sys.executable, "-m", "ripple_local.runner_processes", str(write_fd), self.function_id],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
