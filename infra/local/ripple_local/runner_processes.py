@@ -624,17 +624,8 @@ def _child(argv: Sequence[str]) -> int:
         stopping.set()  # stdin closed: the parent is stopping or gone
 
     threading.Thread(target=serve_requests, name="requests", daemon=True).start()
-    import ripple
-    import ripple_local
-
-    channel.send(
-        t="ready",
-        pid=os.getpid(),
-        code={
-            "ripple_local": str(Path(ripple_local.__file__).resolve().parents[1]),
-            "ripple": str(Path(ripple.__file__).resolve().parents[1]),
-        },
-    )
+    imported = code_paths()  # the parent checks they are the checkout it runs
+    channel.send(t="ready", pid=os.getpid(), code={"ripple_local": imported[0], "ripple": imported[1]})
     stats: dict[str, dict[str, int]] = {}
     while not stopping.wait(STATS_INTERVAL_S):
         stats = send_stats(stats)
