@@ -14,7 +14,13 @@ from bench import FIGURES, plots
 from bench.config import BenchConfig, ratio, summary
 from bench.cost import front_doors
 
-NAMES = {"stack": "stack process", "dynamodb-local": "DynamoDB Local (JVM)", "redis": "redis-server"}
+NAMES = {
+    "stack": "stack process (API)",
+    "runners-FanoutFunction": "fan-out runners",
+    "runners-CacheRefresherFunction": "cache refresher runners",
+    "dynamodb-local": "DynamoDB Local (JVM)",
+    "redis": "redis-server",
+}
 
 
 def _num(value: float | None, digits: int = 0) -> str:

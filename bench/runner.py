@@ -91,7 +91,7 @@ class Run:
         finally:
             elapsed = time.monotonic() - started
             cpu1, machine1, times1 = self.stack.cpu(), machine_cpu(), os.times()
-            usage = {k: (cpu1.get(k, 0.0) - v) / elapsed for k, v in cpu0.items()}
+            usage = {k: (v - cpu0.get(k, 0.0)) / elapsed for k, v in cpu1.items()}  # runners may start late
             usage["bench clients"] = (sum(times1[:4]) - sum(times0[:4])) / elapsed  # with reaped children
             busy = (machine1[0] - machine0[0]) / max(1e-9, machine1[1] - machine0[1]) * (os.cpu_count() or 1)
             usage["other (not this run)"] = max(0.0, busy - sum(usage.values()))
@@ -106,7 +106,7 @@ class Run:
             return None
         names = ("stack", "moto") if self.config.emulator == MOTO else ("stack",)
         with self.phase(f"{label} (profiled)"):
-            pids = {k: v for k, v in self.stack.pids.items() if k in names}
+            pids = {k: v for k, v in self.stack.pids.items() if k in names} | self.stack.runner_pids()
             profiles = Profiles(pids, seconds, self.profile_dir, label)
             work()
             return profiles.finish()

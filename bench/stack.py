@@ -5,6 +5,7 @@ overlay root that sets its parameters (the report's Method says why it is needed
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -145,9 +146,26 @@ class StackProcess(ManagedProcess):
                 last, quiet_since = now, time.monotonic()
         return time.monotonic() - start
 
+    def runner_pids(self) -> dict[str, int]:
+        """The stack's stream runner processes (``up`` runs a process per function), by name:
+        ``runners-FanoutFunction``. Looked up each time: one that died is started again."""
+        try:
+            children = psutil.Process(self.pids.get("stack") or 0).children()
+        except psutil.Error:
+            return {}
+        found: dict[str, int] = {}
+        for child in children:
+            with contextlib.suppress(psutil.Error):
+                command = child.cmdline()
+                if "ripple_local.runner_processes" in command:
+                    found[f"runners-{command[-1]}"] = child.pid
+        return found
+
     def cpu(self) -> dict[str, float]:
-        """CPU seconds used so far by the stack process, the emulators and redis-server."""
-        return {name: _cpu_seconds(pid) for name, pid in self.pids.items()}
+        """CPU seconds used so far by the stack process, its runner processes, the emulators
+        and redis-server."""
+        pids = {**self.pids, **self.runner_pids()}
+        return {name: _cpu_seconds(pid) for name, pid in pids.items()}
 
 
 def _cpu_seconds(pid: int) -> float:

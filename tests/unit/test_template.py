@@ -144,10 +144,39 @@ def test_fanout_is_not_invoked_for_a_posts_modify() -> None:
     from ripple_local.esm import MappingConfig
 
     events = RESOURCES["FanoutFunction"]["Properties"]["Events"]
-    properties = {**events["PostsStream"]["Properties"], "DestinationConfig": {}}
+    parameters = TEMPLATE["Parameters"]
+    properties = {
+        **events["PostsStream"]["Properties"],
+        "DestinationConfig": {},
+        "ParallelizationFactor": parameters["FanoutParallelizationFactor"]["Default"],
+    }
     config = MappingConfig.from_properties(properties)
     delivered = {}
     for name in ("posts_insert", "posts_modify", "posts_remove"):
         (record,) = json.loads((ROOT / "events" / "fanout" / f"{name}.json").read_text())["Records"]
         delivered[name] = config.delivers(record)
     assert delivered == {"posts_insert": True, "posts_modify": False, "posts_remove": True}
+
+
+# Lambda keeps records in order per item (partition + sort key) whatever ParallelizationFactor
+# is; these consumers' records are independent across items (README, "Fan-out").
+PARALLELIZED = {
+    ("FanoutFunction", "PostsStream"): "FanoutParallelizationFactor",
+    ("FanoutFunction", "FollowsStream"): "FanoutParallelizationFactor",
+    ("FanoutFunction", "JobsStream"): "FanoutParallelizationFactor",
+    ("CacheRefresherFunction", "FeedStream"): "CacheRefresherParallelizationFactor",
+}
+
+
+def test_concurrent_batches_per_shard_only_where_chosen_and_within_lambdas_limits() -> None:
+    parameters = TEMPLATE["Parameters"]
+    chosen = {}
+    for source in stream_event_sources(TEMPLATE):
+        factor = source.properties.get("ParallelizationFactor")
+        if factor is not None:
+            chosen[(source.function_id, source.event_name)] = factor["Ref"]
+    assert chosen == PARALLELIZED
+    for name in set(PARALLELIZED.values()):
+        spec = parameters[name]
+        assert (spec["MinValue"], spec["MaxValue"]) == (1, 10)  # Lambda's range
+        assert 1 <= spec["Default"] <= 10 and spec["Description"]

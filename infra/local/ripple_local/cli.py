@@ -29,6 +29,8 @@ from ripple_local.samconfig import load_sam_environment
 from ripple_local.stack import (
     DEFAULT_EMULATOR,
     EMULATORS,
+    RUNNER_MODES,
+    RUNNERS_PROCESSES,
     SAMCONFIG_FILE,
     TEMPLATE_FILE,
     LocalStack,
@@ -89,6 +91,13 @@ def _parser() -> argparse.ArgumentParser:
         help="Prometheus exporter port (default 9464, or a free port if that is taken; 0 = any free port)",
     )
     up.add_argument("--no-metrics", action="store_true", help="run no Prometheus exporter")
+    up.add_argument(
+        "--runners",
+        choices=RUNNER_MODES,
+        default=RUNNERS_PROCESSES,
+        help="processes: each function's stream runners in a process of its own, as Lambda runs "
+        "functions apart (default); in-process: threads of this process",
+    )
     output = up.add_mutually_exclusive_group()
     output.add_argument("--quiet", action="store_true", help="no line per API request on the terminal")
     output.add_argument(
@@ -242,6 +251,7 @@ def _up(args: argparse.Namespace, root: Path) -> int:
         metrics_port=args.metrics_port,
         with_metrics=not args.no_metrics,
         request_log=terminal.request,
+        runners=args.runners,
     )
     try:
         stack.preflight()
@@ -257,8 +267,10 @@ def _up(args: argparse.Namespace, root: Path) -> int:
         logger.info("resources:\n%s", stack.describe_resources())
         terminal.say(stack.summary())
         terminal.say("Press Ctrl-C to stop." + ("" if args.quiet else " Requests:"))
-        while True:
-            time.sleep(3600)
+        while stack.failure is None:
+            time.sleep(1.0)
+        logger.error("the local stack cannot go on: %s (see %s)", stack.failure, state_dir / "logs")
+        status = 1
     except _StopRequested as stop:
         logger.info("received %s, stopping", stop)
     except (PortInUse, StackAlreadyRunning, ToolMissing) as error:

@@ -19,12 +19,36 @@ Retry accounting (documented by AWS only in outline, so fixed here):
   ``MaximumRetryAttempts`` (-1 = forever) and waits a small exponential backoff.
 * When the quota is spent, the on-failure record goes to the OnFailure queue, the checkpoint
   moves past the batch and the shard goes on, so one poison record cannot block it.
+
+Concurrent batches per shard (``ParallelizationFactor`` N, 1-10). AWS documents the
+guarantee, not the machinery: "When you increase the number of concurrent batches per shard,
+Lambda still ensures in-order processing at the item (partition and sort key) level"
+(https://docs.aws.amazon.com/lambda/latest/dg/with-ddb.html); SAM describes the factor as
+allocating "multiple virtual shards" and the launch post shows records routed to them by key
+(https://aws.amazon.com/blogs/compute/new-aws-lambda-scaling-controls-for-kinesis-and-dynamodb-event-sources/).
+So, with N > 1:
+
+* every record goes to one of N lanes (virtual shards) by a hash of its item key - the
+  record's ``Keys``, partition *and* sort key: the documented unit, so two items that share
+  a partition key may run concurrently and in either order, as on AWS;
+* each lane delivers its records in shard order, one batch (up to BatchSize) at a time, so up
+  to N batches of a shard are in flight and two batches holding the same item never are;
+* retries, bisection, partial batch responses and the on-failure queue work per lane, as
+  above: a failing batch holds back its own lane (its item and whatever else hashes there)
+  while the other lanes go on - AWS's "repeated errors block processing of the affected
+  shard" is, with lanes, the lane; reading ahead stops once ``LOOKAHEAD_BATCHES`` batches per
+  lane wait undelivered, or ``MAX_OUTSTANDING`` records wait for the checkpoint, so a lane
+  that never recovers does stall the shard in the end;
+* the shard's checkpoint moves only past records that are done (committed, parked or
+  filtered out) and have no unfinished record before them, so a restart redelivers every
+  unfinished record (and may redeliver finished ones after it: at-least-once, as on AWS).
 """
 
 from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import json
 import logging
 import threading
@@ -50,6 +74,8 @@ __all__ = [
     "StreamEventSourceMapping",
     "StreamObserver",
     "lambda_record",
+    "lane_of",
+    "ordering_key",
 ]
 
 logger = logging.getLogger(__name__)
@@ -92,8 +118,17 @@ _EMULATED = frozenset(
         "DestinationConfig",
         "Enabled",
         "FilterCriteria",
+        "ParallelizationFactor",
     }
 )
+
+MAX_PARALLELIZATION_FACTOR = 10  # Lambda's limit for Kinesis and DynamoDB Streams
+# With ParallelizationFactor > 1, records are read ahead of the lanes until this many full
+# batches per lane wait to be delivered; and never more than MAX_OUTSTANDING records past the
+# checkpoint (bounded memory: a lane that keeps failing stalls the shard in the end).
+LOOKAHEAD_BATCHES = 2
+MAX_OUTSTANDING = 10_000
+MAX_GET_RECORDS = 1000  # GetRecords' Limit maximum
 
 
 _REOPEN_ERRORS = frozenset({"ExpiredIteratorException", "TrimmedDataAccessException"})
@@ -136,6 +171,8 @@ class MappingConfig:
     # FilterCriteria's patterns (JSON strings). A record is delivered when any matches; the
     # others are dropped and the checkpoint moves past them, as Lambda does.
     filter_patterns: tuple[str, ...] = ()
+    # Concurrent batches per shard; records of one item always stay in one lane, in order.
+    parallelization_factor: int = 1
 
     def delivers(self, record: Mapping[str, Any]) -> bool:
         """Whether a Lambda-shaped stream record passes the filters (none: every record).
@@ -158,6 +195,9 @@ class MappingConfig:
         position = str(properties.get("StartingPosition", "LATEST"))
         if position not in ("TRIM_HORIZON", "LATEST"):
             raise ValueError(f"StartingPosition {position!r} is not valid for DynamoDB Streams")
+        factor = int(properties.get("ParallelizationFactor", 1))
+        if not 1 <= factor <= MAX_PARALLELIZATION_FACTOR:
+            raise ValueError(f"ParallelizationFactor must be 1-{MAX_PARALLELIZATION_FACTOR}, got {factor}")
         return cls(
             batch_size=int(properties.get("BatchSize", 100)),
             starting_position=position,
@@ -169,6 +209,7 @@ class MappingConfig:
             batching_window_s=float(properties.get("MaximumBatchingWindowInSeconds", 0)),
             enabled=_as_bool(properties.get("Enabled", True)),
             filter_patterns=_filter_patterns(properties.get("FilterCriteria")),
+            parallelization_factor=factor,
         )
 
 
@@ -248,6 +289,22 @@ def lambda_record(raw: Mapping[str, Any], stream_arn: str, region: str | None = 
     return record
 
 
+def ordering_key(record: Mapping[str, Any]) -> str:
+    """The unit Lambda keeps in order for a DynamoDB stream: the item, i.e. the record's
+    ``Keys`` (partition and sort key), as canonical JSON."""
+    keys = (record.get("dynamodb") or {}).get("Keys") or {}
+    return json.dumps(keys, sort_keys=True, separators=(",", ":"))
+
+
+def lane_of(record: Mapping[str, Any], lanes: int) -> int:
+    """The lane (virtual shard, 0..lanes-1) of a Lambda-shaped record: a stable hash of its
+    item key, the same in every process and run."""
+    if lanes <= 1:
+        return 0
+    digest = hashlib.blake2b(ordering_key(record).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % lanes
+
+
 @dataclass(frozen=True)
 class _Record:
     """A Lambda-shaped record plus its arrival time (kept for the on-failure record)."""
@@ -274,6 +331,43 @@ class _Outcome:
     request_id: str = ""
 
 
+class _Pipeline:
+    """One shard's records between reading and checkpointing when batches run concurrently
+    (ParallelizationFactor > 1). Every field is guarded by the mapping's ``_work_lock``."""
+
+    def __init__(self, lanes: int) -> None:
+        self.queues: list[deque[_Record]] = [deque() for _ in range(lanes)]  # read, not yet delivered
+        self.busy: list[bool] = [False] * lanes  # a lane thread is delivering this lane's records
+        self.order: deque[str] = deque()  # sequence numbers read and not yet checkpointed, in order
+        self.done: set[str] = set()  # those of ``order`` that are finished
+        self.failure: BaseException | None = None  # a lane failed unexpectedly: dispatch no more
+
+    @property
+    def outstanding(self) -> int:
+        """Records read and not yet covered by the checkpoint."""
+        return len(self.order)
+
+    @property
+    def queued(self) -> int:
+        """Records read and waiting for their lane."""
+        return sum(len(queue) for queue in self.queues)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing read is unfinished and no lane is delivering."""
+        return not self.order and not any(self.busy)
+
+    def finish(self, sequence_numbers: Sequence[str]) -> str | None:
+        """Mark records finished; the new checkpoint (the last record of the finished prefix
+        of ``order``), or None when the prefix did not move."""
+        self.done.update(sequence_numbers)
+        last = None
+        while self.order and self.order[0] in self.done:
+            last = self.order.popleft()
+            self.done.discard(last)
+        return last
+
+
 @dataclass
 class _Shard:
     shard_id: str
@@ -281,6 +375,10 @@ class _Shard:
     iterator: str | None = None
     ended: bool = False
     opened_at: float = 0.0  # when ``iterator``'s chain was last opened from the checkpoint
+    # ParallelizationFactor > 1 only: reading runs ahead of the checkpoint.
+    pipeline: _Pipeline | None = None
+    read_position: str | None = None  # the last record read (iterators re-open after it)
+    exhausted: bool = False  # a closed shard was read to its end (ended once all is finished)
 
 
 class _Stopped(Exception):
@@ -359,6 +457,13 @@ class StreamEventSourceMapping:
         self._poll_lock = threading.Lock()
         self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
+        # ParallelizationFactor > 1: lane threads, the lock of the shards' pipelines, and an
+        # event they set whenever a batch finishes (the poller reads ahead again at once).
+        self._work_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._lane_threads: list[threading.Thread] = []
+        self._lookahead = LOOKAHEAD_BATCHES * self.config.parallelization_factor * self.config.batch_size
+        self._stats_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"StreamEventSourceMapping({self.name!r}, {self.stream_arn!r})"
@@ -388,12 +493,18 @@ class StreamEventSourceMapping:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop polling; an interrupted batch is not committed and is redelivered next time."""
+        deadline = time.monotonic() + timeout
         self._stop_event.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 logger.warning("%s: poller still busy after %.1fs (a handler is running)", self.name, timeout)
             self._thread = None
+        for thread in list(self._lane_threads):
+            thread.join(max(0.0, deadline - time.monotonic()))
+        with self._poll_lock:
+            self._discard_pipelines()
         # A fresh event, so poll_once()/drain() still work (with retries) after a stop.
         self._stop_event = threading.Event()
 
@@ -416,7 +527,7 @@ class StreamEventSourceMapping:
             try:
                 handled = self.poll_once()
             except Exception:
-                self.stats.poll_errors += 1
+                self._count("poll_errors")
                 self._observe("poll_failed")
                 logger.exception("%s: polling %s failed", self.name, self.stream_arn)
                 handled = 0
@@ -424,7 +535,9 @@ class StreamEventSourceMapping:
             if handled:
                 sleep = self.idle_sleep_s
                 continue
-            stop_event.wait(sleep)
+            # A lane finishing a batch (ParallelizationFactor > 1) or stop() wakes this early.
+            self._wake.wait(sleep)
+            self._wake.clear()
             sleep = min(self.max_idle_sleep_s, sleep * 2)
 
     def drain(self, timeout: float = 10.0) -> int:
@@ -443,9 +556,18 @@ class StreamEventSourceMapping:
             handled = self.poll_once()
             total += handled
             if handled == 0:
-                return total
+                if not self.in_flight:
+                    return total
+                self._wake.wait(self.idle_sleep_s)  # lanes still delivering what was read
+                self._wake.clear()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.name}: stream still yielding records after {timeout}s")
+
+    @property
+    def in_flight(self) -> bool:
+        """Records read but not finished (ParallelizationFactor > 1; always False otherwise)."""
+        with self._work_lock:
+            return any(s.pipeline is not None and not s.pipeline.idle for s in self._shards.values())
 
     # ------------------------------------------------------------------ polling
 
@@ -454,9 +576,10 @@ class StreamEventSourceMapping:
         with self._poll_lock:
             self._refresh_shards()
             handled = 0
+            parallel = self.config.parallelization_factor > 1
             for shard in self._ready_shards():
                 try:
-                    handled += self._poll_shard(shard)
+                    handled += self._poll_shard_parallel(shard) if parallel else self._poll_shard(shard)
                 except _Stopped:
                     shard.iterator = None  # resume from the checkpoint next time
                     break
@@ -504,7 +627,8 @@ class StreamEventSourceMapping:
         return ready
 
     def _open_iterator(self, shard: _Shard) -> str:
-        checkpoint = self.checkpoints.get(self.mapping_id, shard.shard_id)
+        # Reading ahead of the checkpoint (ParallelizationFactor > 1) resumes after what it read.
+        checkpoint = shard.read_position or self.checkpoints.get(self.mapping_id, shard.shard_id)
         request = {"StreamArn": self.stream_arn, "ShardId": shard.shard_id}
         if checkpoint is not None:
             try:
@@ -528,8 +652,13 @@ class StreamEventSourceMapping:
         response = self.streams.get_shard_iterator(**request, ShardIteratorType=position)
         return str(response["ShardIterator"])
 
-    def _fetch(self, shard: _Shard) -> tuple[list[dict[str, Any]], str | None]:
-        """GetRecords up to BatchSize, waiting up to the batching window for a fuller batch."""
+    def _fetch(
+        self, shard: _Shard, limit: int | None = None, enough: int | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """GetRecords up to ``limit`` (BatchSize), waiting up to the batching window until
+        ``enough`` (``limit``) records are there."""
+        limit = self.config.batch_size if limit is None else limit
+        enough = limit if enough is None else min(enough, limit)
         if shard.iterator is None:
             iterator = self._open_iterator(shard)
             shard.opened_at = time.monotonic()
@@ -540,9 +669,7 @@ class StreamEventSourceMapping:
         reopened = 0
         while True:
             try:
-                response = self.streams.get_records(
-                    ShardIterator=iterator, Limit=self.config.batch_size - len(records)
-                )
+                response = self.streams.get_records(ShardIterator=iterator, Limit=limit - len(records))
             except ClientError as error:
                 # An expired iterator (15 minutes on AWS) is re-opened from the checkpoint. So is
                 # one DynamoDB Local refuses as trimmed because it was opened while the shard
@@ -554,12 +681,7 @@ class StreamEventSourceMapping:
                 continue
             records.extend(response.get("Records", []))
             next_iterator = response.get("NextShardIterator")
-            if (
-                not records
-                or next_iterator is None
-                or len(records) >= self.config.batch_size
-                or time.monotonic() >= deadline
-            ):
+            if not records or next_iterator is None or len(records) >= enough or time.monotonic() >= deadline:
                 return records, next_iterator
             iterator = next_iterator
             self._stop_event.wait(min(self.idle_sleep_s, max(0.0, deadline - time.monotonic())))
@@ -576,7 +698,7 @@ class StreamEventSourceMapping:
                     for raw in raw_records
                 ]
                 kept = [r for r in records if self.config.delivers(r.event)]
-                self.stats.filtered += len(records) - len(kept)
+                self._count("filtered", len(records) - len(kept))
                 if kept:
                     self._process(shard, kept)
                 if kept[-1:] != records[-1:]:  # trailing records filtered out: move past them
@@ -600,43 +722,200 @@ class StreamEventSourceMapping:
 
     def _reopen_from_checkpoint(self, shard: _Shard) -> None:
         """Drop the cached iterator so the next poll re-opens it after the checkpoint. Only
-        with a checkpoint: before the first commit, a LATEST position exists only in it."""
+        with a checkpoint: before the first commit, a LATEST position exists only in it. Not
+        while records read ahead of the checkpoint are unfinished (they would be read twice)."""
+        with self._work_lock:
+            if shard.pipeline is not None and not shard.pipeline.idle:
+                return
         if self.checkpoints.get(self.mapping_id, shard.shard_id) is not None:
             shard.iterator = None
+            shard.read_position = None
+
+    # ------------------------------------------------------------------ concurrent batches
+
+    def _poll_shard_parallel(self, shard: _Shard) -> int:
+        """Read ahead into the lanes, start idle lanes, and checkpoint what has finished."""
+        factor = self.config.parallelization_factor
+        with self._work_lock:
+            if shard.pipeline is None:
+                shard.pipeline = _Pipeline(factor)
+            pipeline = shard.pipeline
+            failure = pipeline.failure
+            if failure is not None and any(pipeline.busy):
+                return 0  # let the other lanes finish their batches, then start over
+            room = min(self._lookahead - pipeline.queued, MAX_OUTSTANDING - pipeline.outstanding)
+        if failure is not None:
+            self._discard_pipeline(shard)
+            raise failure
+        raw_records: list[dict[str, Any]] = []
+        if room > 0 and not shard.exhausted:
+            try:
+                raw_records, next_iterator = self._fetch(
+                    shard, limit=min(room, MAX_GET_RECORDS), enough=self.config.batch_size
+                )
+            except BaseException:
+                shard.iterator = None  # re-opened after the last record read
+                raise
+            shard.iterator = next_iterator
+            if raw_records:
+                self._enqueue(shard, pipeline, raw_records)
+            if next_iterator is None:
+                shard.exhausted = True
+        self._dispatch(shard, pipeline)
+        with self._work_lock:
+            idle = pipeline.idle
+        if idle and shard.exhausted:
+            shard.ended = True
+            shard.pipeline, shard.read_position = None, None
+            self._shards_stale = True
+            self.checkpoints.mark_ended(self.mapping_id, shard.shard_id)
+            logger.info("%s: shard %s fully processed", self.name, shard.shard_id)
+        elif idle and not raw_records and time.monotonic() - shard.opened_at >= self.shard_refresh_s:
+            self._reopen_from_checkpoint(shard)  # as _poll_shard does, once nothing is in flight
+        return len(raw_records)
+
+    def _enqueue(self, shard: _Shard, pipeline: _Pipeline, raw_records: Sequence[dict[str, Any]]) -> None:
+        """Queue read records on their lanes; filtered ones are finished at once."""
+        records = [
+            _Record(
+                lambda_record(raw, self.stream_arn, self.region),
+                raw["dynamodb"].get("ApproximateCreationDateTime"),
+            )
+            for raw in raw_records
+        ]
+        shard.read_position = records[-1].sequence_number
+        factor = self.config.parallelization_factor
+        filtered: list[str] = []
+        with self._work_lock:
+            for record in records:
+                pipeline.order.append(record.sequence_number)
+                if self.config.delivers(record.event):
+                    pipeline.queues[lane_of(record.event, factor)].append(record)
+                else:
+                    filtered.append(record.sequence_number)
+            if filtered:
+                self._finish_locked(shard, pipeline, filtered)
+        self._count("filtered", len(filtered))
+
+    def _dispatch(self, shard: _Shard, pipeline: _Pipeline) -> None:
+        """Start a thread for every lane that has records and is not delivering yet."""
+        with self._work_lock:
+            if pipeline.failure is not None or self._stop_event.is_set():
+                return
+            lanes = [i for i, queue in enumerate(pipeline.queues) if queue and not pipeline.busy[i]]
+            for lane in lanes:
+                pipeline.busy[lane] = True
+        self._lane_threads = [thread for thread in self._lane_threads if thread.is_alive()]
+        for lane in lanes:
+            thread = threading.Thread(
+                target=self._run_lane,
+                args=(shard, pipeline, lane, self._stop_event),
+                name=f"esm-{self.name}-lane{lane}",
+                daemon=True,
+            )
+            self._lane_threads.append(thread)
+            thread.start()
+
+    def _run_lane(self, shard: _Shard, pipeline: _Pipeline, lane: int, stop_event: threading.Event) -> None:
+        """Deliver one lane's queued records, a batch at a time, in order, until it is empty."""
+        try:
+            while True:
+                with self._work_lock:
+                    queue = pipeline.queues[lane]
+                    if not queue or pipeline.failure is not None or stop_event.is_set():
+                        return
+                    batch = [queue.popleft() for _ in range(min(self.config.batch_size, len(queue)))]
+                self._process(shard, batch, done=lambda records: self._finish(shard, pipeline, records))
+        except BaseException as error:
+            if not isinstance(error, _Stopped):
+                logger.exception("%s: lane %d of shard %s failed", self.name, lane, shard.shard_id)
+            with self._work_lock:
+                pipeline.failure = pipeline.failure or error
+        finally:
+            with self._work_lock:
+                pipeline.busy[lane] = False
+            self._wake.set()
+
+    def _finish(self, shard: _Shard, pipeline: _Pipeline, records: Sequence[_Record]) -> None:
+        with self._work_lock:
+            self._finish_locked(shard, pipeline, [record.sequence_number for record in records])
+
+    def _finish_locked(self, shard: _Shard, pipeline: _Pipeline, sequence_numbers: Sequence[str]) -> None:
+        """Records are done; move the checkpoint over the finished prefix (under _work_lock,
+        so checkpoints are written in order)."""
+        checkpoint = pipeline.finish(sequence_numbers)
+        if checkpoint is not None:
+            self.checkpoints.put(self.mapping_id, shard.shard_id, checkpoint)
+
+    def _discard_pipeline(self, shard: _Shard) -> None:
+        """Forget what was read ahead: the shard is read again from its checkpoint."""
+        shard.pipeline = None
+        shard.iterator = None
+        shard.read_position = None
+        shard.exhausted = False
+
+    def _discard_pipelines(self) -> None:
+        for shard in self._shards.values():
+            pipeline = shard.pipeline
+            if pipeline is None:
+                continue
+            with self._work_lock:
+                busy = any(pipeline.busy)
+            if busy:
+                logger.warning("%s: a lane of shard %s is still running a handler", self.name, shard.shard_id)
+                continue
+            self._discard_pipeline(shard)
+
+    def _count(self, counter: str, amount: int = 1) -> None:
+        """Add to a MappingStats counter (lanes run in threads of their own)."""
+        with self._stats_lock:
+            setattr(self.stats, counter, getattr(self.stats, counter) + amount)
 
     # ------------------------------------------------------------------ batches
 
-    def _process(self, shard: _Shard, records: list[_Record]) -> None:
-        """Deliver one GetRecords batch completely: commit, retry, bisect or give up, in order."""
+    def _process(
+        self,
+        shard: _Shard,
+        records: list[_Record],
+        done: Callable[[Sequence[_Record]], None] | None = None,
+    ) -> None:
+        """Deliver one batch completely: commit, retry, bisect or give up, in order. ``done``
+        receives records once committed or given up on (default: checkpoint them)."""
+        finished = done or (
+            lambda finished_records: self.checkpoints.put(
+                self.mapping_id, shard.shard_id, finished_records[-1].sequence_number
+            )
+        )
         pending: deque[_Batch] = deque([_Batch(records)])
         while pending:
             batch = pending.popleft()
             outcome = self._invoke(batch.records)
-            self.stats.batches += 1
+            self._count("batches")
             if outcome.failed_at is None:
-                self._commit(shard, batch.records)
+                self._commit(batch.records, finished)
                 continue
-            done, rest = batch.records[: outcome.failed_at], batch.records[outcome.failed_at :]
-            if done:
-                self._commit(shard, done)
+            completed, rest = batch.records[: outcome.failed_at], batch.records[outcome.failed_at :]
+            if completed:
+                self._commit(completed, finished)
             if self.config.bisect_on_error and outcome.whole_batch and len(rest) > 1:
                 middle = len(rest) // 2
                 pending.extendleft(
                     [_Batch(rest[middle:], batch.retries), _Batch(rest[:middle], batch.retries)]
                 )
-                self.stats.bisections += 1
+                self._count("bisections")
                 self._observe("bisected")
                 logger.info("%s: batch of %d failed, bisecting", self.name, len(rest))
                 continue
-            if self.config.bisect_on_error and not outcome.whole_batch and done:
+            if self.config.bisect_on_error and not outcome.whole_batch and completed:
                 pending.appendleft(_Batch(rest, batch.retries))  # split at the reported record
                 continue
             limit = self.config.maximum_retry_attempts
             if limit != -1 and batch.retries >= limit:
                 self._give_up(shard, rest, batch.retries + 1, outcome)
+                finished(rest)
                 continue
             retry = batch.retries + 1
-            self.stats.retries += 1
+            self._count("retries")
             self._observe("retried", len(rest))
             delay = self.retry_backoff.delay(retry)
             logger.info("%s: retry %d of %d records in %.3fs", self.name, retry, len(rest), delay)
@@ -699,18 +978,18 @@ class StreamEventSourceMapping:
             indexes.append(positions[str(identifier)])
         return _Outcome(min(indexes), request_id=request_id)
 
-    def _commit(self, shard: _Shard, records: Sequence[_Record]) -> None:
-        self.checkpoints.put(self.mapping_id, shard.shard_id, records[-1].sequence_number)
-        self.stats.records_ok += len(records)
+    def _commit(self, records: Sequence[_Record], finished: Callable[[Sequence[_Record]], None]) -> None:
+        finished(records)
+        self._count("records_ok", len(records))
 
     def _give_up(
         self, shard: _Shard, records: Sequence[_Record], invocations: int, outcome: _Outcome
     ) -> None:
-        """Send the on-failure record (if a destination is set) and move past the records."""
+        """Send the on-failure record (if a destination is set); the caller moves past the records."""
         if self.failure_queue_url is not None:
             message = self.failure_record(shard.shard_id, records, invocations, outcome)
             self.sqs.send_message(QueueUrl=self.failure_queue_url, MessageBody=json.dumps(message))
-            self.stats.sent_to_failure_queue += 1
+            self._count("sent_to_failure_queue")
             self._observe("gave_up", len(records), True)
             logger.error(
                 "%s: %d records %s..%s exhausted their retries; sent to %s",
@@ -729,8 +1008,7 @@ class StreamEventSourceMapping:
                 records[-1].sequence_number,
             )
             self._observe("gave_up", len(records), False)
-        self.stats.records_failed += len(records)
-        self.checkpoints.put(self.mapping_id, shard.shard_id, records[-1].sequence_number)
+        self._count("records_failed", len(records))
 
     def _observe(self, event: str, *args: Any) -> None:
         observer = self.observer

@@ -12,6 +12,13 @@ Order is kept as the runner keeps it: one function's messages of one shard are r
 oldest first, and once one of them still fails, its later ones are held back (kept).
 Kept messages are made visible again at the end, so the next run sees them at once.
 
+A batch's records need not be contiguous in the shard: FilterCriteria kept some records
+out, and with ``ParallelizationFactor`` > 1 a batch holds one lane's records only. So the
+records between the first and last sequence number are read and those the mapping would not
+have put in that batch are left out - filtered ones, and those of another lane (the lane of
+the batch's first record, under the template's factor now; if the factor changed since, the
+count no longer matches ``batchSize`` and the message is kept).
+
 Handlers are idempotent by design (deterministic feed keys), so replaying a batch whose
 records were partly applied is safe; a record replayed after later changes to the same row
 is what ``check-convergence`` / ``rebuild-feed`` exist for.
@@ -30,7 +37,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from ripple_local.aws import region_of
-from ripple_local.esm import ContextFactory, Handler, MappingConfig, lambda_record
+from ripple_local.esm import ContextFactory, Handler, MappingConfig, lambda_record, lane_of
 from ripple_local.functions import function_names, stream_event_sources
 from ripple_local.lambda_context import LambdaContextFactory
 from ripple_local.stack import LocalStack
@@ -162,6 +169,7 @@ class FailureReplayer:
         contexts: Mapping[str, ContextFactory],
         streams_of: Mapping[str, frozenset[str]],
         visibility_timeout_s: int = VISIBILITY_TIMEOUT_S,
+        configs: Mapping[tuple[str, str], MappingConfig] | None = None,
     ) -> None:
         self._sqs = sqs
         self._streams = streams
@@ -171,6 +179,9 @@ class FailureReplayer:
         self._contexts = contexts
         self._streams_of = streams_of
         self._visibility = visibility_timeout_s
+        # (function id, stream ARN) -> the mapping's configuration: which records it delivers
+        # (FilterCriteria) and in how many lanes (ParallelizationFactor). Absent: every record.
+        self._configs = dict(configs or {})
 
     @classmethod
     def for_stack(cls, stack: LocalStack, handlers: Mapping[str, Handler] | None = None) -> FailureReplayer:
@@ -182,10 +193,14 @@ class FailureReplayer:
         overrides = dict(handlers or {})
         queue_urls: list[str] = []
         streams_of: dict[str, set[str]] = {}
+        configs: dict[tuple[str, str], MappingConfig] = {}
         for source in stream_event_sources(stack.template):
             properties = resolver.resolve(source.properties)
             streams_of.setdefault(source.function_id, set()).add(str(properties["Stream"]))
-            destination = MappingConfig.from_properties(properties).on_failure_destination
+            config = configs[(source.function_id, str(properties["Stream"]))] = MappingConfig.from_properties(
+                properties
+            )
+            destination = config.on_failure_destination
             if destination is not None:
                 url = str(clients.sqs.get_queue_url(QueueName=destination.split(":")[5])["QueueUrl"])
                 if url not in queue_urls:
@@ -208,6 +223,7 @@ class FailureReplayer:
             handlers=handler,
             contexts=contexts,
             streams_of={k: frozenset(v) for k, v in streams_of.items()},
+            configs=configs,
         )
 
     # ------------------------------------------------------------------ running
@@ -279,7 +295,7 @@ class FailureReplayer:
                 raise _Kept(f"{function_id} has no event source on {batch.stream_arn}")
             if batch.mapping in blocked:
                 raise _Kept("held back: an earlier batch of this shard still fails (order is kept)")
-            records = self._records(batch)
+            records = self._records(batch, self._configs.get((function_id, batch.stream_arn)))
             self._invoke(function_id, records)
         except _Kept as kept:
             return result(False, kept.detail, kept.records)
@@ -292,7 +308,7 @@ class FailureReplayer:
         logical_id = function_name[len(prefix) :]
         return logical_id if logical_id in self._contexts else None
 
-    def _records(self, batch: FailedBatch) -> list[dict[str, Any]]:
+    def _records(self, batch: FailedBatch, config: MappingConfig | None = None) -> list[dict[str, Any]]:
         try:
             records = read_stream_batch(
                 self._streams, batch.stream_arn, batch.shard_id, batch.start_sequence, batch.end_sequence
@@ -300,6 +316,10 @@ class FailureReplayer:
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
             raise _Kept(f"cannot read the records back from the stream ({code}): {error}") from error
+        if config is not None and records:
+            lanes = config.parallelization_factor
+            lane = lane_of(records[0], lanes)
+            records = [r for r in records if config.delivers(r) and lane_of(r, lanes) == lane]
         found = records[-1]["dynamodb"]["SequenceNumber"] if records else None
         if not records or records[0]["dynamodb"]["SequenceNumber"] != batch.start_sequence:
             raise _Kept("the batch's first record is no longer in the stream (trimmed?)", len(records))

@@ -14,6 +14,12 @@ LocalStack from docker compose).
 ``start()`` also runs the Prometheus exporter (``ripple_local.metrics_exporter``, default
 port 9464) in a thread: the functions get ``RIPPLE_METRICS_SINK`` pointing at it, and the
 stream runners report retries, failure-queue sends and iterator age to it directly.
+
+Stream runners (``runners``): ``in-process`` runs every event source mapping in a thread of
+this process (tests drive them step by step, with their own handlers); ``processes`` runs
+each function's mappings in a child process of its own (``ripple_local.runner_processes``),
+as Lambda runs each function in execution environments of its own, so the API, fan-out and
+the cache refresher do not share one interpreter lock. ``up`` uses ``processes``.
 """
 
 from __future__ import annotations
@@ -35,7 +41,12 @@ from ripple_local.aws import LOCAL_REGION, AwsClients, Endpoints, client
 from ripple_local.cfn import Resolver, load_template, parameter_values
 from ripple_local.checkpoints import CheckpointStore
 from ripple_local.emulators import DEFAULT_EMULATOR, DYNAMODB_LOCAL, EMULATORS, LOCALSTACK, start_emulators
-from ripple_local.environment import build_resolver, stack_environment
+from ripple_local.environment import (
+    LOCAL_SERVICE_NAME,
+    build_resolver,
+    function_environment,
+    stack_environment,
+)
 from ripple_local.esm import Handler, RetryBackoff, StreamEventSourceMapping, StreamObserver
 from ripple_local.functions import (
     StreamEventSource,
@@ -57,9 +68,27 @@ from ripple_local.processes import (
     port_in_use,
 )
 from ripple_local.resources import LocalResources, create_resources
+from ripple_local.runner_processes import (
+    RUNNER_MODES,
+    RUNNERS_IN_PROCESS,
+    RUNNERS_PROCESSES,
+    RemoteMapping,
+    RunnerProcess,
+    RunnerSpec,
+    code_paths,
+)
 from ripple_local.samconfig import load_sam_environment
 
-__all__ = ["API_FUNCTION", "DEFAULT_EMULATOR", "EMULATORS", "LocalStack", "runner_key"]
+__all__ = [
+    "API_FUNCTION",
+    "DEFAULT_EMULATOR",
+    "EMULATORS",
+    "RUNNERS_IN_PROCESS",
+    "RUNNERS_PROCESSES",
+    "RUNNER_MODES",
+    "LocalStack",
+    "runner_key",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +133,10 @@ class LocalStack:
     ``metrics_port`` None means 9464, or a free port when 9464 is taken (a second stack, a test
     session next to ``make up``); an explicit port must be free. ``with_metrics=False`` runs
     no exporter.
+
+    ``runners`` is where the stream runners run: ``in-process`` (threads here; the default for
+    code and tests, which drain them step by step) or ``processes`` (one child process per
+    function, see the module docstring).
     """
 
     def __init__(
@@ -131,7 +164,10 @@ class LocalStack:
         dynamodb_port: int = 8000,
         persist: bool = False,
         request_log: RequestLog | None = None,
+        runners: str = RUNNERS_IN_PROCESS,
     ) -> None:
+        if runners not in RUNNER_MODES:
+            raise ValueError(f"runners must be one of {', '.join(RUNNER_MODES)}, not {runners!r}")
         if emulator not in EMULATORS:
             raise ValueError(f"emulator must be one of {', '.join(EMULATORS)}, not {emulator!r}")
         if persist and (emulator != DYNAMODB_LOCAL or endpoints is not None):
@@ -150,6 +186,7 @@ class LocalStack:
         self.stack_name = stack_name
         self.with_api = with_api
         self.with_runners = with_runners
+        self.runner_mode = runners
         self.host = host
         self.config_env = config_env
         self.retry_backoff = retry_backoff
@@ -168,7 +205,8 @@ class LocalStack:
         self.environment: dict[str, str] = {}
         self.checkpoints: CheckpointStore | None = None
         self.api: ApiServer | None = None
-        self.runners: dict[str, StreamEventSourceMapping] = {}
+        self.runners: dict[str, StreamEventSourceMapping | RemoteMapping] = {}
+        self.runner_processes: list[RunnerProcess] = []  # runners="processes": one per function
         self.metrics: MetricsExporter | None = None
         self._services: list[ManagedProcess] = []  # started by us, in start order
         self._redis: RedisProcess | None = None
@@ -255,7 +293,8 @@ class LocalStack:
                 raise PortInUse(name, self.host, port)
 
     def _record_services(self) -> None:
-        records = [record.to_json() for process in self._services for record in process.records()]
+        processes: list[Any] = [*self._services, *self.runner_processes]
+        records = [record.to_json() for process in processes for record in process.records()]
         if records:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             (self.state_dir / SERVICES_FILE).write_text(json.dumps(records, indent=1) + "\n")
@@ -294,8 +333,19 @@ class LocalStack:
             raise
         return self
 
+    @property
+    def failure(self) -> str | None:
+        """Why the stack cannot go on: a runner process that stayed down (None while all is well)."""
+        return next((process.failure for process in self.runner_processes if process.failure), None)
+
     def stop(self) -> None:
         """Stop everything that was started, in reverse order; safe to call twice."""
+        for runner_process in reversed(self.runner_processes):
+            try:
+                runner_process.stop()
+            except Exception:
+                logger.exception("stopping %s failed", runner_process.name)
+        self.runner_processes = []
         for key, runner in reversed(list(self.runners.items())):
             try:
                 runner.stop()
@@ -518,8 +568,13 @@ class LocalStack:
 
     def start_runners(
         self, handlers: Mapping[str, Handler] | None = None
-    ) -> dict[str, StreamEventSourceMapping]:
-        """One polling runner per ``Type: DynamoDB`` event; ``handlers`` overrides by function id."""
+    ) -> dict[str, StreamEventSourceMapping | RemoteMapping]:
+        """One polling runner per ``Type: DynamoDB`` event; ``handlers`` overrides by function id
+        (in-process runners only: a runner process imports the function's own handler)."""
+        if self.runner_mode == RUNNERS_PROCESSES:
+            if handlers:
+                raise ValueError("handlers can replace the functions' own only with in-process runners")
+            return self.start_runner_processes()
         for source in stream_event_sources(self.template):
             key = runner_key(source.function_id, source.event_name)
             runner = self.make_runner(source, (handlers or {}).get(source.function_id))
@@ -527,9 +582,82 @@ class LocalStack:
             runner.start()
         return self.runners
 
+    def start_runner_processes(self) -> dict[str, StreamEventSourceMapping | RemoteMapping]:
+        """One child process per function with stream events, running that function's
+        mappings; returns once each runs them (RuntimeError with its output if one cannot)."""
+        if self.resolver is None or self.resources is None or self.endpoints is None:
+            raise RuntimeError("create_resources() must run first")
+        by_function: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        for source in stream_event_sources(self.template):
+            by_function.setdefault(source.function_id, []).append(
+                (source.event_name, self.resolver.resolve(source.properties))
+            )
+        started: list[RunnerProcess] = []
+        for function_id, sources in by_function.items():
+            backoff = self.retry_backoff
+            spec = RunnerSpec(
+                function_id=function_id,
+                root_dir=str(self.root_dir),
+                state_dir=str(self.state_dir.resolve()),
+                stack_name=self.stack_name,
+                region=self.region,
+                account_id=self.resources.account_id,
+                endpoints={"default": self.endpoints.default, "overrides": dict(self.endpoints.overrides)},
+                sources=[{"event_name": name, "properties": properties} for name, properties in sources],
+                retry_backoff=(
+                    {
+                        "initial_s": backoff.initial_s,
+                        "multiplier": backoff.multiplier,
+                        "maximum_s": backoff.maximum_s,
+                    }
+                    if backoff is not None
+                    else None
+                ),
+                idle_sleep_s=self.idle_sleep_s,
+                max_idle_sleep_s=self.max_idle_sleep_s,
+                log_level=logging.getLogger().getEffectiveLevel(),
+            )
+            process = RunnerProcess(spec, self._runner_environment(function_id))
+            for event_name, properties in sources:
+                key = runner_key(function_id, event_name)
+                remote = RemoteMapping(
+                    process,
+                    key,
+                    f"{self.stack_name}-{function_id}",
+                    str(properties["Stream"]),
+                    properties,
+                    observer=self._stream_observer(key),
+                )
+                self.runners[key] = process.mappings[key] = remote
+            self.runner_processes.append(process)
+            started.append(process.start())
+        for process in started:  # they import their functions side by side
+            process.wait_ready()
+        self._record_services()
+        return self.runners
+
+    def _runner_environment(self, function_id: str) -> dict[str, str]:
+        """A runner process's environment: this process's (the functions' union, applied by
+        apply_environment, and whatever was set on top), with the function's own values where
+        the union had to pick another function's, and PYTHONPATH to this process's code."""
+        if self.resolver is None:
+            raise RuntimeError("create_resources() must run first")
+        environment = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+        environment.update(self.environ)
+        own = function_environment(self.template, function_id, self.resolver)
+        for name, value in own.items():
+            if self.environment.get(name) != value:
+                environment[name] = value
+        environment["POWERTOOLS_SERVICE_NAME"] = own.get("POWERTOOLS_SERVICE_NAME", LOCAL_SERVICE_NAME)
+        inherited = [path for path in os.environ.get("PYTHONPATH", "").split(os.pathsep) if path]
+        environment["PYTHONPATH"] = os.pathsep.join([*code_paths(), *inherited])
+        return environment
+
     # ------------------------------------------------------------------ access
 
-    def runner(self, function_id: str, event_name: str | None = None) -> StreamEventSourceMapping:
+    def runner(
+        self, function_id: str, event_name: str | None = None
+    ) -> StreamEventSourceMapping | RemoteMapping:
         """A started runner, by function id and event name (the name may be omitted if unique)."""
         if event_name is not None:
             return self.runners[runner_key(function_id, event_name)]
@@ -573,7 +701,10 @@ class LocalStack:
         rows.append(("Redis", str(self.redis_url), "redis-server" if self._redis else "reused"))
         if self.metrics is not None:
             rows.append(("metrics", self.metrics.url, "Prometheus exposition"))
-        if self.runners:
+        if self.runner_processes:
+            where = ", ".join(f"{p.function_id} (pid {p.pid})" for p in self.runner_processes)
+            rows.append(("stream runners", str(len(self.runners)), f"a process per function: {where}"))
+        elif self.runners:
             rows.append(("stream runners", str(len(self.runners)), ", ".join(self.runners)))
         data = f"{self.state_dir / 'dynamodb'} (kept)" if self.persist else "in memory"
         rows.append(("data", data, f"emulator: {self.emulator if self._services else 'reused'}"))

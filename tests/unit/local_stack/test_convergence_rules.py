@@ -10,6 +10,7 @@ import pytest
 
 from ripple.cache.feed_cache import SENTINEL
 from ripple_local.convergence import check_cached_feed
+from ripple_local.esm import MappingConfig, lane_of
 from ripple_local.replay import FailedBatch, FailureReplayer, read_stream_batch
 
 # Members as the cache stores them; ids sort by time (c newest).
@@ -77,8 +78,9 @@ class FakeStreams:
     """An open shard: a fresh iterator first answers empty (as open shards may), then one
     record per GetRecords call from its position, then empty answers for ever."""
 
-    def __init__(self, sequence_numbers: list[int]) -> None:
+    def __init__(self, sequence_numbers: list[int], records: dict[int, dict[str, Any]] | None = None) -> None:
         self.sequence_numbers = sequence_numbers
+        self.records = records or {}  # sequence number -> eventName and Keys, where they matter
         self.iterator_request: dict[str, Any] = {}
 
     def get_shard_iterator(self, **request: Any) -> dict[str, Any]:
@@ -91,7 +93,12 @@ class FakeStreams:
         if state == "fresh" or at >= len(self.sequence_numbers):
             return {"Records": [], "NextShardIterator": f"ready:{at}"}
         n = str(self.sequence_numbers[at])
-        record = {"eventID": n, "eventName": "INSERT", "dynamodb": {"SequenceNumber": n, "Keys": {}}}
+        shape = {"eventName": "INSERT", "Keys": {}, **self.records.get(int(n), {})}
+        record = {
+            "eventID": n,
+            "eventName": shape["eventName"],
+            "dynamodb": {"SequenceNumber": n, "Keys": shape["Keys"]},
+        }
         return {"Records": [record], "NextShardIterator": f"ready:{at + 1}"}
 
 
@@ -174,3 +181,57 @@ def test_a_replay_keeps_each_functions_shard_in_order() -> None:
     assert "held back" in results["fan-later"].detail
     assert "not part of stack 'st'" in results["stranger"].detail
     assert sorted(sqs.released) == ["fan-first", "fan-later", "stranger"]
+
+
+def test_a_replay_sends_only_the_parked_batchs_own_records_of_its_range() -> None:
+    """With ParallelizationFactor 2 a batch holds one lane's records, and FilterCriteria may
+    have kept others out: the range 100..500 holds more records than the batch did."""
+    lanes: dict[int, list[dict[str, Any]]] = {0: [], 1: []}
+    n = 0
+    while min(len(v) for v in lanes.values()) < 2:
+        item = {"pk": {"S": f"u{n}"}}
+        lanes[lane_of({"dynamodb": {"Keys": item}}, 2)].append(item)
+        n += 1
+    (a, a2), (b, _) = lanes[0], lanes[1]
+    streams = FakeStreams(
+        [100, 200, 300, 400, 500],
+        {
+            100: {"Keys": a},
+            200: {"Keys": b},  # another lane
+            300: {"Keys": a2, "eventName": "MODIFY"},  # filtered out
+            400: {"Keys": b},
+            500: {"Keys": a2},
+        },
+    )
+    message = on_failure_message(
+        startSequenceNumber="100", endSequenceNumber="500", batchSize=2, streamArn=STREAM
+    )
+    invoked: list[list[str]] = []
+
+    def handler(function_id: str) -> Any:
+        def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+            invoked.append([r["dynamodb"]["SequenceNumber"] for r in event["Records"]])
+            return {"batchItemFailures": []}
+
+        return handle
+
+    config = MappingConfig.from_properties(
+        {
+            "Stream": STREAM,
+            "ParallelizationFactor": 2,
+            "FilterCriteria": {"Filters": [{"Pattern": '{"eventName": ["INSERT", "REMOVE"]}'}]},
+        }
+    )
+    replayer = FailureReplayer(
+        sqs=FakeSqs([{**message, "MessageId": "m", "ReceiptHandle": "m"}]),
+        streams=streams,
+        queue_urls=["q"],
+        stack_name="st",
+        handlers=handler,
+        contexts={"FanoutFunction": lambda: None},
+        streams_of={"FanoutFunction": frozenset({STREAM})},
+        configs={("FanoutFunction", STREAM): config},
+    )
+    [result] = replayer.replay()
+    assert result.replayed, result.describe()
+    assert invoked == [["100", "500"]]

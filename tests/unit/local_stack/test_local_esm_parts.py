@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import ripple_local
 from ripple_local.esm import CheckpointStore, MappingConfig, RetryBackoff, lambda_record
 
 STREAM_ARN = "arn:aws:dynamodb:eu-west-1:123456789012:table/t/stream/2024-01-01T00:00:00.000"
@@ -108,3 +112,40 @@ def test_a_corrupt_checkpoint_file_is_set_aside(tmp_path: Path) -> None:
     store = CheckpointStore(tmp_path)
     assert store.get("fn|arn", "shard-1") is None
     assert (tmp_path / "checkpoints.corrupt").exists()
+
+
+def test_two_stores_on_one_state_directory_keep_each_others_commits(tmp_path: Path) -> None:
+    # Given two stores (two runner processes) that loaded the directory before either wrote
+    fanout, refresher = CheckpointStore(tmp_path), CheckpointStore(tmp_path)
+    # When each commits its own mappings, interleaved
+    fanout.put("fanout|posts", "shard-1", "10")
+    refresher.put("refresher|feed", "shard-9", "90")
+    fanout.put("fanout|posts", "shard-1", "11")
+    refresher.mark_ended("refresher|feed", "shard-8")
+    # Then the file holds both processes' latest entries, and either store's snapshot shows all
+    reopened = CheckpointStore(tmp_path)
+    assert reopened.get("fanout|posts", "shard-1") == "11"
+    assert reopened.get("refresher|feed", "shard-9") == "90"
+    assert reopened.is_ended("refresher|feed", "shard-8")
+    assert fanout.snapshot() == refresher.snapshot() == reopened.snapshot()
+
+
+WRITER = """
+import sys
+from ripple_local.checkpoints import CheckpointStore
+store = CheckpointStore(sys.argv[1])
+for n in range(1, 201):
+    store.put(sys.argv[2], "shard-1", str(n))
+"""
+
+
+def test_concurrent_processes_writing_checkpoints_lose_none(tmp_path: Path) -> None:
+    source = str(Path(ripple_local.__file__).resolve().parents[1])  # this checkout's infra/local
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([source, os.environ.get("PYTHONPATH", "")])}
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), f"fn{i}|arn"], env=env)
+        for i in range(3)
+    ]
+    assert [writer.wait(60) for writer in writers] == [0, 0, 0]
+    store = CheckpointStore(tmp_path)
+    assert [store.get(f"fn{i}|arn", "shard-1") for i in range(3)] == ["200", "200", "200"]

@@ -106,3 +106,36 @@ def test_a_record_tells_a_process_from_a_later_one_with_the_same_pid() -> None:
     assert ProcessRecord(me.name, me.pid, me.create_time + 1, me.cmdline).live() is None
     assert ProcessRecord(me.name, me.pid, me.create_time, ("other",)).live() is None
     assert ProcessRecord.from_json(me.to_json()) == me
+
+
+def test_a_runner_spec_travels_as_json() -> None:
+    from ripple_local.runner_processes import RunnerSpec
+
+    spec = RunnerSpec(
+        function_id="FanoutFunction",
+        root_dir="/r",
+        state_dir="/s",
+        stack_name="st",
+        region="us-east-1",
+        account_id="000000000000",
+        endpoints={"default": "http://127.0.0.1:1", "overrides": {"dynamodb": "http://127.0.0.1:2"}},
+        sources=[
+            {"event_name": "PostsStream", "properties": {"Stream": "arn", "ParallelizationFactor": "4"}}
+        ],
+        retry_backoff={"initial_s": 0.1, "multiplier": 2.0, "maximum_s": 5.0},
+    )
+    assert RunnerSpec.from_json(spec.to_json()) == spec
+
+
+def test_a_remote_mappings_stats_add_up_over_its_processes() -> None:
+    from ripple_local.esm import MappingStats
+    from ripple_local.runner_processes import RemoteMapping, RunnerProcess, RunnerSpec
+
+    zero = MappingStats().snapshot()
+    spec = RunnerSpec("Fn", "/r", "/s", "st", "us-east-1", "1", {"default": "http://x"}, [])
+    mapping = RemoteMapping(RunnerProcess(spec, {}), "Fn.Posts", "st-Fn", "arn", {"Stream": "arn"})
+    mapping._update({**zero, "batches": 3, "records_ok": 30})
+    mapping._process_exited()  # the process died; a new one starts counting from 0
+    mapping._update({**zero, "batches": 1, "records_ok": 5})
+    assert (mapping.stats.batches, mapping.stats.records_ok) == (4, 35)
+    assert not mapping.running
