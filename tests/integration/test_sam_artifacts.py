@@ -129,7 +129,8 @@ def build_dir(sam_cli: Path, sam_env: dict[str, str], tmp_path_factory: pytest.T
 
 @pytest.fixture(scope="module")
 def lambda_runtime(python312: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """What the Lambda runtime adds to a function: boto3 (the layer's requirements rely on it)."""
+    """What the Lambda runtime adds to a function: boto3 (on the path as on Lambda; no function
+    imports it: they use botocore, which the layer carries as PynamoDB's dependency)."""
     target = tmp_path_factory.mktemp("lambda-runtime")
     _run(
         [

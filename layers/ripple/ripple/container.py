@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from functools import cached_property, lru_cache
 
-import boto3
 import redis
+from botocore.session import get_session
 
 from ripple.auth.passwords import PasswordHasher
 from ripple.auth.tokens import TokenService
@@ -60,7 +60,8 @@ class Container:
             return self.settings.jwt_secret
         if not self.settings.jwt_secret_arn:
             raise RuntimeError("set JWT_SECRET or JWT_SECRET_ARN")
-        client = boto3.client(
+        # botocore's own session, as PynamoDB's: boto3 would add its import to the cold start
+        client = get_session().create_client(
             "secretsmanager",
             region_name=self.settings.region,
             endpoint_url=self.settings.secretsmanager_endpoint_url,
