@@ -28,6 +28,7 @@ import pytest
 
 from ripple_local.cfn import load_template
 from ripple_local.functions import function_names
+from tests.unit.test_cold_start import AT_COLD_START, NEVER, NEVER_ANYWHERE
 from tests.unit.test_least_privilege import SAM_POLICY_TEMPLATES, Grant, granted
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -172,7 +173,8 @@ module = importlib.import_module(sys.argv[1])
 handler = getattr(module, sys.argv[2])
 files = sorted({getattr(m, "__file__", None) or "" for m in list(sys.modules.values())} - {""})
 print(json.dumps({"handler": type(handler).__name__, "callable": callable(handler), "files": files,
-                  "stdlib": [sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]]}))
+                  "stdlib": [sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]],
+                  "modules": sorted(sys.modules)}))
 """
 
 
@@ -281,6 +283,9 @@ def test_built_function_imports_with_only_its_dependencies_and_the_layer(
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
         "AWS_LAMBDA_FUNCTION_NAME": f"ripple-{function_id}",
+        # Set on Lambda: without it the X-Ray SDK takes its off-Lambda path, which builds a
+        # botocore client for sampling rules at import.
+        "LAMBDA_TASK_ROOT": str(code),
         "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
         **_placeholder_environment(function_id),
     }
@@ -299,6 +304,13 @@ def test_built_function_imports_with_only_its_dependencies_and_the_layer(
     allowed = [str(code), str(layer), str(lambda_runtime), *probe["stdlib"]]
     outside = [f for f in probe["files"] if not any(f.startswith(root) for root in allowed)]
     assert not outside, f"{function_id} imported from outside its artefacts: {outside}"
+    # Issue 11: at cold start, what the function's invocations use and nothing else
+    # (unit/test_cold_start.py checks the same from source, with the tracer active).
+    modules = set(probe["modules"])
+    assert AT_COLD_START[function_id] <= modules, "deferred to the first request"
+    never = NEVER[function_id] | NEVER_ANYWHERE
+    unused = sorted(n for n in never if any(m == n or m.startswith(f"{n}.") for m in modules))
+    assert not unused, f"{function_id} imports what it never runs: {unused}"
 
 
 # ------------------------------------------------------------------ policies as SAM expands them
