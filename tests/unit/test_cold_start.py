@@ -5,8 +5,9 @@ Each handler is imported from source in a fresh interpreter with Lambda's enviro
 (``LAMBDA_TASK_ROOT`` makes Powertools' Tracer active, as on Lambda with ``Tracing: Active``).
 What every invocation needs is imported at cold start, in Lambda's init phase, not deferred to
 the first request; what a function never runs is not imported at all (``ripple.container``
-imports each part where it builds it). The built artefacts get the same check in
-``integration/test_sam_artifacts.py``; the time it takes is bench/coldstart.py's.
+imports each part where it builds it), and what only some requests run is imported by the
+first of them. The built artefacts get the same check in ``integration/test_sam_artifacts.py``;
+the time it takes is bench/coldstart.py's.
 """
 
 from __future__ import annotations
@@ -28,14 +29,19 @@ TEMPLATE = load_template(ROOT / "template.yaml")
 # Imported by the handler module itself: what the function's every invocation uses.
 AT_COLD_START = {
     # The caller check of every authenticated request: Redis, then DynamoDB (PynamoDB on
-    # botocore, also the JWT secret's SDK); tokens; the rate limits of writes and sign-ins.
-    "ApiFunction": {"chalice.app", "redis", "pynamodb.models", "botocore.client", "jwt", "limits"},
+    # botocore, also the JWT secret's SDK); the tokens.
+    "ApiFunction": {"chalice.app", "redis", "pynamodb.models", "botocore.client", "jwt"},
     "FanoutFunction": {"aws_lambda_powertools.utilities.batch", "pynamodb.models", "tenacity"},
     "CacheRefresherFunction": {"aws_lambda_powertools.utilities.batch", "redis"},
 }
-# Never imported by the function: what it does not run.
+# Not imported at cold start: what the function never runs, or only some of its requests do.
 NEVER = {
-    "ApiFunction": {"aws_lambda_powertools.utilities.batch", "ripple.streams", "ripple.services.fanout"},
+    "ApiFunction": {
+        "limits",  # by the first write or sign-in: no limit applies to a read
+        "aws_lambda_powertools.utilities.batch",
+        "ripple.streams",
+        "ripple.services.fanout",
+    },
     "FanoutFunction": {"redis", "jwt", "limits", "chalice", "ripple.cache.client", "ripple.auth.tokens"},
     # It calls no AWS API: no SDK beyond botocore's top-level package (Powertools' user agent).
     "CacheRefresherFunction": {
