@@ -40,6 +40,7 @@ LAMBDA_PYTHON = "3.12"
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "dateutil",
                     "urllib3", "six")  # fmt: skip
 LAYER_DIR = REPO_ROOT / "layers" / "ripple"
+CHALICE_RUNTIME = ("chalice/__init__.py", "chalice/app.py")  # all of chalice the API ships
 TEMPLATE = load_template(REPO_ROOT / "template.yaml")
 # Logical id -> CodeUri directory of every function in template.yaml.
 FUNCTIONS = {f: REPO_ROOT / str(function_setting(TEMPLATE, f, "CodeUri")) for f in function_names(TEMPLATE)}
@@ -74,17 +75,10 @@ def _install(
         return None, "unavailable (not cached; smoke mode does not download)"
     shutil.rmtree(target, ignore_errors=True)
     platforms = [a for p in LAMBDA_PLATFORMS for a in ("--platform", p)]
-    lambda_args = [
-        *platforms,
-        "--implementation",
-        "cp",
-        "--python-version",
-        LAMBDA_PYTHON,
-        "--only-binary=:all:",
-    ]
+    wheels = [*platforms, "--implementation", "cp", "--python-version", LAMBDA_PYTHON, "--only-binary=:all:"]
     pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile"]
     try:
-        command = [*pip, "--target", str(target), *([] if host else lambda_args), *requirements]
+        command = [*pip, "--target", str(target), *([] if host else wheels), *requirements]
         done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     except subprocess.TimeoutExpired:
         done = subprocess.CompletedProcess([], 1, "", "pip timed out")
@@ -140,10 +134,12 @@ def lambda_images(cache: Path, download: bool, workdir: Path) -> tuple[dict[str,
 
 def _env(path: list[Path] | None) -> dict[str, str]:
     keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
-    python_path = os.pathsep.join(map(str, path or [LAYER_DIR]))
-    region = {"AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
-    return {**keep, **region, "PYTHONPATH": python_path, "PYTHONDONTWRITEBYTECODE": "1",
-            "POWERTOOLS_METRICS_NAMESPACE": "Ripple"}  # fmt: skip
+    python_path = [str(p) for p in path or [LAYER_DIR]]
+    # LAMBDA_TASK_ROOT as on Lambda: Powertools' Tracer then patches the AWS SDK, and X-Ray skips
+    # what it does off Lambda at import (a botocore client for its sampling rules).
+    env = {"AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "LAMBDA_TASK_ROOT": python_path[0],
+           "PYTHONPATH": os.pathsep.join(python_path), "PYTHONDONTWRITEBYTECODE": "1"}  # fmt: skip
+    return {**keep, **env, "POWERTOOLS_METRICS_NAMESPACE": "Ripple"}
 
 
 def import_times(
@@ -186,7 +182,7 @@ def import_times(
             functions[fid][variant] = {**stats, "process_p50_s": walls["p50"]}
         if breakdown:
             totals: dict[str, float] = {}
-            for line in run(fid, variants[0], "-X", "importtime")[0].stderr.splitlines():
+            for line in run(fid, variants[-1], "-X", "importtime")[0].stderr.splitlines():  # as deployed
                 if match := re.match(r"import time:\s+(\d+)\s+\|\s+(\d+)\s+\|\s*(\S+)", line):
                     package = match.group(3).split(".")[0]
                     totals[package] = totals.get(package, 0.0) + int(match.group(1)) / 1e6
@@ -220,9 +216,11 @@ def _package(files: list[tuple[Path, str]]) -> dict[str, Any]:
 
 
 def _files(root: Path | None, prefix: str = "") -> list[tuple[Path, str]]:
-    """(file, name in the archive) of a directory tree, without bytecode and requirements.txt."""
+    """(file, name in the archive) of a directory tree, without bytecode and requirements.txt; of
+    chalice, what functions/api/Makefile keeps (its runtime, chalice/__init__.py and app.py)."""
     names = [(p, p.relative_to(root)) for p in sorted(root.rglob("*")) if p.is_file()] if root else []
     skip = {"__pycache__", "requirements.txt", ".complete", "Makefile", "bin"}
+    names = [(p, n) for p, n in names if n.parts[0] != "chalice" or str(n) in CHALICE_RUNTIME]
     return [(p, prefix + str(name)) for p, name in names if p.suffix != ".pyc" and not skip & set(name.parts)]
 
 

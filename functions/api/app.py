@@ -34,6 +34,9 @@ from ripple.observability import logger, metrics, tracer
 app = Chalice(app_name="ripple")
 container = get_container()
 settings = container.settings
+# Built at cold start, in Lambda's init phase, rather than by the first request: the caller
+# check every authenticated request makes (Redis, then DynamoDB: redis, PynamoDB, botocore).
+_ = container.access
 OPENAPI = json.loads((Path(__file__).parent / "openapi.json").read_text())
 
 WRITES_PER_USER = Limit("writes:user", settings.rate_limit_writes_per_minute)

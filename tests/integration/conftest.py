@@ -55,8 +55,11 @@ def stack(
 
 @pytest.fixture(scope="session")
 def container(stack: LocalStack) -> Container:
-    """The same composition root the functions use (built from the stack's environment)."""
-    return get_container()
+    """The same composition root the functions use (built from the stack's environment), its
+    models bound for the session (the models are process-wide; tests restore this binding)."""
+    container = get_container()
+    container.bind_models()
+    return container
 
 
 def _invoker(stack: LocalStack, function_id: str) -> Callable[[dict[str, Any]], Any]:

@@ -155,7 +155,8 @@ def harness(stack: LocalStack, container: Container) -> Iterator[Harness]:
     proxy = FaultProxy(stack.endpoints.dynamodb).start()
     patch = pytest.MonkeyPatch()
     try:
-        api = Container(replace(container.settings, dynamodb_endpoint_url=proxy.url))  # rebinds every model
+        api = Container(replace(container.settings, dynamodb_endpoint_url=proxy.url))
+        api.bind_models()  # rebinds every model, the session container's too
         api.__dict__["jwt_secret"] = container.jwt_secret  # the same key: tokens stay interchangeable
         patch.setattr(app_module, "container", api)
         with Client(app) as chalice:

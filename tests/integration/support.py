@@ -72,13 +72,13 @@ def feed_reader(
 ) -> FeedReader:
     """The container's feed reader, optionally on another Redis client (a dead one) or with
     its own container-side registry lifetime."""
-    from ripple.cache.feed_cache import FeedCache, outbox_key
+    from ripple.cache.feed_cache import OUTBOX_MAX_ITEMS, FeedCache, outbox_key
     from ripple.cache.known_users import KnownUsers
     from ripple.cache.liked_posts import LikedPosts
     from ripple.cache.post_cache import PostCache
     from ripple.cache.timeline import TimelineCache
     from ripple.cache.views import PostViews
-    from ripple.services.feed import OUTBOX_MAX_ITEMS, PostHydrator, PulledAuthors
+    from ripple.services.feed import PostHydrator, PulledAuthors
 
     r = client or container.redis
     settings = container.settings

@@ -124,7 +124,7 @@ def own_stack(
     finally:
         stack.stop()
         redis.stop()
-        for model, table_name, region, host in bindings:  # Container() rebound them globally
+        for model, table_name, region, host in bindings:  # the container rebound them globally
             model.Meta.table_name, model.Meta.region, model.Meta.host = table_name, region, host
             model._connection = None
 

@@ -29,6 +29,7 @@ import pytest
 
 from ripple_local.cfn import load_template
 from ripple_local.functions import function_names
+from tests.unit.test_cold_start import AT_COLD_START, NEVER, NEVER_ANYWHERE
 from tests.unit.test_least_privilege import SAM_POLICY_TEMPLATES, Grant, granted
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -130,7 +131,8 @@ def build_dir(sam_cli: Path, sam_env: dict[str, str], tmp_path_factory: pytest.T
 
 @pytest.fixture(scope="module")
 def lambda_runtime(python312: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """What the Lambda runtime adds to a function: boto3 (the layer's requirements rely on it)."""
+    """What the Lambda runtime adds to a function: boto3 (on the path as on Lambda; no function
+    imports it: they use botocore, which the layer carries as PynamoDB's dependency)."""
     target = tmp_path_factory.mktemp("lambda-runtime")
     _run(
         [
@@ -172,7 +174,8 @@ module = importlib.import_module(sys.argv[1])
 handler = getattr(module, sys.argv[2])
 files = sorted({getattr(m, "__file__", None) or "" for m in list(sys.modules.values())} - {""})
 print(json.dumps({"handler": type(handler).__name__, "callable": callable(handler), "files": files,
-                  "stdlib": [sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]]}))
+                  "stdlib": [sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]],
+                  "modules": sorted(sys.modules)}))
 """
 
 
@@ -220,14 +223,19 @@ def test_the_artefacts_hold_only_what_the_functions_import(build_dir: Path) -> N
 
 
 def test_the_api_ships_chalice_alone_and_everything_ships_bytecode(build_dir: Path) -> None:
-    """Issue 11, cold start: the API function carries the Chalice package without its
-    command-line toolchain (the app object imports nothing else), and every module of the API
-    and the layer is precompiled for CPython 3.12 with unchecked-hash .pyc files (valid
-    whatever the file times are after the zip round trip)."""
+    """Issue 11, cold start: the API function carries Chalice's runtime - chalice/__init__.py
+    and chalice/app.py, what Chalice's own packager deploys - without its command-line
+    toolchain (neither its dependencies nor its own cli/, deploy/ and the rest), and every
+    module of the API and the layer is precompiled for CPython 3.12 with unchecked-hash .pyc
+    files (valid whatever the file times are after the zip round trip)."""
     built = load_template(build_dir / "template.yaml")["Resources"]
     api = build_dir / built["ApiFunction"]["Properties"]["CodeUri"]
     top_level = {p.name for p in api.iterdir() if not p.name.endswith(".dist-info")}
     assert top_level == {"app.py", "openapi.json", "chalice", "__pycache__"}, top_level
+    chalice = {p.name for p in (api / "chalice").iterdir()}
+    assert chalice == {"__init__.py", "app.py", "__pycache__"}, chalice
+    size = sum(p.stat().st_size for p in api.rglob("*") if p.is_file())
+    assert size < 1_000_000, f"the built API is {size / 1e6:.1f} MB (about 0.3 MB: app, spec, chalice.app)"
     layer = build_dir / built["RippleLayer"]["Properties"]["ContentUri"] / "python"
     for root in (api, layer):
         sources = [p for p in root.rglob("*.py") if "dist-info" not in str(p)]
@@ -276,6 +284,9 @@ def test_built_function_imports_with_only_its_dependencies_and_the_layer(
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
         "AWS_LAMBDA_FUNCTION_NAME": f"ripple-{function_id}",
+        # Set on Lambda: without it the X-Ray SDK takes its off-Lambda path, which builds a
+        # botocore client for sampling rules at import.
+        "LAMBDA_TASK_ROOT": str(code),
         "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
         **_placeholder_environment(function_id),
     }
@@ -294,6 +305,13 @@ def test_built_function_imports_with_only_its_dependencies_and_the_layer(
     allowed = [str(code), str(layer), str(lambda_runtime), *probe["stdlib"]]
     outside = [f for f in probe["files"] if not any(f.startswith(root) for root in allowed)]
     assert not outside, f"{function_id} imported from outside its artefacts: {outside}"
+    # Issue 11: at cold start, what the function's invocations use and nothing else
+    # (unit/test_cold_start.py checks the same from source, with the tracer active).
+    modules = set(probe["modules"])
+    assert AT_COLD_START[function_id] <= modules, "deferred to the first request"
+    never = NEVER[function_id] | NEVER_ANYWHERE
+    unused = sorted(n for n in never if any(m == n or m.startswith(f"{n}.") for m in modules))
+    assert not unused, f"{function_id} imports what it never runs: {unused}"
 
 
 # ------------------------------------------------------------------ policies as SAM expands them

@@ -68,7 +68,8 @@ class Target:
     def container(self) -> Container:
         """The functions' composition root on this target's tables and Redis (built once)."""
         if self._container is None:
-            container = Container(self.settings)  # binds the models to this target's tables
+            container = Container(self.settings)
+            container.bind_models()  # to this target's tables
             _bind_credentials(self.credentials)
             if self.cache_problem is not None:
                 container.redis = unreachable_redis(self.cache_problem)

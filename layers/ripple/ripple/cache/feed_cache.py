@@ -95,6 +95,13 @@ def feed_key(user_id: str) -> str:
     return f"feed:home:{user_id}"
 
 
+# A pulled author's outbox is loaded with this many posts: a first page of any size (at most
+# validation.MAX_PAGE_LIMIT + 1) and the next ones come from it.
+OUTBOX_WARM_ITEMS = 200
+# Kept per outbox: the warmed window plus as many newer posts (trimming drops the oldest).
+OUTBOX_MAX_ITEMS = 2 * OUTBOX_WARM_ITEMS
+
+
 def outbox_key(author_id: str) -> str:
     """An author's own recent posts, for the readers who pull them (high-follower authors);
     the same structure and rules as a home feed."""

@@ -15,6 +15,9 @@ subject, expiring with the window.
 
 If Redis is unavailable the limiter fails open - availability over strictness - and API
 Gateway's own throttling still bounds the worst case.
+
+``limits`` itself (``ripple.cache.moving_window``) is imported by the first check that counts
+a request, not at cold start: a read, which no limit applies to, never needs it.
 """
 
 from __future__ import annotations
@@ -23,15 +26,19 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import redis
-from limits import RateLimitItemPerSecond
-from limits.storage import RedisStorage
-from limits.strategies import MovingWindowRateLimiter
 
 from ripple.cache.pipelines import ScriptPipeline
 from ripple.errors import RateLimitedError
+
+if TYPE_CHECKING:
+    from limits import RateLimitItemPerSecond
+    from limits.strategies import MovingWindowRateLimiter
+
+    from ripple.cache.moving_window import MovingWindowStorage
 
 # Keys are rl:{name}/{subject}/{amount}/{window_seconds}/second (``limits``' key format).
 KEY_PREFIX = "rl"
@@ -47,43 +54,13 @@ class Limit:
     window_seconds: int = 60
 
     def item(self) -> RateLimitItemPerSecond:
+        from limits import RateLimitItemPerSecond
+
         return RateLimitItemPerSecond(self.amount, self.window_seconds, namespace=self.name)
 
     def describe(self) -> str:
         per = "minute" if self.window_seconds == 60 else f"{self.window_seconds} s"
         return f"{self.amount} per {per}"
-
-
-class _RedisMovingWindowStorage(RedisStorage):
-    """``limits``' Redis storage on Ripple's own connection pool (its short timeouts, TLS and
-    no client retries), with the time taken from ``clock``.
-
-    ``RedisStorage`` timestamps the moving window with ``time.time()`` itself; the two methods
-    below are its own with the clock injected (so tests can cross a window boundary without
-    sleeping). The algorithm - the library's Lua scripts - is unchanged.
-    """
-
-    def __init__(self, client: redis.Redis, clock: Clock) -> None:
-        super().__init__("redis://", connection_pool=client.connection_pool, key_prefix=KEY_PREFIX)
-        self.client = client
-        self._clock = clock
-
-    def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
-        acquired = self.lua_acquire_moving_window(
-            [self.prefixed_key(key)], [self._clock(), limit, expiry, amount]
-        )
-        return bool(acquired)
-
-    def queue_acquire(self, pipe: ScriptPipeline, key: str, limit: int, expiry: int, now: float) -> None:
-        """:meth:`acquire_entry` (amount 1) queued on ``pipe``: the library's own script."""
-        pipe.script(self.lua_acquire_moving_window, [self.prefixed_key(key)], [now, limit, expiry, 1])
-
-    def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
-        now = self._clock()
-        window = self.lua_moving_window([self.prefixed_key(key)], [now - expiry, limit])
-        if window:
-            return float(window[0]), int(window[1])
-        return now, 0
 
 
 @dataclass(frozen=True)
@@ -107,9 +84,20 @@ class RateLimiter:
     (default ``time.time``; a test's clock may be any monotonic sequence)."""
 
     def __init__(self, client: redis.Redis, clock: Clock = time.time) -> None:
+        self._client = client
         self._clock = clock
-        self._storage = _RedisMovingWindowStorage(client, clock)
-        self._moving_window = MovingWindowRateLimiter(self._storage)
+
+    @cached_property
+    def _storage(self) -> MovingWindowStorage:
+        from ripple.cache.moving_window import MovingWindowStorage
+
+        return MovingWindowStorage(self._client, self._clock, KEY_PREFIX)
+
+    @cached_property
+    def _moving_window(self) -> MovingWindowRateLimiter:
+        from limits.strategies import MovingWindowRateLimiter
+
+        return MovingWindowRateLimiter(self._storage)
 
     def check(self, limit: Limit, subject: str) -> bool:
         """Count one request of ``subject`` (a user id, a source IP) against ``limit``.
@@ -127,7 +115,7 @@ class RateLimiter:
         counts the request on its own (as separate checks in this order would, except that a
         refusal does not stop the later ones from counting it); RateLimitedError names the
         first limit that refused."""
-        pipe = ScriptPipeline(self._storage.client)
+        pipe = ScriptPipeline(self._client)
         pending = self.queue(pipe, checks)
         if not pending.checks:
             return True

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
 from botocore.config import Config
+from botocore.session import get_session
 
 # A health check that waits longer than this for DynamoDB reports it down.
 DYNAMODB_TIMEOUT_S = 1.0
@@ -21,4 +21,6 @@ def health_dynamodb_client(
         read_timeout=timeout_s,
         retries={"max_attempts": 1, "mode": "standard"},
     )
-    return boto3.client("dynamodb", region_name=region, endpoint_url=endpoint_url, config=config)
+    # botocore's own session, as PynamoDB's: boto3 would add its import to the cold start
+    session = get_session()
+    return session.create_client("dynamodb", region_name=region, endpoint_url=endpoint_url, config=config)

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from ripple.cache.errors import CacheError
-from ripple.cache.feed_cache import FeedCache, FeedRef
+from ripple.cache.feed_cache import OUTBOX_WARM_ITEMS, FeedCache, FeedRef
 from ripple.cache.post_cache import PostCache
 from ripple.cache.timeline import TimelineCache, TimelinePage
 from ripple.cache.views import PostViews
@@ -21,11 +21,6 @@ from ripple.repositories.users import UserRepository
 
 # A cold feed is rebuilt with this many items at once, so the next pages are cache hits.
 WARM_ITEMS = 100
-# A pulled author's outbox is loaded with this many posts: a first page of any size (at most
-# validation.MAX_PAGE_LIMIT + 1) and the next ones come from it.
-OUTBOX_WARM_ITEMS = 200
-# Kept per outbox: the warmed window plus as many newer posts (trimming drops the oldest).
-OUTBOX_MAX_ITEMS = 2 * OUTBOX_WARM_ITEMS
 
 
 class PostHydrator:
