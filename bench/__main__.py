@@ -4,10 +4,11 @@ import argparse
 import shlex
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.config import REPO_ROOT, BenchConfig
+from bench.config import BenchConfig
 
 
 def _numbers(kind: type) -> Callable[[str], tuple]:
@@ -46,18 +47,15 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--emulator", choices=EMULATORS, help="what serves DynamoDB and its streams")
     run.add_argument("--no-profile", action="store_true", help="skip the py-spy / pyinstrument windows")
     args = vars(parser.parse_args(argv))
-    smoke, no_profile = args.pop("smoke"), args.pop("no_profile")
-    overrides = {k: v for k, v in args.items() if k != "command" and v is not None}
-    if smoke:
-        out, seed = overrides.pop("out_dir", REPO_ROOT / "bench"), overrides.pop("seed", 7)
-        config = BenchConfig.smoke_preset(out, seed).with_overrides(**overrides)
-    else:
-        config = BenchConfig().with_overrides(**overrides)
+    preset = BenchConfig.smoke_preset() if args.pop("smoke") else BenchConfig()
+    if args.pop("no_profile"):
+        args["profile"] = False
+    config = replace(preset, **{k: v for k, v in args.items() if k != "command" and v is not None})
     from bench.report import render
     from bench.runner import execute
 
     command = shlex.join(["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)])
-    print(execute(config.with_overrides(profile=False) if no_profile else config, render, command))
+    print(execute(config, render, command))
     return 0
 
 

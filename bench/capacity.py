@@ -82,7 +82,8 @@ class Charger:
             infos[name] = TableInfo(logical_id, key, tuple(gsis))
         return cls(infos)
 
-    def _name(self, table: str) -> str:
+    def name(self, table: str) -> str:
+        """A known table's logical id; any other table's own name."""
         return self.tables[table].logical_id if table in self.tables else table
 
     def _index_writes(self, table: str, attributes: Sequence[str] | None) -> float:
@@ -100,34 +101,31 @@ class Charger:
         return float(len(changed))
 
     def charge(
-        self, operation: str, params: Mapping[str, Any], response: Mapping[str, Any] | None
-    ) -> list[Charge]:
-        """The request units of one DynamoDB call (empty for control-plane calls)."""
-        return list(self._charges(operation, params, response or {}))
-
-    def _charges(self, op: str, params: Mapping[str, Any], response: Mapping[str, Any]) -> Iterator[Charge]:
-        table = params.get("TableName", "")
+        self, op: str, params: Mapping[str, Any], response: Mapping[str, Any] | None
+    ) -> Iterator[Charge]:
+        """The request units of one DynamoDB call (none for control-plane calls)."""
+        table, response = params.get("TableName", ""), response or {}
         if op == "GetItem":
             units = _read_units(item_size(response.get("Item") or {}), bool(params.get("ConsistentRead")))
-            yield Charge(self._name(table), "read", units)
+            yield Charge(self.name(table), "read", units)
         elif op in ("Query", "Scan"):
             size = sum(item_size(i) for i in response.get("Items") or [])
             consistent = bool(params.get("ConsistentRead")) and not params.get("IndexName")
-            yield Charge(self._name(table), "read", _read_units(size, consistent))
+            yield Charge(self.name(table), "read", _read_units(size, consistent))
         elif op == "BatchGetItem":
             for name, request in (params.get("RequestItems") or {}).items():
                 consistent = bool(request.get("ConsistentRead"))
                 items = (response.get("Responses") or {}).get(name) or []
                 missing = max(0, len(request.get("Keys") or []) - len(items))  # charged like a found one
                 units = sum(_read_units(item_size(i), consistent) for i in items)
-                yield Charge(self._name(name), "read", units + missing * _read_units(0, consistent))
+                yield Charge(self.name(name), "read", units + missing * _read_units(0, consistent))
         elif op == "PutItem":
             units = _write_units(params["Item"]) + self._index_writes(table, list(params["Item"]))
-            yield Charge(self._name(table), "write", units)
+            yield Charge(self.name(table), "write", units)
         elif op == "UpdateItem":
-            yield Charge(self._name(table), "write", 1.0 + self._index_updates(table, params))
+            yield Charge(self.name(table), "write", 1.0 + self._index_updates(table, params))
         elif op == "DeleteItem":
-            yield Charge(self._name(table), "write", 1.0 + self._index_writes(table, None))
+            yield Charge(self.name(table), "write", 1.0 + self._index_writes(table, None))
         elif op == "BatchWriteItem":
             unprocessed = response.get("UnprocessedItems") or {}
             for name, requests in (params.get("RequestItems") or {}).items():
@@ -136,17 +134,17 @@ class Charger:
                     item = request.get("PutRequest", {}).get("Item")
                     put = item and _write_units(item) + self._index_writes(name, list(item))
                     units += put or 1.0 + self._index_writes(name, None)
-                yield Charge(self._name(name), "write", units)
+                yield Charge(self.name(name), "write", units)
         elif op == "TransactWriteItems":
             for entry in params.get("TransactItems") or []:
                 ((kind, body),) = entry.items()
                 name = body["TableName"]
                 if kind == "ConditionCheck":  # a transactional read of the item
-                    yield Charge(self._name(name), "read", 2.0)
+                    yield Charge(self.name(name), "read", 2.0)
                 elif kind == "Put":
                     units = 2 * _write_units(body["Item"]) + self._index_writes(name, list(body["Item"]))
-                    yield Charge(self._name(name), "write", units)
+                    yield Charge(self.name(name), "write", units)
                 elif kind == "Update":
-                    yield Charge(self._name(name), "write", 2.0 + self._index_updates(name, body))
+                    yield Charge(self.name(name), "write", 2.0 + self._index_updates(name, body))
                 else:  # Delete
-                    yield Charge(self._name(name), "write", 2.0 + self._index_writes(name, None))
+                    yield Charge(self.name(name), "write", 2.0 + self._index_writes(name, None))

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 from boto3.dynamodb.types import TypeSerializer
@@ -28,11 +29,7 @@ from ripple_local.cfn import load_template
 
 POSTS_PER_AUTHOR = 50  # scaling tables: every author's partition holds 50 posts
 _serialize = TypeSerializer().serialize
-
-
-def dynamodb_client(endpoint_url: str) -> Any:
-    """A low-level DynamoDB client on the emulator, with dummy credentials."""
-    return aws_client("dynamodb", endpoint_url)
+dynamodb_client = partial(aws_client, "dynamodb")  # on the emulator: its URL, or the run's Endpoints
 
 
 def _item(**values: Any) -> dict[str, Any]:
@@ -156,13 +153,8 @@ def measure_follower_queries(
 
 
 def _post(author: int, n: int) -> dict[str, Any]:
-    text = f"bench post #{n}"
-    return _item(
-        author_id=_user_id(author),
-        post_id=f"01BENCHPOST{n:015d}",
-        text=text,
-        created_at=1_700_000_000_000 + n,
-    )
+    return _item(author_id=_user_id(author), post_id=f"01BENCHPOST{n:015d}", text=f"bench post #{n}",
+                 created_at=1_700_000_000_000 + n)  # fmt: skip
 
 
 def _sized(client: Any, size: int, tables: list[str]) -> list[Callable[[], None]]:
@@ -214,8 +206,7 @@ def measure_scaling(endpoint_url: str, sizes: Sequence[int], seconds: float) -> 
         calls = [pair[0] for pair in pairs] + [pair[1] for pair in pairs]
         _timed(calls, min(1.0, seconds / 4), minimum=1)
         latencies = _timed(calls, seconds)
-    n = len(sizes)
     return {
-        str(size): {"query": summary(latencies[i]), "transaction": summary(latencies[n + i])}
+        str(size): {"query": summary(latencies[i]), "transaction": summary(latencies[len(sizes) + i])}
         for i, size in enumerate(sizes)
     }

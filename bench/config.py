@@ -6,7 +6,7 @@ import math
 import statistics
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # The ripple layer and the local stack: importable from every bench module and the processes it starts.
 SOURCE_PATHS = (REPO_ROOT / "layers" / "ripple", REPO_ROOT / "infra" / "local")
 sys.path[:0] = [str(p) for p in (*SOURCE_PATHS, REPO_ROOT) if str(p) not in sys.path]
-PASSWORD = "bench password 1"
 
 
 @dataclass(frozen=True)
@@ -60,26 +59,18 @@ class BenchConfig:
     profile: bool = True
     emulator: str = "dynamodb-local"  # ripple_local.emulators: dynamodb-local, moto, localstack
     smoke: bool = False
-    out_dir: Path = field(default=REPO_ROOT / "bench")
+    out_dir: Path = REPO_ROOT / "bench"
 
     @classmethod
-    def smoke_preset(cls, out_dir: Path, seed: int = 7) -> BenchConfig:
+    def smoke_preset(cls) -> BenchConfig:
         """A tiny run (under a minute) that still produces every figure."""
         return cls(
-            users=24, mean_following=4.0, max_following=10, seed=seed, rates=(4.0,), duration_s=3.0,
-            closed_loop_s=1.5, posts=16, reads=300, pulled_accounts=1, watchers=8, settle_timeout_s=20.0,
-            write_concurrency=(4,), read_concurrency=(4,), read_users=12, client_processes=1,
-            coldstart_runs=2, probe_seconds=0.75, cost_posts=4, ceiling_seconds=0.5, idle_quiet_s=0.75,
-            scaling_sizes=(100, 1000), coldstart_images=False, compare_emulators=False, accounted_reads=20,
-            profile=False, smoke=True, out_dir=out_dir,
+            users=24, mean_following=4.0, max_following=10, rates=(4.0,), duration_s=3.0, closed_loop_s=1.5,
+            posts=16, reads=300, pulled_accounts=1, watchers=8, settle_timeout_s=20.0, write_concurrency=(4,),
+            read_concurrency=(4,), read_users=12, client_processes=1, coldstart_runs=2, probe_seconds=0.75,
+            cost_posts=4, ceiling_seconds=0.5, idle_quiet_s=0.75, scaling_sizes=(100, 1000),
+            coldstart_images=False, compare_emulators=False, accounted_reads=20, profile=False, smoke=True,
         )  # fmt: skip
-
-    def with_overrides(self, **changes: Any) -> BenchConfig:
-        """A copy with the non-None ``changes`` applied."""
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "out_dir": str(self.out_dir)}
 
 
 def summary(values: Iterable[float], percentiles: Sequence[int] = (50, 90, 95, 99)) -> dict[str, Any]:
@@ -100,6 +91,4 @@ def summary(values: Iterable[float], percentiles: Sequence[int] = (50, 90, 95, 9
 
 def ratio(numerator: float, denominator: float) -> float:
     """``numerator / denominator``, NaN when the denominator is zero or either is NaN."""
-    if not denominator or math.isnan(denominator) or math.isnan(numerator):
-        return math.nan
-    return numerator / denominator
+    return numerator / denominator if denominator else math.nan

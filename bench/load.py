@@ -24,9 +24,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util import Retry
 
-from bench.config import PASSWORD
-
 SPAWN = get_context("spawn")
+PASSWORD = "bench password 1"  # every bench account's
 T = TypeVar("T")
 # A scheduled post: (offset from t0 in s, author index, token, text, watcher indexes).
 Scheduled = tuple[float, int, str, str, list[int]]
@@ -102,13 +101,6 @@ def in_processes(target: Callable[..., Any], chunks: Sequence[Any], *args: Any) 
         return [f.result() for f in [pool.submit(target, chunk, *args) for chunk in chunks]]
 
 
-def _threads(pool: ThreadPoolExecutor, threads: int) -> None:
-    """Start every thread of ``pool`` now (each runs the initializer: connects) before a measurement."""
-    barrier = threading.Barrier(threads)
-    for future in [pool.submit(barrier.wait, 60) for _ in range(threads)]:
-        future.result()
-
-
 # ---------------------------------------------------------------------- setup
 def setup_worker(chunk: list[Any], base_url: str, action: str) -> tuple[list[Any], int]:
     """8 threads of ``action`` over the chunk: "signup" ``(index, username)`` -> (index, user_id,
@@ -153,11 +145,8 @@ def all_feed_ids(client: ApiClient, token: str, max_pages: int = 200) -> set[str
 
 def poisson_schedule(rate: float, duration_s: float, rng: random.Random) -> list[float]:
     """Arrival offsets of a Poisson process of ``rate`` per second over ``duration_s``."""
-    times, t = [], rng.expovariate(rate)
-    while t < duration_s:
-        times.append(t)
-        t += rng.expovariate(rate)
-    return times
+    arrivals = itertools.accumulate(rng.expovariate(rate) for _ in itertools.count())
+    return list(itertools.takewhile(lambda t: t < duration_s, arrivals))
 
 
 # ---------------------------------------------------------------------- load
@@ -181,7 +170,8 @@ def open_loop(chunk: list[Scheduled], base_url: str, threads: int, t0: float, no
         rows.append((t0 + offset, reply.sent, reply.received, reply.status, author, post_id))
 
     with ThreadPoolExecutor(threads, initializer=connect) as pool:
-        _threads(pool, threads)
+        barrier = threading.Barrier(threads)  # start every thread (its initializer connects) first
+        list(pool.map(barrier.wait, [60] * threads))
         for item in sorted(chunk, key=lambda s: s[0]):
             if (delay := t0 + item[0] - time.monotonic()) > 0:
                 time.sleep(delay)
@@ -203,9 +193,8 @@ def closed_loop(
         for i in itertools.count():
             if time.monotonic() >= t0 + duration_s or next(remaining, None) is None:
                 break
-            post = {"json": {"text": f"closed loop {i}"}}
-            call = ("GET", "/feed", {"params": {"limit": limit}}) if limit else ("POST", "/posts", post)
-            reply = client.call(call[0], call[1], tokens[i % len(tokens)], **call[2])
+            token, post = tokens[i % len(tokens)], {"text": f"closed loop {i}"}
+            reply = client.feed(token, limit) if limit else client.call("POST", "/posts", token, json=post)
             rows.append((reply.sent, reply.received, reply.status))
 
     with ThreadPoolExecutor(len(chunk)) as pool:

@@ -97,9 +97,8 @@ def followers_ccdf(counts: list[int], threshold: int, path: Path, subtitle: str)
 
     def draw(ax: Any) -> None:
         xs = sorted({c for c in counts if c > 0})
-        ax.loglog(
-            xs, [sum(1 for c in counts if c >= x) / len(counts) for x in xs], marker=".", linestyle="none"
-        )
+        ys = [sum(1 for c in counts if c >= x) / len(counts) for x in xs]
+        ax.loglog(xs, ys, marker=".", linestyle="none")
         ax.axvline(threshold, color="tab:red", linestyle="--", label=f"high-follower threshold ({threshold})")
         ax.set_xlabel("followers k")
         ax.set_ylabel("P(followers >= k)")

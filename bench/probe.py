@@ -73,8 +73,7 @@ class CallLog:
         one = lambda client, *args: [str(args[0]).upper()]  # noqa: E731
         botocore.client.BaseClient._make_api_call = api_call
         Redis.execute_command = counted(Redis.execute_command, one)  # type: ignore[method-assign]
-        immediate = counted(Pipeline.immediate_execute_command, one)
-        Pipeline.immediate_execute_command = immediate  # type: ignore[method-assign]
+        Pipeline.immediate_execute_command = counted(Pipeline.immediate_execute_command, one)  # type: ignore[method-assign]
         stack = lambda pipe, *args: [str(c[0][0]).upper() for c in pipe.command_stack]  # noqa: E731
         Pipeline.execute = counted(Pipeline.execute, stack)  # type: ignore[method-assign]
 
@@ -99,7 +98,7 @@ def summarize(aws: list[dict[str, Any]], trips: list[list[str]], charger: Any) -
             tables = sorted(params["RequestItems"])
         elif "TransactItems" in params:
             tables = sorted({next(iter(e.values()))["TableName"] for e in params["TransactItems"]})
-        label = "+".join(charger.tables[t].logical_id if t in charger.tables else t for t in tables)
+        label = "+".join(charger.name(t) for t in tables)
         calls[f"{call['service']}.{call['operation']}" + (f"@{label}" if label else "")] += 1
         if call["service"] == "dynamodb":
             for charge in charger.charge(call["operation"], params, call.get("response")):
@@ -108,8 +107,7 @@ def summarize(aws: list[dict[str, Any]], trips: list[list[str]], charger: Any) -
     return {
         "aws_calls": dict(calls), "aws_call_count": sum(calls.values()),
         "aws_seconds": sum(c["seconds"] for c in aws), "rru": dict(units["read"]),
-        "wru": dict(units["write"]),
-        "rru_total": sum(units["read"].values()),
+        "wru": dict(units["write"]), "rru_total": sum(units["read"].values()),
         "wru_total": sum(units["write"].values()), "redis_commands": dict(commands),
         "redis_command_count": sum(commands.values()), "redis_round_trips": len(trips),
     }  # fmt: skip
@@ -306,8 +304,7 @@ class Probe:
         while True:
             for c in aws:  # the feed items written so far, and fan-out's continuation jobs
                 batch = c["params"]["RequestItems"] if c["operation"] == "BatchWriteItem" else {}
-                writes = batch.get(feed, [])
-                for item in (w["PutRequest"]["Item"] for w in writes if "PutRequest" in w):
+                for item in (w["PutRequest"]["Item"] for w in batch.get(feed, []) if "PutRequest" in w):
                     feed_items[(item["user_id"]["S"], item["post_id"]["S"])] = item
                 if c["operation"] == "PutItem" and c["params"]["TableName"] == jobs:
                     job = c["params"]["Item"]

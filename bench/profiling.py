@@ -84,8 +84,7 @@ class Profiles:
     waits and summarizes (nothing when py-spy is missing)."""
 
     def __init__(self, pids: dict[str, int], duration_s: float, out_dir: Path, label: str) -> None:
-        candidate = Path(sys.executable).with_name("py-spy")
-        exe = str(candidate) if candidate.is_file() else shutil.which("py-spy")
+        exe = shutil.which("py-spy", path=Path(sys.executable).parent) or shutil.which("py-spy")
         out_dir.mkdir(parents=True, exist_ok=True)
         self.runs: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
         for name, pid in pids.items() if exe else ():

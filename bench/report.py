@@ -3,6 +3,7 @@ bench/templates/report.md.j2 (which holds the report's text)."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -84,20 +85,15 @@ def view(r: dict[str, Any], config: BenchConfig) -> dict[str, Any]:
         if "other" in refs:
             emulators.append((refs["other_emulator"]["dynamodb"], refs["other"]))
         v["sizes"] = [int(size) for size in refs["this"]["scaling"]]
-        v["scaling"] = [
-            (name, {c: _scaling(m, c) for c in ("query", "transaction")}) for name, m in emulators
-        ]
+        calls = ("query", "transaction")
+        v["scaling"] = [(name, {c: _scaling(m, c) for c in calls}) for name, m in emulators]
     return v
 
 
 def _plots(r: dict[str, Any], out: Path, subtitle: str) -> dict[str, str | None]:
-    """The PNGs next to the report (none without matplotlib, the bench extra)."""
-    pngs: dict[str, str | None] = dict.fromkeys(
-        ("cdf", "tput", "fanout", "ccdf")
-    )  # the template asks for each
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
+    """The PNGs the template asks for, next to the report; None if not drawn (none without matplotlib)."""
+    pngs: dict[str, str | None] = dict.fromkeys(("cdf", "tput", "fanout", "ccdf"))
+    if importlib.util.find_spec("matplotlib") is None:
         return pngs
     steps, threshold = r.get("convergence", []), int(r["parameters"]["HighFollowerThreshold"])
     if steps:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
+from dataclasses import asdict
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -132,13 +133,13 @@ class Run:
             accounts = sorted(a for chunk, _ in done for a in chunk)
             self.user_ids, self.tokens = [a[1] for a in accounts], [a[2] for a in accounts]
             signup_retries = sum(r for _, r in done)
-        with self.phase("follows") as record:
+        with self.phase("follows"):
             edges = [(u, v) for u in self.users for v in self.following[u]]
             self.rng.shuffle(edges)
             pairs = [(self.tokens[u], self.user_ids[v]) for u, v in edges]
             done = in_processes(setup_worker, split(pairs, processes), url, "follow")
             statuses = [status for chunk, _ in done for status in chunk]
-            record["backfill_drain_s"] = self.stack.wait_idle(self.config.idle_quiet_s, timeout_s=300)
+            self.stack.wait_idle(self.config.idle_quiet_s, timeout_s=300)  # the follows' backfill
         setup = {"signup_retries": signup_retries, "follow_retries": sum(r for _, r in done),
                  "follow_errors": sum(s != 200 for s in statuses)}  # fmt: skip
         self.results.update(graph=graph.describe(self.following), follower_counts=self.counts, setup=setup)
@@ -151,7 +152,7 @@ class Run:
 
     def check_pulled(self) -> dict[str, Any]:
         """Which accounts the stack marked high-follower (read from the Users table's index)."""
-        paginator = ceiling.dynamodb_client(self.stack.endpoints.dynamodb).get_paginator("query")
+        paginator = ceiling.dynamodb_client(self.stack.endpoints).get_paginator("query")
         pages = paginator.paginate(
             TableName="ripple-local-UsersTable", IndexName="by_high_follower",
             KeyConditionExpression="high_follower = :one", ExpressionAttributeValues={":one": {"N": "1"}},
@@ -248,26 +249,23 @@ class Run:
     def write_path(self) -> None:
         with self.phase("emulator references"):
             self.results["emulator_references"] = self.emulator_references()
-        self.results["write_path"], profile = self.levels("writes", self.config.write_concurrency, 10**9)
-        if profile:
-            self.results["write_profile"] = profile
+        self.levels("writes", self.config.write_concurrency, 10**9, "write_path", "write_profile")
 
-    def levels(
-        self, kind: str, concurrencies: Sequence[int], budget: int
-    ) -> tuple[list[dict[str, Any]], Any]:
+    def levels(self, kind: str, clients: Sequence[int], budget: int, key: str, profile_key: str) -> None:
         """Closed-loop "writes" or "reads" at each concurrency, then a profiled window at the highest."""
         cfg, levels = self.config, []
-        for concurrency in concurrencies:
+        for concurrency in clients:
             with self.phase(f"{kind} c={concurrency}") as cpu:
                 level = self.closed_loop(kind, concurrency, cfg.closed_loop_s, budget)
                 level["drain_s"] = self.stack.wait_idle(cfg.idle_quiet_s, timeout_s=300)
             levels.append({**level, "cpu_cores": cpu["cpu_cores"]})
             rate = level.get("posts_per_s", level.get("reads_per_s"))
             log(f"{kind} c={concurrency}: {rate:.1f}/s, p99 {level['latency']['p99']:.3f}s")
-        concurrency = max(concurrencies)
-        profile = self.profiled(kind, 6, lambda: self.closed_loop(kind, concurrency, 6.0, 10**9))
+        self.results[key] = levels
+        concurrency = max(clients)
+        if profile := self.profiled(kind, 6, lambda: self.closed_loop(kind, concurrency, 6.0, 10**9)):
+            self.results[profile_key] = profile
         self.stack.wait_idle(cfg.idle_quiet_s, timeout_s=300)
-        return levels, profile
 
     def emulator_references(self) -> dict[str, Any]:
         """Bare calls of a post and its fan-out on this run's emulator - fan-out's follower page on a
@@ -277,9 +275,8 @@ class Run:
 
         def measure(url: str) -> dict[str, Any]:
             seconds, follows = cfg.ceiling_seconds, (sum(self.counts), cfg.users, self.page_size)
-            query = ceiling.measure_follower_queries(url, seconds / 2, *follows)
             return {
-                "follower_query": query,
+                "follower_query": ceiling.measure_follower_queries(url, seconds / 2, *follows),
                 "scaling": ceiling.measure_scaling(url, cfg.scaling_sizes, seconds),
             }
 
@@ -334,7 +331,7 @@ class Run:
         """``posts`` posts by the most-followed pushed authors, as fast as 16 clients can, with the
         fan-out counter sampled until every follower's item is written."""
         ranked = sorted(self.pushed, key=lambda u: -self.counts[u])
-        authors = ranked[: max(1, min(len(ranked), math.ceil(posts / 10)))]
+        authors = ranked[: max(1, math.ceil(posts / 10))]
         cycle = (authors[i % len(authors)] for i in range(posts))
         schedule: list[load.Scheduled] = [
             (0, a, self.tokens[a], f"burst #{i}", []) for i, a in enumerate(cycle)
@@ -376,10 +373,8 @@ class Run:
 
     # ------------------------------------------------------------------ figure 4 (HTTP)
     def reads(self) -> None:
-        levels, profile = self.levels("reads", self.config.read_concurrency, self.config.reads)
-        self.results.update(read_users=self.readers, reads_http=levels)
-        if profile:
-            self.results["reads_profile"] = profile
+        self.results["read_users"] = self.readers
+        self.levels("reads", self.config.read_concurrency, self.config.reads, "reads_http", "reads_profile")
 
     # ------------------------------------------------------------------ figure 4 (in process) and 6
     def probe(self) -> None:
@@ -398,8 +393,7 @@ class Run:
             "cost_authors": [[self.user_ids[u], self.tokens[u], self.counts[u]]
                              for u in spread + uniform + sorted(self.pulled)[:2]],
             "seconds": cfg.probe_seconds, "accounted_reads": cfg.accounted_reads,
-            "feed_limit": cfg.feed_limit,
-            "profile": cfg.profile and not cfg.smoke,
+            "feed_limit": cfg.feed_limit, "profile": cfg.profile and not cfg.smoke,
             "profile_path": str(self.profile_dir / "feed-handler-pyinstrument.txt"),
         }  # fmt: skip
         with self.phase("in-process probe") as cpu:  # in a fresh, spawned interpreter
@@ -432,23 +426,17 @@ class Run:
 
 
 def _git(*args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False
-    ).stdout.strip()
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+    return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
 
 
 def execute(config: BenchConfig, render: Callable[[dict[str, Any], BenchConfig], Path], command: str) -> Path:
     """Run every phase, write results.json and the report; returns the report path."""
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C: the stack is shut down
     config.out_dir.mkdir(parents=True, exist_ok=True)
     started, state = time.monotonic(), Path(tempfile.mkdtemp(prefix="bench-state-"))
     run = Run(config, state)
     run.results.update(
-        config=config.as_dict(), command=command, started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        config=asdict(config), command=command, started_at=datetime.now(UTC).isoformat(timespec="seconds"),
         parameters=dict(run.parameters), emulator=describe_emulator(config.emulator),
         machine={"cpus": os.cpu_count(), "python": platform.python_version()},
         code={"commit": _git("rev-parse", "--short", "HEAD"),

@@ -26,12 +26,6 @@ from ripple_local.samconfig import load_sam_environment
 STACK_NAME = "ripple-local"
 
 
-def python_path_env() -> dict[str, str]:
-    """os.environ plus PYTHONPATH with the layer and the local stack (as the e2e tests do)."""
-    paths = [*map(str, SOURCE_PATHS), str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
-
-
 def write_overlay_root(root: Path, parameters: Mapping[str, str]) -> dict[str, str]:
     """Create the overlay root (see the module docstring); returns the effective overrides."""
     root.mkdir(parents=True, exist_ok=True)
@@ -102,7 +96,9 @@ class StackProcess(ManagedProcess):
         ]  # fmt: skip
 
     def environment(self) -> dict[str, str]:
-        return python_path_env()
+        """os.environ plus PYTHONPATH with the layer and the local stack (as the e2e tests do)."""
+        paths = [*map(str, SOURCE_PATHS), str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+        return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
     def ready(self) -> bool:
         return http_answers(self.url + "/health/live")
@@ -114,9 +110,8 @@ class StackProcess(ManagedProcess):
         self.redis = RedisProcess.start_on_free_port(state_dir=self.state_dir / "services")
         self.port = free_port()
         self.start()
-        self.pids = {"stack": self.pid or 0}
-        self.pids.update({p.name: p.pid for p in self.emulators.processes if p.pid is not None})
-        self.pids["redis"] = self.redis.pid or 0
+        emulators = {p.name: p.pid for p in self.emulators.processes if p.pid is not None}
+        self.pids = {"stack": self.pid or 0, **emulators, "redis": self.redis.pid or 0}
         return self
 
     def shutdown(self) -> None:
@@ -164,8 +159,7 @@ class StackProcess(ManagedProcess):
     def cpu(self) -> dict[str, float]:
         """CPU seconds used so far by the stack process, its runner processes, the emulators
         and redis-server."""
-        pids = {**self.pids, **self.runner_pids()}
-        return {name: _cpu_seconds(pid) for name, pid in pids.items()}
+        return {name: _cpu_seconds(pid) for name, pid in {**self.pids, **self.runner_pids()}.items()}
 
 
 def _cpu_seconds(pid: int) -> float:
