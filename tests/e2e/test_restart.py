@@ -232,9 +232,9 @@ def test_a_runner_killed_mid_fanout_resumes_from_its_checkpoint(services: Servic
             assert r.status_code == 200, r.text
         time.sleep(0.05)  # posts strictly after every follow (fan-out skips later followers)
 
-        # ... when POSTS posts arrive at once and the stack is killed while fanning them out:
-        # once a batch is committed and the watched follower already holds posts of the next,
-        # not yet committed one (a batch partly applied), or failing that a quarter of the way.
+        # ... when POSTS posts arrive at once and the stack is killed while fanning them out,
+        # as soon as a batch is committed (other lanes' batches are then in flight, and the
+        # watched follower may hold posts of batches not yet committed).
         posts = _insert_posts(services, author["user_id"], POSTS)
         sequences = _posts_stream_sequences(services)
         watched = followers[-1]["user_id"]
@@ -242,7 +242,7 @@ def test_a_runner_killed_mid_fanout_resumes_from_its_checkpoint(services: Servic
         while True:
             done = len(_feed_post_ids(services, watched, author["user_id"]))
             committed = _committed(sequences, _posts_checkpoint(services.state_dir))
-            if 0 < committed < done or done >= POSTS // 4:
+            if committed > 0:
                 break
             assert time.monotonic() < deadline, "fan-out never started"
             time.sleep(0.01)

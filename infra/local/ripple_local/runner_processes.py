@@ -598,6 +598,10 @@ def _child(argv: Sequence[str]) -> int:
                 max_idle_sleep_s=spec.max_idle_sleep_s,
                 observer=_RemoteObserver(channel, key),
             )
+        # Ready before the first delivery: a record that kills this process is then a crash to
+        # restart from (bounded), not a process that "never came up".
+        imported = code_paths()  # the parent checks they are the checkout it runs
+        channel.send(t="ready", pid=os.getpid(), code={"ripple_local": imported[0], "ripple": imported[1]})
         for mapping in mappings.values():
             mapping.start()
     except Exception:
@@ -624,8 +628,6 @@ def _child(argv: Sequence[str]) -> int:
         stopping.set()  # stdin closed: the parent is stopping or gone
 
     threading.Thread(target=serve_requests, name="requests", daemon=True).start()
-    imported = code_paths()  # the parent checks they are the checkout it runs
-    channel.send(t="ready", pid=os.getpid(), code={"ripple_local": imported[0], "ripple": imported[1]})
     stats: dict[str, dict[str, int]] = {}
     while not stopping.wait(STATS_INTERVAL_S):
         stats = send_stats(stats)
