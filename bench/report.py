@@ -125,7 +125,7 @@ def render(results: dict[str, Any], config: BenchConfig) -> Path:
         lat=lambda s, d=0: f"{_ms(s['p50'], d)} / {_ms(s['p99'], d)}",
         cpu=lambda cores: ", ".join(f"{NAMES.get(k, k)} {v:.2f}" for k, v in cores.items()) if cores else "-",
     )  # fmt: skip
-    env.globals.update(ratio=ratio, within=_within, FIGURES=FIGURES)
+    env.globals.update(ratio=ratio, within=_within, FIGURES=FIGURES, NAMES=NAMES)
     pngs = _plots(results, config.out_dir, subtitle)
     text = env.get_template("report.md.j2").render(r=results, c=config, v=view(results, config), pngs=pngs)
     path = config.out_dir / "report.md"
