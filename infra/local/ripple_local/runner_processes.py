@@ -568,9 +568,9 @@ def _child(argv: Sequence[str]) -> int:
 
     try:
         if os.environ.get(SINK_ENV):
-            from ripple import observability
+            from ripple.observability import use_provider
 
-            observability.use_provider(ForwardingEMFProvider)
+            use_provider(ForwardingEMFProvider)
         root_dir = Path(spec.root_dir)
         template = load_template(root_dir / "template.yaml")
         handler = load_handler(template, spec.function_id, root_dir)
