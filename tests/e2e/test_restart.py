@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -238,22 +239,30 @@ def test_a_runner_killed_mid_fanout_resumes_from_its_checkpoint(services: Servic
             assert r.status_code == 200, r.text
         time.sleep(0.05)  # posts strictly after every follow (fan-out skips later followers)
 
-        # ... when POSTS posts arrive at once and the stack is killed while fanning them out,
-        # as soon as a batch is committed (other lanes' batches are then in flight, and the
-        # watched follower may hold posts of batches not yet committed).
-        posts = _insert_posts(services, author["user_id"], POSTS)
-        sequences = _posts_stream_sequences(services)
+        # ... when POSTS posts arrive and the stack is killed while fanning them out, as soon
+        # as a batch is committed (the watched follower may then hold posts of a batch not yet
+        # committed). The kill watches from before the first post: fan-out keeps pace with a
+        # slow insert under load, so waiting for the insert to finish could find it all done.
         watched = followers[-1]["user_id"]
-        deadline = time.monotonic() + CONVERGENCE_DEADLINE_S
-        while True:
-            done = len(_feed_post_ids(services, watched, author["user_id"]))
-            committed = _committed(sequences, _posts_checkpoint(services.state_dir))
-            if committed > 0:
-                break
-            assert time.monotonic() < deadline, "fan-out never started"
-            time.sleep(0.01)
+        at_kill: dict[str, int] = {}
+
+        def kill_at_the_first_commit() -> None:
+            deadline = time.monotonic() + CONVERGENCE_DEADLINE_S
+            while _posts_checkpoint(services.state_dir) is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            at_kill["done"] = len(_feed_post_ids(services, watched, author["user_id"]))
+            first.kill()
+
+        killer = threading.Thread(target=kill_at_the_first_commit, daemon=True)
+        killer.start()
+        posts = _insert_posts(services, author["user_id"], POSTS)
+        killer.join(CONVERGENCE_DEADLINE_S + 30)
+        assert "done" in at_kill, "fan-out never started"
     finally:
         first.kill()
+    sequences = _posts_stream_sequences(services)
+    done = at_kill["done"]
+    committed = _committed(sequences, _posts_checkpoint(services.state_dir))
     mid_batch = 0 < committed < done
     fanned_out_at_kill = len(_feed_post_ids(services, watched, author["user_id"]))
     checkpoint = _posts_checkpoint(services.state_dir)
