@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import ceiling, coldstart, graph, load, probe
-from bench.config import REPO_ROOT, BenchConfig, summary
+from bench.config import REPO_ROOT, BenchConfig, ratio, summary
 from bench.cost import estimate
 from bench.load import SPAWN, in_processes, setup_worker, split
 from bench.profiling import Profiles
@@ -321,8 +321,9 @@ class Run:
         with self.phase("fan-out burst") as cpu:
             burst = self.burst(cfg.posts)
         rate, best = burst["items_per_s"], max(one["batch_items_per_s"], two["batch_items_per_s"])
-        burst.update(cpu_cores=cpu["cpu_cores"], ratio_to_ceiling_1_client=rate / one["batch_items_per_s"],
-                     ratio_to_ceiling_best=rate / best)  # fmt: skip
+        # ratio(): NaN, not a ZeroDivisionError, if a loaded machine let a ceiling write nothing
+        burst.update(cpu_cores=cpu["cpu_cores"], ratio_to_ceiling_best=ratio(rate, best),
+                     ratio_to_ceiling_1_client=ratio(rate, one["batch_items_per_s"]))  # fmt: skip
         self.results.update(ceiling={"one_client": one, "two_clients": two}, fanout=burst)
         if profile := self.profiled("fanout", 8, lambda: self.burst(max(10, cfg.posts // 3))):
             burst["profile"] = profile

@@ -111,3 +111,16 @@ def test_remove_and_ttl(client: redis.Redis) -> None:
     page = cache.page(u, None, 10)
     assert page is not None and page.refs == [items[0]]
     assert 0 < client.ttl(f"feed:home:{u}") <= 30
+
+
+def test_an_old_item_added_during_a_partial_warm_leaves_no_gap(client: redis.Redis) -> None:
+    # The fresh-clone review: a returning reader's rebuild streamed old items into the cache
+    # while the first read warmed its top page, and later pages skipped posts.
+    cache = FeedCache(client, max_items=50, ttl_seconds=60)
+    u, items = user(), refs(10)
+    cache.begin_warm(u)
+    assert cache.add(u, items[1]) is True  # old: below the page being warmed
+    assert cache.add(u, items[9]) is True  # new: above it, kept
+    cache.warm(u, None, [items[8], items[7], items[6]], complete=False)
+    # the cached prefix is contiguous: the old item is not in it (DynamoDB answers below it)
+    assert cache.members(u) == [r.member for r in (items[9], items[8], items[7], items[6])]

@@ -56,8 +56,17 @@ if after ~= '' then
     return 0
   end
 end
-for i = 6, #ARGV do redis.call('ZADD', key, 0, ARGV[i]) end
-if complete == '1' then redis.call('ZADD', key, 0, sentinel) end
+local lowest_warmed = nil
+for i = 6, #ARGV do
+  redis.call('ZADD', key, 0, ARGV[i])
+  if not lowest_warmed or ARGV[i] < lowest_warmed then lowest_warmed = ARGV[i] end
+end
+if complete == '1' then
+  redis.call('ZADD', key, 0, sentinel)
+elseif after == '' and lowest_warmed then
+  -- items older than the page that fan-out added while it was read would leave gaps below it
+  redis.call('ZREMRANGEBYLEX', key, '-', '(' .. lowest_warmed)
+end
 redis.call('ZREMRANGEBYRANK', key, 0, -(max_items + 1))
 redis.call('EXPIRE', key, ttl)
 return 1
