@@ -210,6 +210,15 @@ def update_me() -> dict[str, Any]:
     return container.user_service.update_profile(claims.user_id, display_name, bio).to_public()
 
 
+@app.route("/me", methods=["DELETE"])
+@json_errors
+def delete_me() -> Response:
+    claims = writer()
+    auth_attempt()  # a password is checked: the per-IP limit of logins applies too
+    container.accounts.delete(claims.user_id, validation.account_deletion(body()))
+    return Response(body="", status_code=204)
+
+
 @app.route("/users/{user_id}", methods=["GET"])
 @json_errors
 def get_user(user_id: str) -> dict[str, Any]:

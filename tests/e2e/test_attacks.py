@@ -217,13 +217,17 @@ def test_every_mutating_route_with_another_users_token_acts_only_as_the_caller(
         ("POST", "/users/{user_id}/follow", f"/users/{v}/follow", None, {200}),  # the attacker follows
         ("DELETE", "/users/{user_id}/follow", f"/users/{t}/follow", None, {200}),  # not the victim's edge
         ("DELETE", "/users/{user_id}/follow", f"/users/{v}/follow", None, {200}),
+        # Account deletion acts on the caller's own account, and only with the caller's password
+        ("DELETE", "/me", "/me", {"password": "the victim's, guessed"}, {403}),
+        ("DELETE", "/me", "/me", {"password": "correct horse 1", "user_id": v}, {400}),
     ]
     assert {(m, tpl) for m, tpl, *_ in attempts} == MUTATING, "a mutating route is not attacked here"
     for method, _, path, body, allowed in attempts:
         r = stack.call(method, path, attacker["token"], json=body)
         assert r.status_code in allowed, (method, path, body, r.status_code, r.text)
         if r.status_code == 403:
-            assert r.json()["error"]["code"] == "forbidden"
+            expected = "invalid_credentials" if (method, path) == ("DELETE", "/me") else "forbidden"
+            assert r.json()["error"]["code"] == expected
     # The victim's refresh token is not usable as an access token by whoever holds it either.
     assert stack.call("GET", "/me", victim["refresh"]).status_code == 401
     after = snapshot(stack, victim)

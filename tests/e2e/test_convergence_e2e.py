@@ -117,3 +117,46 @@ def test_the_running_stack_converges(stack: Api) -> None:
     assert lost in {i["post_id"] for i in stack.feed(u[2]["token"], limit=50)["items"]}
     after = check_convergence(stack, victim)
     assert after.returncode == 0, after.stdout
+
+
+def test_a_deleted_account_is_erased_from_the_running_stack(stack: Api) -> None:
+    # Given an account that posted, liked and follows both ways, read by its followers
+    leaver, fans = stack.signup("leaver"), [stack.signup("efan") for _ in range(2)]
+    for fan in fans:
+        ok(stack.call("POST", f"/users/{leaver['user_id']}/follow", fan["token"]))
+    ok(stack.call("POST", f"/users/{fans[0]['user_id']}/follow", leaver["token"]))
+    mine = [
+        ok(stack.call("POST", "/posts", leaver["token"], json={"text": f"m{i}"}), 201)["post_id"]
+        for i in range(3)
+    ]
+    theirs = ok(stack.call("POST", "/posts", fans[0]["token"], json={"text": "fan's"}), 201)["post_id"]
+    ok(stack.call("POST", f"/posts/{theirs}/like", leaver["token"]))
+    deadline = time.monotonic() + SETTLE_DEADLINE_S
+    while not set(mine) <= {i["post_id"] for i in stack.feed(fans[1]["token"])["items"]}:
+        assert time.monotonic() < deadline, "the posts never reached the follower"
+        time.sleep(0.1)
+
+    # When it deletes itself
+    deleted = stack.call("DELETE", "/me", leaver["token"], json={"password": "correct horse 1"})
+    assert deleted.status_code == 204, deleted.text
+    started = time.monotonic()
+    assert stack.call("GET", "/me", leaver["token"]).status_code == 401  # at once
+
+    # Then its posts leave the followers' feeds, the counters move, and the operator's check
+    # (run as a separate process) finds nothing left of it
+    while True:
+        result = check_convergence(stack, leaver["user_id"], *(f["user_id"] for f in fans))
+        if result.returncode == 0 or time.monotonic() - started > SETTLE_DEADLINE_S:
+            break
+        time.sleep(0.2)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    report = json.loads(result.stdout)
+    assert [d["user_id"] for d in report["deleted_accounts"]] == [leaver["user_id"]]
+    MEASUREMENTS.append(
+        f"account erasure (3 posts, 1 like, 3 follows): checked clean "
+        f"{time.monotonic() - started:.1f}s after DELETE /me"
+    )
+    for fan in fans:
+        assert not set(mine) & {i["post_id"] for i in stack.feed(fan["token"])["items"]}
+    assert ok(stack.call("GET", f"/posts/{theirs}", fans[1]["token"]))["like_count"] == 0
+    assert ok(stack.call("GET", f"/users/{fans[0]['user_id']}", fans[1]["token"]))["follower_count"] == 0

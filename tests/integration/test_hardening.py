@@ -460,6 +460,9 @@ def test_every_dynamodb_call_is_allowed_by_the_calling_functions_policy(h: Harne
         h.call("GET", f"/posts/{post['post_id']}", fan["token"])
         h.call("POST", f"/posts/{post['post_id']}/like", fan["token"])
         h.call("DELETE", f"/posts/{post['post_id']}/like", fan["token"])
+        leaver = h.user("lpx")  # likes, then deletes the account
+        h.call("POST", f"/posts/{post['post_id']}/like", leaver["token"])
+        h.call("DELETE", "/me", leaver["token"], {"password": PASSWORD})
         h.api.feed_cache.drop(star["id"])  # a cold feed (the author's own item): from DynamoDB ...
         h.api.post_cache.delete(post["post_id"])  # ... and its post's body too
         h.call("GET", "/feed", star["token"])
@@ -499,6 +502,14 @@ def test_every_dynamodb_call_is_allowed_by_the_calling_functions_policy(h: Harne
         h.call("POST", f"/users/{big['id']}/follow", reader["token"])
     h.call("POST", f"/users/{author['id']}/follow", big["token"])  # backfills the author's posts
     h.call("DELETE", f"/users/{author['id']}/follow", readers[0]["token"])
+    # An account with a post, a like and follows both ways is deleted: its erasure runs too.
+    leaver = h.user("lpl")
+    h.call("POST", "/posts", leaver["token"], {"text": "erased"})
+    h.call("POST", f"/users/{author['id']}/follow", leaver["token"])
+    h.call("POST", f"/users/{leaver['id']}/follow", readers[1]["token"])
+    liked = h.call("POST", "/posts", author["token"], {"text": "liked by a leaver"}).json
+    h.call("POST", f"/posts/{liked['post_id']}/like", leaver["token"])
+    h.call("DELETE", "/me", leaver["token"], {"password": PASSWORD})
     h.proxy.clear()
     for _ in range(3):
         for event in ("PostsStream", "FollowsStream", "JobsStream"):
@@ -514,6 +525,6 @@ def test_every_dynamodb_call_is_allowed_by_the_calling_functions_policy(h: Harne
 
     # The cache refresher: Redis only.
     h.proxy.clear()
-    for event in ("PostsStream", "FeedStream"):
+    for event in ("PostsStream", "FeedStream", "UsersStream"):
         h.stack.runner("CacheRefresherFunction", event).drain()
     assert _observed(h) == set() == _needs("CacheRefresherFunction")

@@ -77,7 +77,15 @@ def hasher() -> CountingHasher:
 
 def service(hasher: PasswordHasher, **passwords: str) -> tuple[AccountService, Users]:
     users = Users(hasher, passwords)
-    accounts = AccountService(users, RefreshTokens(), hasher, TokenService("k" * 40, 60, 600), Activity())  # type: ignore[arg-type]
+    accounts = AccountService(
+        users,  # type: ignore[arg-type]
+        RefreshTokens(),  # type: ignore[arg-type]
+        hasher,
+        TokenService("k" * 40, 60, 600),
+        Activity(),  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]  # login, the only use here, never touches Redis
+        username_quarantine_ms=0,
+    )
     return accounts, users
 
 

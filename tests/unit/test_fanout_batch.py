@@ -119,7 +119,7 @@ def test_a_batch_of_posts_by_many_authors_costs_one_call_of_each_kind(fakes: Fak
         fakes.followers[a] = [(f"{a}1", 0), (f"{a}2", 0)]
     changes = [post_change(a, f"{a}-p{i}", 10 + i) for a in "abcd" for i in range(3)]
     fakes.posts |= {str(c.image["post_id"]) for c in changes}
-    batch = FanoutConsumer(service(fakes), "posts", "follows", "jobs").open_batch()
+    batch = FanoutConsumer(service(fakes), None, "posts", "follows", "jobs").open_batch()
     for c in changes:
         batch.add(c)
 
@@ -185,7 +185,7 @@ class RecordingFanout(FanoutService):
 def test_pushes_are_not_grouped_across_another_change(fakes: Fakes) -> None:
     # Given post, post, delete of the first, post: the delete runs between the pushes
     fanout = RecordingFanout(fakes)
-    batch = FanoutConsumer(fanout, "posts", "follows", "jobs").open_batch()
+    batch = FanoutConsumer(fanout, None, "posts", "follows", "jobs").open_batch()
     changes = [post_change("a", "p1", 1), post_change("b", "p2", 1)]
     changes += [post_change("a", "p1", 1, REMOVE), post_change("a", "p3", 2)]
     for change in changes:
@@ -202,7 +202,7 @@ def test_a_failing_group_reports_how_many_changes_were_applied(fakes: Fakes) -> 
         raise RuntimeError("injected")
 
     fanout.post_deleted = failing
-    batch: FanoutBatch = FanoutConsumer(fanout, "posts", "follows", "jobs").open_batch()
+    batch: FanoutBatch = FanoutConsumer(fanout, None, "posts", "follows", "jobs").open_batch()
     for change in (post_change("a", "p1", 1), post_change("a", "p0", 0, REMOVE), post_change("a", "p2", 2)):
         batch.add(change)
     with pytest.raises(PartialCommit) as failed:

@@ -65,12 +65,16 @@ NEEDS: dict[str, dict[str, frozenset[str]]] = {
         # repositories/users.py: create (transaction Put), get/get_many/exists, update_profile,
         # counters inside follow/post transactions (Update); services/feed.py PulledAuthors
         # (Query of the by_high_follower index).
+        # DELETE /me deletes the row (repositories/users.py delete, a transaction); a like
+        # checks its liker exists (repositories/likes.py, a ConditionCheck in its transaction).
         "UsersTable": frozenset(
             {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
+            | {"dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"}
         ),
         "UsersTable/index/by_high_follower": frozenset({"dynamodb:Query"}),
-        # repositories/users.py: the username claim (transaction Put), id_by_username (Get).
-        "UsernamesTable": frozenset({"dynamodb:GetItem", "dynamodb:PutItem"}),
+        # repositories/users.py: the username claim (transaction Put), id_by_username (Get),
+        # released by delete (Update in its transaction).
+        "UsernamesTable": frozenset({"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}),
         # repositories/posts.py: create/delete (transactions), get_by_key, get_many,
         # recent_by_author; repositories/likes.py moves like_count (Update in a transaction).
         "PostsTable": frozenset(
@@ -95,10 +99,12 @@ NEEDS: dict[str, dict[str, frozenset[str]]] = {
         ),
         # repositories/likes.py: like/unlike (transaction Put/Delete), liked (BatchGet).
         "LikesTable": frozenset({"dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"}),
+        # repositories/likes.py: the like's inverse row, in like/unlike's transactions.
+        "LikesByUserTable": frozenset({"dynamodb:PutItem", "dynamodb:DeleteItem"}),
         # repositories/refresh_tokens.py: store (Put), consume (conditional Delete). Never read.
         "RefreshTokensTable": frozenset({"dynamodb:PutItem", "dynamodb:DeleteItem"}),
         # services/activity.py: a returning reader's feed rebuild (repositories/fanout_jobs.py
-        # enqueue, a conditional Put).
+        # enqueue, a conditional Put); DELETE /me's erasure job (a Put in its transaction).
         "FanoutJobsTable": frozenset({"dynamodb:PutItem"}),
         # container.py: the JWT signing key.
         "JwtSecret": frozenset({"secretsmanager:GetSecretValue"}),
@@ -106,11 +112,17 @@ NEEDS: dict[str, dict[str, frozenset[str]]] = {
     "FanoutFunction": {
         # services/fanout.py: push_many re-checks a batch's posts (BatchGet); follow_added
         # backfills and a rebuild copies (Query).
-        "PostsTable": frozenset({"dynamodb:BatchGetItem", "dynamodb:Query"}),
+        # services/erasure.py: a deleted account's posts (repositories/posts.py erase,
+        # BatchWriteItem) and the like counts of its likes (likes.py erase, Update in a transaction).
+        "PostsTable": frozenset(
+            {"dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:BatchWriteItem", "dynamodb:UpdateItem"}
+        ),
+        "PostIdsTable": frozenset({"dynamodb:BatchWriteItem"}),
         # repositories/follows.py followed_at (the table): follow_removed keeps what a newer
-        # re-follow owns; followers / followers_since (the Followers table), a page at a time.
-        "FollowsTable": frozenset({"dynamodb:Query"}),
-        "FollowersTable": frozenset({"dynamodb:Query"}),
+        # re-follow owns; followers / followers_since (the Followers table), a page at a time;
+        # sever (transaction Deletes): an erased account's follows, both ways.
+        "FollowsTable": frozenset({"dynamodb:Query", "dynamodb:DeleteItem"}),
+        "FollowersTable": frozenset({"dynamodb:Query", "dynamodb:DeleteItem"}),
         # repositories/users.py follower_count, is_high_follower (Get), high_followers_among
         # and inactive_among (BatchGet), mark_high_follower and finish_feed_rebuild (Update).
         "UsersTable": frozenset({"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"}),
@@ -120,7 +132,13 @@ NEEDS: dict[str, dict[str, frozenset[str]]] = {
         "FanoutJobsTable": frozenset({"dynamodb:PutItem"}),
         # repositories/likes.py likers (Query) and delete_likes (BatchWriteItem): a deleted
         # post's likes, purged by services/fanout.py post_deleted / run_job.
-        "LikesTable": frozenset({"dynamodb:Query", "dynamodb:BatchWriteItem"}),
+        # likes.py erase (transaction Delete): an erased account's likes.
+        "LikesTable": frozenset({"dynamodb:Query", "dynamodb:BatchWriteItem", "dynamodb:DeleteItem"}),
+        # likes.py delete_likes (BatchWriteItem), liked_by (Query), erase (transaction Delete).
+        "LikesByUserTable": frozenset({"dynamodb:Query", "dynamodb:BatchWriteItem", "dynamodb:DeleteItem"}),
+        # refresh_tokens.py revoke: an erased account's tokens, by the by_user index.
+        "RefreshTokensTable": frozenset({"dynamodb:BatchWriteItem"}),
+        "RefreshTokensTable/index/by_user": frozenset({"dynamodb:Query"}),
         # The OnFailure destination of its three stream events.
         "StreamFailureQueue": frozenset({"sqs:SendMessage"}),
     },
@@ -140,8 +158,13 @@ class Grant:
 
 
 def _logical_id(reference: Any) -> str:
-    """``!Ref X``, ``!GetAtt X.Arn``/``X.QueueName`` or a Sub naming ``${X}`` -> ``X``."""
+    """``!Ref X``, ``!GetAtt X.Arn``/``X.QueueName`` -> ``X``; ``!Sub "${X.Arn}/index/name"``
+    (one index of a table) -> ``X/index/name``."""
     if isinstance(reference, dict):
+        sub = reference.get("Fn::Sub")
+        if isinstance(sub, str) and sub.startswith("${") and ".Arn}/index/" in sub:
+            table, index = sub[2:].split(".Arn}/index/")
+            return f"{table}/index/{index}"
         if "Ref" in reference:
             return str(reference["Ref"])
         if "Fn::GetAtt" in reference:

@@ -19,6 +19,11 @@ rules ``ripple.services.fanout`` implements:
   pushed before the absence stays);
 * an item of a post older than ``feed_item_ttl_days`` may have expired: not required.
 
+A deleted account (``DELETE /me``; its released username names it during the quarantine)
+must leave nothing: no row in any table names it - its posts, their id rows and every feed
+item of them, its likes, its follows both ways, its own feed, its refresh tokens - and
+Redis holds no feed, and no known-account marker, for it (``ErasureCheck``).
+
 The feed table must equal that set. The cached feed in Redis (derived from the table) must
 be a contiguous newest-first prefix of it, the sentinel member meaning "nothing older
 exists" (the invariant of ``ripple.cache.feed_cache``); an uncached feed is not checked.
@@ -44,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from ripple.cache.errors import CacheError
 from ripple.cache.feed_cache import SENTINEL, FeedCache, FeedRef
+from ripple.cache.known_users import KnownUsers
 from ripple.cache.post_cache import PostCache
 from ripple.config import DAY
 from ripple.domain import FeedEntry
@@ -199,14 +205,35 @@ class UserConvergence:
 
 
 @dataclass(frozen=True)
-class ConvergenceReport:
-    """The result of one check over some readers."""
+class ErasureCheck:
+    """One deleted account: what still names it, by place (table or Redis structure)."""
 
-    users: tuple[UserConvergence, ...]
+    user_id: str
+    leftovers: Mapping[str, int]
 
     @property
     def ok(self) -> bool:
-        return all(u.ok for u in self.users)
+        return not self.leftovers
+
+    @property
+    def differences(self) -> int:
+        return sum(self.leftovers.values())
+
+    def describe(self) -> str:
+        left = ", ".join(f"{place} {n}" for place, n in sorted(self.leftovers.items()))
+        return f"deleted account {self.user_id}: " + (left + " left" if left else "erased")
+
+
+@dataclass(frozen=True)
+class ConvergenceReport:
+    """The result of one check over some readers (and deleted accounts)."""
+
+    users: tuple[UserConvergence, ...]
+    erased: tuple[ErasureCheck, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return all(u.ok for u in self.users) and all(e.ok for e in self.erased)
 
     @property
     def diverged(self) -> list[UserConvergence]:
@@ -214,7 +241,7 @@ class ConvergenceReport:
 
     @property
     def differences(self) -> int:
-        return sum(u.differences for u in self.users)
+        return sum(u.differences for u in self.users) + sum(e.differences for e in self.erased)
 
     def for_user(self, user_id: str) -> UserConvergence:
         for user in self.users:
@@ -224,16 +251,18 @@ class ConvergenceReport:
 
     def summary(self) -> str:
         cached = sum(u.cache.cached for u in self.users)
+        erased = f", {len(self.erased)} deleted accounts" if self.erased else ""
         if self.ok:
             return (
-                f"converged: {len(self.users)} users checked, 0 differences "
+                f"converged: {len(self.users)} users checked{erased}, 0 differences "
                 f"({cached} cached feeds checked too)"
             )
         lines = [
-            f"NOT converged: {len(self.diverged)} of {len(self.users)} users differ "
+            f"NOT converged: {len(self.diverged)} of {len(self.users)} users differ{erased} "
             f"({self.differences} differences; {cached} feeds cached)"
         ]
         lines += [f"  {u.describe()}" for u in self.diverged]
+        lines += [f"  {e.describe()}" for e in self.erased if not e.ok]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -242,6 +271,9 @@ class ConvergenceReport:
             "users_checked": len(self.users),
             "differences": self.differences,
             "users": [u.to_dict() for u in self.users],
+            "deleted_accounts": [
+                {"user_id": e.user_id, "ok": e.ok, "leftovers": dict(e.leftovers)} for e in self.erased
+            ],
         }
 
 
@@ -300,7 +332,9 @@ class ConvergenceChecker:
         backfill_posts: int,
         inactive_after_ms: int = 0,
         feed_item_ttl_ms: int = 0,
+        known_users: KnownUsers | None = None,
     ) -> None:
+        self._known_users = known_users
         self._users = users
         self._follows = follows
         self._posts = posts
@@ -326,6 +360,7 @@ class ConvergenceChecker:
             backfill_posts=container.settings.backfill_posts,
             inactive_after_ms=container.settings.inactive_reader_days * DAY * 1000,
             feed_item_ttl_ms=container.settings.feed_item_ttl_days * DAY * 1000,
+            known_users=container.known_users,
         )
 
     # ------------------------------------------------------------------ checking
@@ -334,16 +369,38 @@ class ConvergenceChecker:
         return sorted(self._scan.user_ids())
 
     def check(self, user_ids: Iterable[str] | None = None) -> ConvergenceReport:
-        """Check the given readers (None: every user; named ones must exist)."""
+        """Check the given readers (None: every user and every deleted account; named ones
+        must exist, or be deleted accounts, which are checked for leftovers)."""
         truth = _Truth(self._users, self._scan)
+        deleted = self._scan.deleted_accounts()
         if user_ids is None:
             ids, known = self.user_ids(), None
         else:
             ids = list(dict.fromkeys(user_ids))
             known = set(self._users.get_many(ids))
+            deleted = [u for u in ids if u in set(deleted) and u not in known]
+            ids = [u for u in ids if u not in set(deleted)]
         return ConvergenceReport(
-            tuple(self._check_user(user_id, truth, known is None or user_id in known) for user_id in ids)
+            tuple(self._check_user(user_id, truth, known is None or user_id in known) for user_id in ids),
+            self._check_erased(deleted),
         )
+
+    def _check_erased(self, user_ids: Sequence[str]) -> tuple[ErasureCheck, ...]:
+        if not user_ids:
+            return ()
+        residue = self._scan.residue(user_ids)
+        checks = []
+        for user_id in user_ids:
+            leftovers = dict(residue[user_id])
+            try:
+                if self._feed_cache.is_cached(user_id):
+                    leftovers["cached_feed"] = 1
+                if self._known_users is not None and self._known_users.is_known(user_id):
+                    leftovers["known_marker"] = 1
+            except CacheError:
+                pass  # Redis unreachable: holds nothing a reader could get
+            checks.append(ErasureCheck(user_id, leftovers))
+        return tuple(checks)
 
     def expected(self, user_id: str) -> ExpectedFeed:
         """The feed the truth tables imply for ``user_id`` (see the module docstring)."""

@@ -10,12 +10,41 @@ consistent, so a check run right after a write sees that write.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from ripple.domain import FeedEntry
 from ripple.ids import is_ulid, ulid_timestamp_ms
-from ripple.repositories.models import FeedItemModel, FollowerModel, FollowModel, PostModel, UserModel
+from ripple.repositories.models import (
+    FeedItemModel,
+    FollowerModel,
+    FollowModel,
+    LikeByUserModel,
+    LikeModel,
+    PostIdModel,
+    PostModel,
+    RefreshTokenModel,
+    UserModel,
+    UsernameModel,
+)
+
+# Where a deleted account's data can remain, and which attribute names the account there
+# (each table is scanned once for all the accounts checked).
+RESIDUE_COLUMNS: tuple[tuple[str, type[Any], str], ...] = (
+    ("user", UserModel, "user_id"),
+    ("posts", PostModel, "author_id"),
+    ("post_ids", PostIdModel, "author_id"),
+    ("likes", LikeModel, "user_id"),
+    ("likes_by_user", LikeByUserModel, "user_id"),
+    ("following", FollowModel, "follower_id"),
+    ("followed_by", FollowModel, "followee_id"),
+    ("followers", FollowerModel, "followee_id"),
+    ("follower_of", FollowerModel, "follower_id"),
+    ("feed", FeedItemModel, "user_id"),
+    ("feed_items_of_their_posts", FeedItemModel, "author_id"),
+    ("refresh_tokens", RefreshTokenModel, "user_id"),
+)
 
 
 @dataclass(frozen=True)
@@ -49,6 +78,26 @@ class FeedScanRepository:
         """Every user id (a Scan of the users table, keys only)."""
         for row in UserModel.scan(attributes_to_get=["user_id"], consistent_read=True):
             yield row.user_id
+
+    def deleted_accounts(self) -> list[str]:
+        """Accounts deleted and still within their username quarantine: a released username
+        claim keeps the id of the account that held it (a Scan of the usernames table)."""
+        rows = UsernameModel.scan(UsernameModel.released_at.exists(), consistent_read=True)
+        return sorted({row.user_id for row in rows})
+
+    def residue(self, user_ids: Iterable[str]) -> dict[str, dict[str, int]]:
+        """For each account, the rows that still name it, by place (``RESIDUE_COLUMNS``);
+        a place with none is absent. One Scan per table, whatever the number of accounts."""
+        wanted = set(user_ids)
+        found: dict[str, dict[str, int]] = {u: {} for u in wanted}
+        for model in dict.fromkeys(model for _, model, _ in RESIDUE_COLUMNS):
+            columns = [(place, attribute) for place, m, attribute in RESIDUE_COLUMNS if m is model]
+            for row in model.scan(consistent_read=True):
+                for place, attribute in columns:
+                    owner = getattr(row, attribute)
+                    if owner in wanted:
+                        found[owner][place] = found[owner].get(place, 0) + 1
+        return found
 
     def most_following(self, count: int) -> list[str]:
         """The ``count`` users who follow the most accounts, most first (a Scan of the users

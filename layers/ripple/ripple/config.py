@@ -78,6 +78,7 @@ class Settings:
     followers_table: str = field(default="ripple-followers", metadata=_env("FOLLOWERS_TABLE"))
     feed_table: str = field(default="ripple-feed", metadata=_env("FEED_TABLE"))
     likes_table: str = field(default="ripple-likes", metadata=_env("LIKES_TABLE"))
+    likes_by_user_table: str = field(default="ripple-likes-by-user", metadata=_env("LIKES_BY_USER_TABLE"))
     fanout_jobs_table: str = field(default="ripple-fanout-jobs", metadata=_env("FANOUT_JOBS_TABLE"))
     refresh_tokens_table: str = field(default="ripple-refresh-tokens", metadata=_env("REFRESH_TOKENS_TABLE"))
     redis_host: str = field(default="127.0.0.1", metadata=_env("REDIS_HOST"))
@@ -112,6 +113,10 @@ class Settings:
     # Feed items expire this many days after they are written (DynamoDB TTL), so the feed
     # table stops growing with history nobody pages back to; 0 keeps them for ever.
     feed_item_ttl_days: int = field(default=90, metadata=_env("FEED_ITEM_TTL_DAYS", 0, 3650))
+    # A deleted account's username stays claimed, by nobody, this many days before anyone
+    # may sign up with it (Twitter holds a deactivated name 30 days): links and mentions of
+    # the departed user cannot be taken over at once. 0 releases it at once.
+    username_quarantine_days: int = field(default=30, metadata=_env("USERNAME_QUARANTINE_DAYS", 0, 3650))
     # Followers written per fan-out step; more continue as a follow-up job record.
     fanout_page_size: int = field(default=1000, metadata=_env("FANOUT_PAGE_SIZE", 1))
     post_max_chars: int = field(default=500, metadata=_env("POST_MAX_CHARS", 1))

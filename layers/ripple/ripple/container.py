@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from ripple.services.accounts import AccountService
     from ripple.services.activity import ReaderActivity
     from ripple.services.cache_refresh import CacheRefresher
+    from ripple.services.erasure import AccountErasure
     from ripple.services.fanout import FanoutConsumer, FanoutService
     from ripple.services.feed import FeedReader
     from ripple.services.follows import FollowService
@@ -196,6 +197,8 @@ class Container:
             PasswordHasher(self.settings.password_scrypt_n),
             self.tokens,
             self.reader_activity,
+            self.known_users,
+            username_quarantine_ms=self.settings.username_quarantine_days * DAY * 1000,
         )
 
     @cached_property
@@ -302,9 +305,20 @@ class Container:
 
         return FanoutConsumer(
             self.fanout,
+            self.erasure,
             self.settings.posts_table,
             self.settings.follows_table,
             self.settings.fanout_jobs_table,
+        )
+
+    @cached_property
+    def erasure(self) -> AccountErasure:
+        self.bind_models()
+        from ripple.repositories.fanout_jobs import FanoutJobRepository
+        from ripple.services.erasure import AccountErasure
+
+        return AccountErasure(
+            self.posts, self.likes, self.follows, self.feed, self.refresh_tokens, FanoutJobRepository()
         )
 
     @cached_property
@@ -313,10 +327,13 @@ class Container:
         from ripple.services.cache_refresh import CacheRefresher, RefresherTables, RefreshTargets
 
         tables = RefresherTables(
-            feed=self.settings.feed_table, posts=self.settings.posts_table, likes=self.settings.likes_table
+            feed=self.settings.feed_table,
+            posts=self.settings.posts_table,
+            likes=self.settings.likes_table,
+            users=self.settings.users_table,
         )
         targets = RefreshTargets(
-            self.feed_cache, self.post_cache, self.outbox_cache, self.liked_posts, tables
+            self.feed_cache, self.post_cache, self.outbox_cache, self.liked_posts, self.known_users, tables
         )
         return CacheRefresher(lambda: ScriptPipeline(self.redis), targets)
 

@@ -162,6 +162,16 @@ def _bounded_text(obj: Mapping[str, Any], name: str, max_chars: int) -> str | No
     return value
 
 
+def account_deletion(body: Any) -> str:
+    """Validate ``DELETE /me``: {password}, a string - the shape only, no password policy (as
+    login: whatever was set is checked as it is). Returns the password; raises
+    ValidationError (400) for any other body."""
+    obj = require_object(body, allowed={"password"}, required={"password"})
+    if not isinstance(obj["password"], str):
+        raise ValidationError("'password' must be a string")
+    return str(obj["password"])
+
+
 def refresh_token(body: Any) -> str:
     """Validate ``POST /auth/refresh`` and ``/auth/logout``: {refresh_token}."""
     obj = require_object(body, allowed={"refresh_token"}, required={"refresh_token"})

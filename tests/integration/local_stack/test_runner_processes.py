@@ -115,6 +115,7 @@ def test_each_functions_runners_run_in_a_process_of_their_own(stack: LocalStack)
         "CacheRefresherFunction.PostsStream",
         "CacheRefresherFunction.FeedStream",
         "CacheRefresherFunction.LikesStream",
+        "CacheRefresherFunction.UsersStream",
     }
     assert stack.runner("FanoutFunction", "PostsStream").config.parallelization_factor == 4
 

@@ -34,6 +34,7 @@ def test_stream_event_sources_list_every_dynamodb_event(template: dict[str, Any]
         ("CacheRefresherFunction", "PostsStream"),
         ("CacheRefresherFunction", "FeedStream"),
         ("CacheRefresherFunction", "LikesStream"),
+        ("CacheRefresherFunction", "UsersStream"),
     ]
     feed = sources[4].properties
     assert feed["BatchSize"] == 100 and feed["MaximumRetryAttempts"] == 5

@@ -38,6 +38,7 @@ TABLES = {
     "FollowersTable": "FOLLOWERS_TABLE",
     "FeedTable": "FEED_TABLE",
     "LikesTable": "LIKES_TABLE",
+    "LikesByUserTable": "LIKES_BY_USER_TABLE",
     "RefreshTokensTable": "REFRESH_TOKENS_TABLE",
     "FanoutJobsTable": "FANOUT_JOBS_TABLE",
 }

@@ -213,3 +213,7 @@ class FeedCache:
     def drop(self, user_id: str) -> None:
         """Forget the cached feed (and any rebuild in flight): the next read rebuilds it."""
         self._redis.delete(self._key(user_id), _warming_key(self._key(user_id)))
+
+    def queue_drop(self, pipe: ScriptPipeline, user_id: str) -> None:
+        """:meth:`drop` queued on ``pipe``."""
+        pipe.command("delete", self._key(user_id), _warming_key(self._key(user_id)))

@@ -57,5 +57,14 @@ class KnownUsers:
         self._redis.set(known_user_key(user_id), "1", ex=self._ttl)
 
     @translated
+    def is_known(self, user_id: str) -> bool:
+        """Whether the marker is present (for checks; requests use :meth:`check`)."""
+        return bool(self._redis.exists(known_user_key(user_id)))
+
+    @translated
     def forget(self, user_id: str) -> None:
         self._redis.delete(known_user_key(user_id))
+
+    def queue_forget(self, pipe: ScriptPipeline, user_id: str) -> None:
+        """:meth:`forget` queued on ``pipe``."""
+        pipe.command("delete", known_user_key(user_id))

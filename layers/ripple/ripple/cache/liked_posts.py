@@ -99,6 +99,10 @@ class LikedPosts:
         """A committed like (``liked``) or unlike, if the reader's hash exists."""
         self._record(keys=[liked_key(user_id)], args=[post_id, "1" if liked else "0", MAX_LIKES])
 
+    def queue_drop(self, pipe: ScriptPipeline, user_id: str) -> None:
+        """Forget the reader's hash (a deleted account's), queued on ``pipe``."""
+        pipe.command("delete", liked_key(user_id))
+
     def queue_record(self, pipe: ScriptPipeline, user_id: str, post_id: str, liked: bool) -> None:
         """:meth:`record` queued on ``pipe``."""
         pipe.script(self._record, [liked_key(user_id)], [post_id, "1" if liked else "0", MAX_LIKES])

@@ -13,13 +13,14 @@ JOB_TTL_SECONDS = 24 * 3600  # long after any retry; TTL sweeps them
 # push: a post to a page of followers; retract: a deleted post from a page of followers;
 # purge_likes: a deleted post's likes, a page of likers at a time; rebuild: a returning
 # reader's feed, a page of followees at a time (author_id is the reader, created_at the
-# rebuild's start, post_id empty).
-PUSH, RETRACT, PURGE_LIKES, REBUILD = "push", "retract", "purge_likes", "rebuild"
+# rebuild's start, post_id empty); erase: a deleted account's data, a page at a time
+# (author_id is the account, created_at its deletion, post_id the phase: ripple.services.erasure).
+PUSH, RETRACT, PURGE_LIKES, REBUILD, ERASE = "push", "retract", "purge_likes", "rebuild", "erase"
 
 
 @dataclass(frozen=True)
 class FanoutJob:
-    kind: str  # PUSH | RETRACT | PURGE_LIKES | REBUILD
+    kind: str  # PUSH | RETRACT | PURGE_LIKES | REBUILD | ERASE
     author_id: str
     post_id: str
     created_at: int
@@ -29,22 +30,29 @@ class FanoutJob:
     def job_id(self) -> str:
         if self.kind == REBUILD:
             return f"{self.kind}#{self.author_id}#{self.created_at}#{self.after}"
+        if self.kind == ERASE:
+            return f"{self.kind}#{self.author_id}#{self.post_id}#{self.after}"
         return f"{self.kind}#{self.post_id}#{self.after}"
+
+
+def job_row(job: FanoutJob) -> FanoutJobModel:
+    """The jobs table's item for ``job``, swept by TTL a day from now."""
+    return FanoutJobModel(
+        job_id=job.job_id,
+        kind=job.kind,
+        author_id=job.author_id,
+        post_id=job.post_id,
+        created_at=job.created_at,
+        after=job.after,
+        expires_at=int(time.time()) + JOB_TTL_SECONDS,
+    )
 
 
 class FanoutJobRepository:
     def enqueue(self, job: FanoutJob) -> bool:
         """Create the job unless it exists (a redelivered record re-enqueues nothing)."""
         try:
-            FanoutJobModel(
-                job_id=job.job_id,
-                kind=job.kind,
-                author_id=job.author_id,
-                post_id=job.post_id,
-                created_at=job.created_at,
-                after=job.after,
-                expires_at=int(time.time()) + JOB_TTL_SECONDS,
-            ).save(condition=FanoutJobModel.job_id.does_not_exist())
+            job_row(job).save(condition=FanoutJobModel.job_id.does_not_exist())
         except PutError as exc:
             if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
                 return False

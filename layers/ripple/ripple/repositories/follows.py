@@ -72,6 +72,37 @@ class FollowRepository:
         tx.delete("inverse_edge", FollowerModel(followee_id=followee_id, follower_id=follower_id))
         return _commit_counted(tx, follower_id, followee_id, -1)
 
+    def sever(self, follower_id: str, followee_id: str, erased_id: str) -> bool:
+        """Remove an edge of a deleted account (``erased_id``, one of the two ends): both
+        rows, and the counter of the other end only (the deleted account has no row to move,
+        and an update would create one). True if the counter moved; False if the edge was
+        already gone, or the other end's account is gone too (the rows go all the same)."""
+        other, counter = (
+            (followee_id, UserModel.follower_count)
+            if erased_id == follower_id
+            else (follower_id, UserModel.following_count)
+        )
+        tx = Transaction()
+        tx.delete(
+            "edge",
+            FollowModel(follower_id=follower_id, followee_id=followee_id),
+            condition=FollowModel.followee_id.exists(),
+        )
+        tx.delete("inverse_edge", FollowerModel(followee_id=followee_id, follower_id=follower_id))
+        tx.update(
+            "other", UserModel(user_id=other), actions=[counter.add(-1)], condition=UserModel.user_id.exists()
+        )
+        try:
+            tx.commit()
+            return True
+        except ConditionFailed:
+            pass
+        rows = Transaction()
+        rows.delete("edge", FollowModel(follower_id=follower_id, followee_id=followee_id))
+        rows.delete("inverse_edge", FollowerModel(followee_id=followee_id, follower_id=follower_id))
+        rows.commit()
+        return False
+
     def followers(self, followee_id: str, limit: int, after: str | None = None) -> list[str]:
         """A page of follower ids in id order, strictly after ``after``."""
         return [follower for follower, _ in self.followers_since(followee_id, limit, after)]

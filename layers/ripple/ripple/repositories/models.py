@@ -60,6 +60,10 @@ class UsernameModel(Model):
 
     username = UnicodeAttribute(hash_key=True)
     user_id = UnicodeAttribute()
+    # Set when the account is deleted (epoch ms): the name stays claimed, by nobody, until
+    # then (``username_quarantine_days``), so nobody can pose as the departed user at once.
+    released_at = NumberAttribute(null=True)
+    expires_at = NumberAttribute(null=True)  # TTL (epoch seconds): the released claim is swept
 
 
 class PostModel(Model):
@@ -128,6 +132,19 @@ class LikeModel(Model):
     created_at = NumberAttribute()
 
 
+class LikeByUserModel(Model):
+    """The inverse of a like, user -> post, written in the like's own transaction: a user's
+    likes are a strongly consistent Query (account deletion removes every one of them; an
+    index would lag, and a like committed just before the deletion could be missed)."""
+
+    class Meta:
+        table_name = "likes-by-user"
+
+    user_id = UnicodeAttribute(hash_key=True)
+    post_id = UnicodeAttribute(range_key=True)
+    author_id = UnicodeAttribute()  # the liked post's author: its like_count lives there
+
+
 class FanoutJobModel(Model):
     """One page of followers still to receive (or lose) a post."""
 
@@ -135,12 +152,24 @@ class FanoutJobModel(Model):
         table_name = "fanout-jobs"
 
     job_id = UnicodeAttribute(hash_key=True)  # deterministic: FanoutJob.job_id
-    kind = UnicodeAttribute()  # "push" | "retract" | "purge_likes" | "rebuild"
+    kind = UnicodeAttribute()  # "push" | "retract" | "purge_likes" | "rebuild" | "erase"
     author_id = UnicodeAttribute()
     post_id = UnicodeAttribute()
     created_at = NumberAttribute()
     after = UnicodeAttribute()  # the last follower id already handled
     expires_at = NumberAttribute()  # TTL (epoch seconds)
+
+
+class RefreshTokensByUserIndex(GlobalSecondaryIndex["RefreshTokenModel"]):
+    """A user's refresh tokens, for account deletion (which revokes them all). Lag is
+    harmless there: a refresh needs the account, which is gone before this is read."""
+
+    class Meta:
+        index_name = "by_user"
+        projection = KeysOnlyProjection()
+
+    user_id = UnicodeAttribute(hash_key=True)
+    token_id = UnicodeAttribute(range_key=True)
 
 
 class RefreshTokenModel(Model):
@@ -150,6 +179,7 @@ class RefreshTokenModel(Model):
     token_id = UnicodeAttribute(hash_key=True)
     user_id = UnicodeAttribute()
     expires_at = NumberAttribute()  # epoch seconds; the table's TTL attribute
+    by_user = RefreshTokensByUserIndex()
 
 
 ALL_MODELS: tuple[type[Model], ...] = (
@@ -161,6 +191,7 @@ ALL_MODELS: tuple[type[Model], ...] = (
     FollowerModel,
     FeedItemModel,
     LikeModel,
+    LikeByUserModel,
     FanoutJobModel,
     RefreshTokenModel,
 )
@@ -177,6 +208,7 @@ def bind_models(settings: Settings) -> None:
         FollowerModel: settings.followers_table,
         FeedItemModel: settings.feed_table,
         LikeModel: settings.likes_table,
+        LikeByUserModel: settings.likes_by_user_table,
         FanoutJobModel: settings.fanout_jobs_table,
         RefreshTokenModel: settings.refresh_tokens_table,
     }

@@ -12,7 +12,7 @@ from pynamodb.exceptions import DoesNotExist
 
 from ripple.domain import FeedEntry, Post
 from ripple.errors import AuthenticationError
-from ripple.repositories.batch import batch_get, concurrently
+from ripple.repositories.batch import batch_get, batch_write, concurrently
 from ripple.repositories.feed import feed_item_row
 from ripple.repositories.models import PostIdModel, PostModel, UserModel
 from ripple.repositories.transactions import ConditionFailed, Transaction
@@ -105,6 +105,15 @@ class PostRepository:
         """:meth:`recent_by_author` for several (author, before) pairs, the Queries sent at
         once; one list per pair, in order."""
         return concurrently(lambda pair: self.recent_by_author(pair[0], limit, before=pair[1]), wanted)
+
+    def erase(self, author_id: str, post_ids: Sequence[str]) -> int:
+        """Delete posts of a deleted account, and their id rows (missing ones are no-ops). No
+        counter moves: the author's row is gone, and an update would create one again. Each
+        REMOVE takes the same path as a deleted post (fan-out retracts it, its likes go)."""
+        batch_write(
+            PostModel, delete_keys=[{"author_id": {"S": author_id}, "post_id": {"S": p}} for p in post_ids]
+        )
+        return batch_write(PostIdModel, delete_keys=[{"post_id": {"S": p}} for p in post_ids])
 
     def delete(self, author_id: str, post_id: str) -> bool:
         """Delete the post; False if it was already gone (a concurrent delete)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pynamodb.exceptions import DeleteError
 
+from ripple.repositories.batch import batch_write
 from ripple.repositories.models import RefreshTokenModel
 
 
@@ -21,3 +22,11 @@ class RefreshTokenRepository:
                 return False
             raise
         return True
+
+    def revoke(self, user_id: str, limit: int) -> list[str]:
+        """Delete up to ``limit`` refresh tokens of the user (a deleted account's) and return
+        their ids. Read from the ``by_user`` index, which lags: a token stored in the last
+        moment may be missed, which is harmless, as a refresh also needs the account."""
+        token_ids = [row.token_id for row in RefreshTokenModel.by_user.query(user_id, limit=limit)]
+        batch_write(RefreshTokenModel, delete_keys=[{"token_id": {"S": t}} for t in token_ids])
+        return token_ids

@@ -10,7 +10,8 @@ from pynamodb.expressions.update import Action
 from ripple.domain import Credentials, User
 from ripple.errors import ConflictError
 from ripple.repositories.batch import batch_get
-from ripple.repositories.models import RefreshTokenModel, UserModel, UsernameModel
+from ripple.repositories.fanout_jobs import FanoutJob, job_row
+from ripple.repositories.models import FanoutJobModel, RefreshTokenModel, UserModel, UsernameModel
 from ripple.repositories.transactions import ConditionFailed, Transaction
 
 
@@ -44,7 +45,10 @@ class UserRepository:
             last_active_at=user.created_at,
         )
         tx = Transaction()
-        tx.save("username", claim, condition=UsernameModel.username.does_not_exist())
+        # A name is free if never claimed, or released by a deleted account whose quarantine
+        # has ended (the TTL sweeps such claims, up to days late).
+        free = UsernameModel.username.does_not_exist() | (UsernameModel.released_at <= user.created_at)
+        tx.save("username", claim, condition=free)
         tx.save("user", row, condition=UserModel.user_id.does_not_exist())
         if refresh_token is not None:
             token_id, expires_at = refresh_token
@@ -81,10 +85,45 @@ class UserRepository:
         return self.get(user_id) is not None
 
     def id_by_username(self, username: str) -> str | None:
+        """The account holding ``username``; None if none does (a deleted account's name is
+        held by nobody)."""
         try:
-            return str(UsernameModel.get(username).user_id)
+            claim = UsernameModel.get(username)
         except DoesNotExist:
             return None
+        return None if claim.released_at is not None else str(claim.user_id)
+
+    def credentials(self, user_id: str) -> Credentials | None:
+        """The user and their password hash (strongly consistent), None if the account is gone."""
+        try:
+            row = UserModel.get(user_id, consistent_read=True)
+        except DoesNotExist:
+            return None
+        return Credentials(user=_to_user(row), password_hash=row.password_hash)
+
+    def delete(self, user: User, released_at_ms: int, erasure: FanoutJob) -> bool:
+        """Delete the account, in one transaction: the user row goes (every request of theirs
+        fails from here: a follow, post or like requires it), the username claim is marked
+        released at ``released_at_ms`` (epoch ms; held by nobody until then, TTL-swept after),
+        and ``erasure`` - the job that removes the rest of the account - is enqueued.
+        False if the account was already gone."""
+        tx = Transaction()
+        tx.delete("user", UserModel(user_id=user.user_id), condition=UserModel.user_id.exists())
+        tx.update(
+            "username",
+            UsernameModel(username=user.username),
+            actions=[
+                UsernameModel.released_at.set(released_at_ms),
+                UsernameModel.expires_at.set(released_at_ms // 1000),
+            ],
+            condition=UsernameModel.user_id == user.user_id,
+        )
+        tx.save("erasure", job_row(erasure), condition=FanoutJobModel.job_id.does_not_exist())
+        try:
+            tx.commit()
+        except ConditionFailed:  # gone already: a concurrent deletion, or this one's lost answer
+            return False
+        return True
 
     def credentials_by_username(self, username: str) -> Credentials | None:
         try:

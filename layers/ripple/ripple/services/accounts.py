@@ -1,4 +1,4 @@
-"""Sign-up, login, token refresh and logout."""
+"""Sign-up, login, token refresh, logout and account deletion."""
 
 from __future__ import annotations
 
@@ -8,13 +8,16 @@ from dataclasses import dataclass
 from ripple import validation
 from ripple.auth.passwords import PasswordHasher
 from ripple.auth.tokens import REFRESH, TokenPair, TokenService
+from ripple.cache.errors import CacheError
+from ripple.cache.known_users import KnownUsers
 from ripple.domain import User
-from ripple.errors import AuthenticationError
+from ripple.errors import AuthenticationError, ForbiddenError
 from ripple.ids import new_ulid
 from ripple.observability import count, logger
 from ripple.repositories.refresh_tokens import RefreshTokenRepository
 from ripple.repositories.users import UserRepository
 from ripple.services.activity import ReaderActivity
+from ripple.services.erasure import erasure_of
 
 # A real hash to verify against when the username does not exist, so a login for an
 # unknown name costs the same time as one with a wrong password (no user enumeration).
@@ -47,12 +50,17 @@ class AccountService:
         hasher: PasswordHasher,
         tokens: TokenService,
         activity: ReaderActivity,
+        known_users: KnownUsers,
+        *,
+        username_quarantine_ms: int,
     ) -> None:
         self._users = users
         self._refresh_tokens = refresh_tokens
         self._hasher = hasher
         self._tokens = tokens
         self._activity = activity
+        self._known_users = known_users
+        self._quarantine_ms = username_quarantine_ms
         self._dummy_hash = hasher.hash(_DUMMY_PASSWORD)
 
     def signup(self, username: str, password: str) -> Session:
@@ -114,6 +122,33 @@ class AccountService:
             raise
         self._refresh_tokens.consume(claims.token_id, claims.user_id)
         logger.info("audit: logout", extra={"audit": "logout", "user_id": claims.user_id})
+
+    def delete(self, user_id: str, password: str) -> None:
+        """Delete the caller's account, confirmed by their password (a stolen access token
+        alone cannot). Raises ForbiddenError ``invalid_credentials`` (403) for a wrong
+        password, AuthenticationError ``invalid_token`` (401) if the account is already gone.
+
+        One transaction deletes the user row, releases the username (held by nobody for
+        ``username_quarantine_ms``) and enqueues the erasure of everything else
+        (``ripple.services.erasure``). Then the account is forgotten in Redis, so its access
+        tokens fail at once; if Redis fails here, the users stream makes the cache refresher
+        forget it, and meanwhile Redis cannot vouch for it either. Audit-logged."""
+        found = self._users.credentials(user_id)
+        if found is None:
+            raise AuthenticationError("your account no longer exists", code="invalid_token")
+        if not self._hasher.verify(password, found.password_hash):
+            logger.warning(
+                "audit: account deletion refused", extra={"audit": "delete_refused", "user_id": user_id}
+            )
+            raise ForbiddenError("the password does not match", code="invalid_credentials")
+        now_ms = int(time.time() * 1000)
+        self._users.delete(found.user, now_ms + self._quarantine_ms, erasure_of(user_id, now_ms))
+        try:
+            self._known_users.forget(user_id)
+        except CacheError:
+            count("CacheErrors")
+        logger.info("audit: account deleted", extra={"audit": "account_deleted", "user_id": user_id})
+        count("AccountsDeleted")
 
     def _issue(self, user: User) -> TokenPair:
         """Tokens for a login or a refresh: the user is active (their feed is rebuilt if they

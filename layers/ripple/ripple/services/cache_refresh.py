@@ -6,8 +6,11 @@ Posts stream: a new post joins its author's cached outbox (kept only for pulled,
 high-follower authors); a changed post (e.g. its like count) replaces the cached body; a
 removed post is evicted from both.
 Likes stream: each like and unlike reaches the liker's liked-posts hash (if it exists),
-repairing an API write-through that failed. All of it is idempotent, and a stream batch is
-applied in one pipelined round trip (``RefreshBatch``). A Redis failure
+repairing an API write-through that failed. Users stream (REMOVE only, by its filter): a
+deleted account is forgotten - its known-account marker (so its access tokens fail at once
+even if the API's own write-through failed), cached feed, outbox and liked posts. All of it
+is idempotent, and a stream batch is applied in one pipelined round trip (``RefreshBatch``).
+A Redis failure
 raises, so the stream retries the record and the cache is repaired when Redis is back;
 DynamoDB holds the truth.
 """
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 
 from ripple.cache.errors import translated
 from ripple.cache.feed_cache import FeedCache, FeedRef
+from ripple.cache.known_users import KnownUsers
 from ripple.cache.liked_posts import LikedPosts
 from ripple.cache.pipelines import ScriptPipeline
 from ripple.cache.post_cache import PostCache
@@ -35,6 +39,7 @@ class RefresherTables:
     feed: str
     posts: str
     likes: str
+    users: str
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class RefreshTargets:
     post_cache: PostCache
     outboxes: FeedCache
     liked_posts: LikedPosts
+    known_users: KnownUsers
     tables: RefresherTables
 
 
@@ -75,6 +81,7 @@ class RefreshBatch:
         self._post_cache = targets.post_cache
         self._outboxes = targets.outboxes
         self._liked_posts = targets.liked_posts
+        self._known_users = targets.known_users
         self._tables = targets.tables
         self._queued = 0
         self._lags_ms: list[float] = []
@@ -89,6 +96,9 @@ class RefreshBatch:
             keys = change.keys
             liked = change.event != REMOVE
             self._liked_posts.queue_record(self._pipe, str(keys["user_id"]), str(keys["post_id"]), liked)
+        elif change.table == tables.users:
+            if change.event == REMOVE:  # a deleted account (the mapping's filter passes nothing else)
+                self._account_removed(str(change.keys["user_id"]))
         else:
             raise ValueError(f"cache refresher received a record from an unexpected table: {change.table}")
         self._queued += 1
@@ -99,6 +109,13 @@ class RefreshBatch:
             self._pipe.execute()
         for lag_ms in self._lags_ms:  # the post's creation to its arrival in a reader's cache
             metrics.add_metric(name="FeedLag", unit=MetricUnit.Milliseconds, value=lag_ms)
+
+    def _account_removed(self, user_id: str) -> None:
+        pipe = self._pipe
+        self._known_users.queue_forget(pipe, user_id)
+        self._feed_cache.queue_drop(pipe, user_id)
+        self._outboxes.queue_drop(pipe, user_id)
+        self._liked_posts.queue_drop(pipe, user_id)
 
     def _feed_change(self, change: StreamChange) -> None:
         row = change.image

@@ -22,6 +22,7 @@ from ripple.domain import FeedEntry, Post
 from ripple.ids import ulid_floor
 from ripple.observability import count
 from ripple.repositories.fanout_jobs import (
+    ERASE,
     PURGE_LIKES,
     PUSH,
     REBUILD,
@@ -34,6 +35,7 @@ from ripple.repositories.follows import FollowRepository
 from ripple.repositories.likes import LikeRepository
 from ripple.repositories.posts import PostRepository
 from ripple.repositories.users import UserRepository
+from ripple.services.erasure import AccountErasure
 from ripple.stream_processing import PartialCommit
 from ripple.streams import INSERT, REMOVE, StreamChange
 
@@ -258,8 +260,16 @@ class FanoutConsumer:
     """Routes stream changes (posts, follows or fan-out jobs table) to their use cases:
     :meth:`open_batch` for a whole stream batch (the function), :meth:`handle` for one."""
 
-    def __init__(self, fanout: FanoutService, posts_table: str, follows_table: str, jobs_table: str) -> None:
+    def __init__(
+        self,
+        fanout: FanoutService,
+        erasure: AccountErasure,
+        posts_table: str,
+        follows_table: str,
+        jobs_table: str,
+    ) -> None:
         self._fanout = fanout
+        self._erasure = erasure
         self._posts_table = posts_table
         self._follows_table = follows_table
         self._jobs_table = jobs_table
@@ -303,6 +313,8 @@ class FanoutConsumer:
                 created_at=int(row["created_at"]),
                 after=str(row["after"]),
             )
+            if job.kind == ERASE:
+                return lambda: self._erasure.step(job)
             return job if job.kind == PUSH else (lambda: fanout.run_job(job))
         raise ValueError(f"fan-out received a record from an unexpected table: {change.table}")
 
