@@ -69,6 +69,7 @@ def test_fanout_skips_readers_away_longer_than_the_setting(
     report = ConvergenceChecker.from_container(container).check([author["id"], active["id"], away["id"]])
     assert report.ok, report.summary()
     assert [u.not_judged for u in report.users] == ["", "", AWAY]
+    assert "1 feeds not judged (away)" in report.summary()  # the text output says so too
 
 
 def test_a_returning_reader_reads_206_until_the_rebuild_is_done_then_the_whole_feed(

@@ -252,10 +252,13 @@ class ConvergenceReport:
     def summary(self) -> str:
         cached = sum(u.cache.cached for u in self.users)
         erased = f", {len(self.erased)} deleted accounts" if self.erased else ""
+        reasons = sorted({u.not_judged for u in self.users if u.not_judged})
+        skipped = sum(1 for u in self.users if u.not_judged)
+        unjudged = f"; {skipped} feeds not judged ({', '.join(reasons)})" if skipped else ""
         if self.ok:
             return (
                 f"converged: {len(self.users)} users checked{erased}, 0 differences "
-                f"({cached} cached feeds checked too)"
+                f"({cached} cached feeds checked too{unjudged})"
             )
         lines = [
             f"NOT converged: {len(self.diverged)} of {len(self.users)} users differ{erased} "
