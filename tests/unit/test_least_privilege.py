@@ -65,8 +65,10 @@ NEEDS: dict[str, dict[str, frozenset[str]]] = {
         # repositories/users.py: create (transaction Put), get/get_many/exists, update_profile,
         # counters inside follow/post transactions (Update); services/feed.py PulledAuthors
         # (Query of the by_high_follower index).
+        # repositories/blocks.py: a block or mute checks both accounts exist (ConditionCheck).
         "UsersTable": frozenset(
             {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
+            | {"dynamodb:ConditionCheckItem"}
         ),
         "UsersTable/index/by_high_follower": frozenset({"dynamodb:Query"}),
         # repositories/users.py: the username claim (transaction Put), id_by_username (Get).
@@ -81,9 +83,11 @@ NEEDS: dict[str, dict[str, frozenset[str]]] = {
         # transactions, read by author_of (Get).
         "PostIdsTable": frozenset({"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"}),
         # repositories/follows.py: follow/unfollow (transaction Put/Delete), following (Query),
-        # followed_among (BatchGet).
+        # followed_among (BatchGet); repositories/blocks.py: a block reads the edges between
+        # the two (BatchGet), deletes them or checks them absent (ConditionCheck).
         "FollowsTable": frozenset(
             {"dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"}
+            | {"dynamodb:ConditionCheckItem"}
         ),
         # repositories/follows.py: the inverse edges (transaction Put/Delete), followers (Query).
         "FollowersTable": frozenset({"dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem"}),
@@ -98,8 +102,16 @@ NEEDS: dict[str, dict[str, frozenset[str]]] = {
         # repositories/refresh_tokens.py: store (Put), consume (conditional Delete). Never read.
         "RefreshTokensTable": frozenset({"dynamodb:PutItem", "dynamodb:DeleteItem"}),
         # services/activity.py: a returning reader's feed rebuild (repositories/fanout_jobs.py
-        # enqueue, a conditional Put).
+        # enqueue, a conditional Put); repositories/blocks.py: a mute's or unmute's job (a Put
+        # in its transaction).
         "FanoutJobsTable": frozenset({"dynamodb:PutItem"}),
+        # repositories/blocks.py: block/unblock/mute/unmute (transaction Put/Delete), listing
+        # and relations (Query); follows.py and likes.py check no block exists (ConditionCheck).
+        "BlocksTable": frozenset(
+            {"dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"}
+        ),
+        # repositories/blocks.py: the inverse rows (transaction Put/Delete), relations (Query).
+        "BlockedByTable": frozenset({"dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem"}),
         # container.py: the JWT signing key.
         "JwtSecret": frozenset({"secretsmanager:GetSecretValue"}),
     },
@@ -121,6 +133,10 @@ NEEDS: dict[str, dict[str, frozenset[str]]] = {
         # repositories/likes.py likers (Query) and delete_likes (BatchWriteItem): a deleted
         # post's likes, purged by services/fanout.py post_deleted / run_job.
         "LikesTable": frozenset({"dynamodb:Query", "dynamodb:BatchWriteItem"}),
+        # repositories/blocks.py relations (two Queries: whom an author blocks, who blocks or
+        # mutes them) and holds (Query): push_many, follow_added, mute and unmute jobs.
+        "BlocksTable": frozenset({"dynamodb:Query"}),
+        "BlockedByTable": frozenset({"dynamodb:Query"}),
         # The OnFailure destination of its three stream events.
         "StreamFailureQueue": frozenset({"sqs:SendMessage"}),
     },

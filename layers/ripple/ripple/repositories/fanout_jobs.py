@@ -13,8 +13,11 @@ JOB_TTL_SECONDS = 24 * 3600  # long after any retry; TTL sweeps them
 # push: a post to a page of followers; retract: a deleted post from a page of followers;
 # purge_likes: a deleted post's likes, a page of likers at a time; rebuild: a returning
 # reader's feed, a page of followees at a time (author_id is the reader, created_at the
-# rebuild's start, post_id empty).
+# rebuild's start, post_id empty); mute / unmute: a muted author's items leave a reader's
+# feed, or come back (author_id is the muted author, post_id the reader, created_at the
+# mute's time), written in the mute's own transaction (ripple.repositories.blocks).
 PUSH, RETRACT, PURGE_LIKES, REBUILD = "push", "retract", "purge_likes", "rebuild"
+MUTE, UNMUTE = "mute", "unmute"
 
 
 @dataclass(frozen=True)
@@ -29,22 +32,29 @@ class FanoutJob:
     def job_id(self) -> str:
         if self.kind == REBUILD:
             return f"{self.kind}#{self.author_id}#{self.created_at}#{self.after}"
+        if self.kind in (MUTE, UNMUTE):  # a mute, unmute and mute again are three jobs
+            return f"{self.kind}#{self.post_id}#{self.author_id}#{self.created_at}"
         return f"{self.kind}#{self.post_id}#{self.after}"
+
+
+def job_row(job: FanoutJob) -> FanoutJobModel:
+    """The job's item (also for a transaction that enqueues it with other writes)."""
+    return FanoutJobModel(
+        job_id=job.job_id,
+        kind=job.kind,
+        author_id=job.author_id,
+        post_id=job.post_id,
+        created_at=job.created_at,
+        after=job.after,
+        expires_at=int(time.time()) + JOB_TTL_SECONDS,
+    )
 
 
 class FanoutJobRepository:
     def enqueue(self, job: FanoutJob) -> bool:
         """Create the job unless it exists (a redelivered record re-enqueues nothing)."""
         try:
-            FanoutJobModel(
-                job_id=job.job_id,
-                kind=job.kind,
-                author_id=job.author_id,
-                post_id=job.post_id,
-                created_at=job.created_at,
-                after=job.after,
-                expires_at=int(time.time()) + JOB_TTL_SECONDS,
-            ).save(condition=FanoutJobModel.job_id.does_not_exist())
+            job_row(job).save(condition=FanoutJobModel.job_id.does_not_exist())
         except PutError as exc:
             if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
                 return False

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-from ripple.errors import NotFoundError
+from ripple.errors import ForbiddenError, NotFoundError
 from ripple.repositories.batch import batch_get, batch_write
+from ripple.repositories.blocks import no_block_checks
 from ripple.repositories.models import LikeModel, PostModel
 from ripple.repositories.transactions import ConditionFailed, Transaction
 
@@ -27,19 +28,26 @@ def _commit_counted(tx: Transaction, author_id: str, post_id: str, delta: int) -
     except ConditionFailed as exc:
         if exc.item == "post":
             raise NotFoundError(f"post {post_id!r} not found") from exc
+        if exc.item in ("blocked", "blocked_by"):
+            message = "you cannot like this post: one of you blocks the other"
+            raise ForbiddenError(message, code="blocked") from exc
         return False
     return True
 
 
 class LikeRepository:
     def like(self, user_id: str, author_id: str, post_id: str) -> bool:
-        """Like once; False if already liked. NotFoundError if the post is gone."""
+        """Like once; False if already liked. NotFoundError if the post is gone; ForbiddenError
+        (``blocked``) if the liker or the author blocks the other (checked in the like's
+        transaction)."""
         tx = Transaction()
         tx.save(
             "like",
             LikeModel(post_id=post_id, user_id=user_id, created_at=int(time.time() * 1000)),
             condition=LikeModel.user_id.does_not_exist(),
         )
+        if user_id != author_id:  # nobody blocks themselves (and a key may not appear twice)
+            no_block_checks(tx, user_id, author_id)
         return _commit_counted(tx, author_id, post_id, +1)
 
     def unlike(self, user_id: str, author_id: str, post_id: str) -> bool:

@@ -44,7 +44,7 @@ RETRYABLE_REASONS = frozenset({"TransactionConflict", "ThrottlingError", "Provis
 # transact_write_items): condition checks, deletes, puts, updates.
 _WIRE_ORDER = ("condition_check", "delete", "save", "update")
 
-Kind = Literal["delete", "save", "update"]
+Kind = Literal["condition_check", "delete", "save", "update"]
 
 
 class ConditionFailed(Exception):
@@ -108,6 +108,11 @@ class Transaction:
         """Delete the item keyed like ``model``."""
         return self._add(_Item(name, "delete", model, condition))
 
+    def check(self, name: str, model: Model, condition: Condition) -> Transaction:
+        """Require ``condition`` of the item keyed like ``model`` (which need not exist),
+        writing nothing to it: a ConditionCheck."""
+        return self._add(_Item(name, "condition_check", model, condition))
+
     def wire_order(self) -> list[str]:
         """The item names in the order DynamoDB receives them (and reports reasons in)."""
         return [item.name for kind in _WIRE_ORDER for item in self.items if item.kind == kind]
@@ -153,7 +158,14 @@ class Transaction:
 
 
 def _apply(tx: TransactWrite, item: _Item) -> None:
-    if item.kind == "save":
+    if item.kind == "condition_check":
+        assert item.condition is not None
+        key = item.model._get_keys()  # {hash attr name: value, range attr name: value}
+        hash_name = type(item.model)._hash_key_attribute().attr_name
+        range_attribute = type(item.model)._range_key_attribute()
+        range_key = key.get(range_attribute.attr_name) if range_attribute is not None else None
+        tx.condition_check(type(item.model), key[hash_name], range_key, condition=item.condition)
+    elif item.kind == "save":
         tx.save(item.model, condition=item.condition)
     elif item.kind == "update":
         tx.update(item.model, actions=list(item.actions), condition=item.condition)
