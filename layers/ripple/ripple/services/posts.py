@@ -72,9 +72,10 @@ class PostService:
         are blocked, either way (the profile stays visible; the posts do not)."""
         if not self._users.exists(author_id):
             raise NotFoundError(f"user {author_id!r} not found")
+        before = decode_cursor(cursor)  # a bad cursor is a 400 whoever asks
         if reader_id not in (None, author_id) and self._blocked(reader_id, author_id):
             return Page(items=[], next_cursor=None)
-        posts = self._posts.recent_by_author(author_id, limit + 1, before=decode_cursor(cursor))
+        posts = self._posts.recent_by_author(author_id, limit + 1, before=before)
         page = posts[:limit]
         if reader_id is not None:
             liked = self._likes.liked(reader_id, [p.post_id for p in page])
