@@ -94,13 +94,14 @@ class RelationsCache:
     def change(self, kind: str, user_id: str, target_id: str, *, added: bool) -> None:
         """Write a committed block or mute (``added``) or its removal through, in one round
         trip. An addition to a set that does not exist yet makes one without the marker (it
-        is loaded on its next read); no TTL is set on those beyond the store's."""
+        is loaded on its next read). An addition also restarts the set's TTL (plain EXPIRE:
+        ``NX`` would need Redis 7, and the template does not pin the engine's version)."""
         pipe = self._redis.pipeline(transaction=False)
         for owner, member in changed_members(kind, user_id, target_id):
             key = relations_key(owner)
             if added:
                 pipe.sadd(key, member)
-                pipe.expire(key, self._ttl, nx=True)  # an incomplete set expires too
+                pipe.expire(key, self._ttl)  # an incomplete set expires too
             else:
                 pipe.srem(key, member)
         pipe.execute()
