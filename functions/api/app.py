@@ -23,7 +23,7 @@ from ripple import validation
 from ripple.auth.tokens import Claims
 from ripple.cache.rate_limit import Limit
 from ripple.container import get_container
-from ripple.domain import Page, Post, User
+from ripple.domain import BLOCK, MUTE, Page, Post, User
 from ripple.errors import ForbiddenError, NotFoundError, ValidationError
 from ripple.http.errors import status_and_body, translate_chalice_body
 from ripple.http.instrumentation import record_request, route_template
@@ -259,17 +259,72 @@ def unfollow(user_id: str) -> dict[str, Any]:
 @app.route("/users/{user_id}/followers", methods=["GET"])
 @json_errors
 def followers(user_id: str) -> dict[str, Any]:
-    authenticated()
+    claims = authenticated()
     limit = validation.page_limit(query("limit"))
-    return users_page(container.follow_service.followers(user_id_param(user_id), limit, query("cursor")))
+    page = container.follow_service.followers(user_id_param(user_id), limit, query("cursor"), claims.user_id)
+    return users_page(page)
 
 
 @app.route("/users/{user_id}/following", methods=["GET"])
 @json_errors
 def following(user_id: str) -> dict[str, Any]:
-    authenticated()
+    claims = authenticated()
     limit = validation.page_limit(query("limit"))
-    return users_page(container.follow_service.following(user_id_param(user_id), limit, query("cursor")))
+    page = container.follow_service.following(user_id_param(user_id), limit, query("cursor"), claims.user_id)
+    return users_page(page)
+
+
+# ------------------------------------------------------------------ blocks and mutes
+@app.route("/users/{user_id}/block", methods=["POST"])
+@json_errors
+def block(user_id: str) -> dict[str, Any]:
+    claims = writer()
+    target = user_id_param(user_id)
+    created = container.block_service.block(claims.user_id, target)
+    return {"blocking": True, "user_id": target, "changed": created}
+
+
+@app.route("/users/{user_id}/block", methods=["DELETE"])
+@json_errors
+def unblock(user_id: str) -> dict[str, Any]:
+    claims = writer()
+    target = user_id_param(user_id)
+    removed = container.block_service.unblock(claims.user_id, target)
+    return {"blocking": False, "user_id": target, "changed": removed}
+
+
+@app.route("/users/{user_id}/mute", methods=["POST"])
+@json_errors
+def mute(user_id: str) -> dict[str, Any]:
+    claims = writer()
+    target = user_id_param(user_id)
+    created = container.block_service.mute(claims.user_id, target)
+    return {"muting": True, "user_id": target, "changed": created}
+
+
+@app.route("/users/{user_id}/mute", methods=["DELETE"])
+@json_errors
+def unmute(user_id: str) -> dict[str, Any]:
+    claims = writer()
+    target = user_id_param(user_id)
+    removed = container.block_service.unmute(claims.user_id, target)
+    return {"muting": False, "user_id": target, "changed": removed}
+
+
+@app.route("/me/blocks", methods=["GET"])
+@json_errors
+def my_blocks() -> dict[str, Any]:
+    claims = authenticated()
+    limit = validation.page_limit(query("limit"))
+    return users_page(container.block_service.listing(claims.user_id, BLOCK, limit, query("cursor")))
+
+
+@app.route("/me/mutes", methods=["GET"])
+@json_errors
+def my_mutes() -> dict[str, Any]:
+    claims = authenticated()
+    limit = validation.page_limit(query("limit"))
+    return users_page(container.block_service.listing(claims.user_id, MUTE, limit, query("cursor")))
 
 
 # ------------------------------------------------------------------ posts

@@ -76,8 +76,10 @@ def feed_reader(
     from ripple.cache.known_users import KnownUsers
     from ripple.cache.liked_posts import LikedPosts
     from ripple.cache.post_cache import PostCache
+    from ripple.cache.relations import RelationsCache
     from ripple.cache.timeline import TimelineCache
     from ripple.cache.views import PostViews
+    from ripple.services.blocks import RelationsReader
     from ripple.services.feed import PostHydrator, PulledAuthors
 
     r = client or container.redis
@@ -92,4 +94,5 @@ def feed_reader(
         TimelineCache(r, KnownUsers(r), settings.feed_cache_ttl_seconds),
         FeedCache(r, OUTBOX_MAX_ITEMS, settings.feed_cache_ttl_seconds, key_of=outbox_key),
         container.users,
+        RelationsReader(container.blocks, RelationsCache(r)),
     )

@@ -89,9 +89,12 @@ def test_a_deleted_account_is_gone_at_once(http: Http, stack: LocalStack) -> Non
 def test_a_deleted_account_leaves_nothing_and_corrects_the_counters_of_others(
     http: Http, container: Container, stack: LocalStack
 ) -> None:
-    # Given an account with posts, likes, follows both ways, and a follower who has read
-    # its posts (so they are in DynamoDB and in the follower's cached feed)
-    leaver, fan, idol = http.user("leaver"), http.user("fan"), http.user("idol")
+    # Given an account with posts, likes, follows both ways, a mute and a block both ways,
+    # and a follower who has read its posts (so they are in DynamoDB and the cached feed)
+    leaver, fan, idol, foe = http.user("leaver"), http.user("fan"), http.user("idol"), http.user("foe")
+    assert http("POST", f"/users/{idol['id']}/mute", leaver["token"]).status_code == 200
+    assert http("POST", f"/users/{foe['id']}/block", leaver["token"]).status_code == 200
+    assert http("POST", f"/users/{leaver['id']}/block", foe["token"]).status_code == 200
     assert http("POST", f"/users/{leaver['id']}/follow", fan["token"]).status_code == 200
     assert http("POST", f"/users/{idol['id']}/follow", leaver["token"]).status_code == 200
     mine = [http("POST", "/posts", leaver["token"], {"text": f"mine {i}"}).json["post_id"] for i in range(3)]
@@ -119,9 +122,11 @@ def test_a_deleted_account_leaves_nothing_and_corrects_the_counters_of_others(
     liked = http("GET", f"/posts/{theirs}", fan["token"]).json
     assert liked["like_count"] == 1 and liked["liked_by_me"] is True
     # and no table or cache names it any more: the convergence check proves it
-    report = ConvergenceChecker.from_container(container).check([leaver["id"], fan["id"], idol["id"]])
+    ids = [leaver["id"], fan["id"], idol["id"], foe["id"]]
+    report = ConvergenceChecker.from_container(container).check(ids)
     assert report.ok, report.summary()
     assert [e.user_id for e in report.erased] == [leaver["id"]]
+    assert http("GET", "/me/blocks", foe["token"]).json["items"] == []
 
 
 def test_the_check_reports_what_a_deleted_account_left(
@@ -138,6 +143,7 @@ def test_the_check_reports_what_a_deleted_account_left(
     (left,) = report.erased
     assert left.leftovers["posts"] == 1 and left.leftovers["followers"] == 1
     assert left.leftovers["feed_items_of_their_posts"] == 2  # their own and the fan's
+    assert "blocks_and_mutes" not in left.leftovers  # a place with nothing is absent
     assert post_id and "deleted account" in report.summary()
     stack.drain()
     assert ConvergenceChecker.from_container(container).check([leaver["id"]]).ok

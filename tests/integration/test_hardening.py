@@ -469,6 +469,15 @@ def test_every_dynamodb_call_is_allowed_by_the_calling_functions_policy(h: Harne
         h.call("GET", "/feed", fan["token"])
         h.call("DELETE", f"/users/{star['id']}/follow", fan["token"])
         h.call("POST", f"/users/{star['id']}/follow", fan["token"])
+        # Blocks and mutes: a block that ends a follow, one between strangers (condition
+        # checks), a mute and its job, the lists, and their removal.
+        h.call("POST", f"/users/{star['id']}/block", fan["token"])
+        h.call("POST", f"/users/{admin['id']}/block", star["token"])
+        h.call("POST", f"/users/{admin['id']}/mute", fan["token"])
+        h.call("GET", "/me/blocks", fan["token"])
+        h.call("GET", "/me/mutes", fan["token"])
+        h.call("DELETE", f"/users/{admin['id']}/mute", fan["token"])
+        h.call("DELETE", f"/users/{star['id']}/block", fan["token"])
         h.call("DELETE", f"/posts/{post['post_id']}", star["token"])
         h.call("GET", "/health/ready")
         admin_login = h.call("POST", "/auth/login", body={"username": admin["name"], "password": PASSWORD})

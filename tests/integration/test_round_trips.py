@@ -179,6 +179,13 @@ def test_a_cached_feed_read_is_two_redis_round_trips_and_no_dynamodb(
     status, feed = call(client, "GET", "/feed?limit=2", reader_token)
     assert [item["liked_by_me"] for item in feed["items"]] == [False, False]
     assert trips.counts == {"redis": 2}
+    # A mute is seen at once too: the reader's blocks and mutes come in the page's round trip
+    # (ripple.cache.relations, written through by the mute), before fan-out retracted anything.
+    assert call(client, "POST", f"/users/{friend}/mute", reader_token)[0] == 200
+    trips.reset()
+    status, feed = call(client, "GET", "/feed?limit=2", reader_token)
+    assert [item["post_id"] for item in feed["items"]] == [pulled["post_id"]]  # pushed is friend's
+    assert trips.counts == {"redis": 2}
 
 
 def test_a_reader_whose_first_page_was_empty_reads_later_posts_without_dynamodb(

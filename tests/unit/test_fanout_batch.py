@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ripple.domain import FeedEntry, Post
+from ripple.domain import FeedEntry, Post, Relations
 from ripple.ids import new_ulid, ulid_floor
 from ripple.repositories.fanout_jobs import PUSH, REBUILD, FanoutJob
 from ripple.services.fanout import FanoutBatch, FanoutConsumer, FanoutService
@@ -35,6 +35,18 @@ class Fakes:
         self.following: dict[str, list[tuple[str, int]]] = {}
         self.authored: dict[str, list[Post]] = {}  # newest first
         self.finished: list[tuple[str, int]] = []
+        # blocks: each relations_of call answers the next of these (the last one repeats)
+        self.relation_answers: list[dict[str, Relations]] = [{}]
+
+    # blocks
+    def relations_of(self, ids: Iterable[str]) -> dict[str, Relations]:
+        self.calls["relations_of"] += 1
+        answers = self.relation_answers
+        answer = answers[0] if len(answers) == 1 else answers.pop(0)
+        return {i: answer.get(i, Relations()) for i in ids}
+
+    def relations(self, user_id: str) -> Relations:
+        return self.relations_of([user_id])[user_id]
 
     # users
     def high_followers_among(self, ids: Iterable[str]) -> dict[str, int]:
@@ -101,7 +113,7 @@ def fakes() -> Fakes:
 def service(f: Fakes) -> FanoutService:
     any_f: Any = f
     return FanoutService(
-        any_f, any_f, any_f, any_f, any_f, any_f,
+        any_f, any_f, any_f, any_f, any_f, any_f, any_f,
         backfill_posts=2, page_size=PAGE, high_follower_threshold=100, pull_grace_ms=GRACE_MS,
     )  # fmt: skip
 
@@ -128,8 +140,42 @@ def test_a_batch_of_posts_by_many_authors_costs_one_call_of_each_kind(fakes: Fak
     # Then every author and follower holds every post, in one call per kind (a Query per author)
     assert fakes.feed == {(r, f"{a}-p{i}") for a in "abcd" for r in (a, f"{a}1", f"{a}2") for i in range(3)}
     assert fakes.calls == Counter(
-        high_followers_among=1, followers_pages=1, follower_queries=4, put_many=1, existing=1
+        high_followers_among=1,
+        followers_pages=1,
+        follower_queries=4,
+        put_many=1,
+        existing=1,
+        relations_of=2,  # the authors' blocks and mutes: before writing, and again after
     )
+
+
+def test_no_item_for_readers_who_block_or_mute_the_author_or_whom_the_author_blocks(fakes: Fakes) -> None:
+    # Given an author with a page of followers (PAGE = 3): one mutes the author, one is
+    # blocked by them (a race: the follow is not gone yet); and someone who blocks them
+    fakes.followers["a"] = [("blocked", 0), ("muter", 0), ("r1", 0)]
+    fakes.posts.add("p1")
+    hidden = Relations(muted_by=frozenset({"muter"}), blocks=frozenset({"blocked"}))
+    fakes.relation_answers = [{"a": hidden}]
+
+    written = service(fakes).push_many([FanoutJob(PUSH, "a", "p1", 10, after="")])
+
+    # Then only r1 (and the author) have the post
+    assert fakes.feed == {("a", "p1"), ("r1", "p1")}
+    assert written == 2
+
+
+def test_a_block_committed_while_the_page_is_written_is_undone(fakes: Fakes) -> None:
+    # Given no relation when the page is read, and r1 blocking the author by the time the
+    # items are written (the block's own retraction may already have passed r1)
+    fakes.followers["a"] = [("r1", 0), ("r2", 0)]
+    fakes.posts.add("p1")
+    fakes.relation_answers = [{}, {"a": Relations(blocked_by=frozenset({"r1"}))}]
+
+    written = service(fakes).push_many([FanoutJob(PUSH, "a", "p1", 10, after="")])
+
+    # Then r1's item is deleted again; r2's stays
+    assert fakes.feed == {("a", "p1"), ("r2", "p1")}
+    assert written == 2 and fakes.calls["delete_many"] == 1
 
 
 def test_a_pulled_author_is_not_pushed_after_the_grace_and_a_full_page_continues(fakes: Fakes) -> None:
@@ -168,7 +214,7 @@ class RecordingFanout(FanoutService):
     def __init__(self, fakes: Fakes) -> None:
         any_f: Any = fakes
         super().__init__(
-            any_f, any_f, any_f, any_f, any_f, any_f,
+            any_f, any_f, any_f, any_f, any_f, any_f, any_f,
             backfill_posts=2, page_size=PAGE, high_follower_threshold=100, pull_grace_ms=GRACE_MS,
         )  # fmt: skip
         self.order: list[str] = []

@@ -66,7 +66,8 @@ NEEDS: dict[str, dict[str, frozenset[str]]] = {
         # counters inside follow/post transactions (Update); services/feed.py PulledAuthors
         # (Query of the by_high_follower index).
         # DELETE /me deletes the row (repositories/users.py delete, a transaction); a like
-        # checks its liker exists (repositories/likes.py, a ConditionCheck in its transaction).
+        # checks its liker exists (repositories/likes.py), a block or mute both accounts
+        # (repositories/blocks.py): ConditionChecks in their transactions.
         "UsersTable": frozenset(
             {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
             | {"dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"}
@@ -85,9 +86,11 @@ NEEDS: dict[str, dict[str, frozenset[str]]] = {
         # transactions, read by author_of (Get).
         "PostIdsTable": frozenset({"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"}),
         # repositories/follows.py: follow/unfollow (transaction Put/Delete), following (Query),
-        # followed_among (BatchGet).
+        # followed_among (BatchGet); repositories/blocks.py: a block reads the edges between
+        # the two (BatchGet), deletes them or checks them absent (ConditionCheck).
         "FollowsTable": frozenset(
             {"dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"}
+            | {"dynamodb:ConditionCheckItem"}
         ),
         # repositories/follows.py: the inverse edges (transaction Put/Delete), followers (Query).
         "FollowersTable": frozenset({"dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem"}),
@@ -104,8 +107,16 @@ NEEDS: dict[str, dict[str, frozenset[str]]] = {
         # repositories/refresh_tokens.py: store (Put), consume (conditional Delete). Never read.
         "RefreshTokensTable": frozenset({"dynamodb:PutItem", "dynamodb:DeleteItem"}),
         # services/activity.py: a returning reader's feed rebuild (repositories/fanout_jobs.py
-        # enqueue, a conditional Put); DELETE /me's erasure job (a Put in its transaction).
+        # enqueue, a conditional Put); repositories/blocks.py: a mute's or unmute's job, and
+        # DELETE /me's erasure job (a Put in their transactions).
         "FanoutJobsTable": frozenset({"dynamodb:PutItem"}),
+        # repositories/blocks.py: block/unblock/mute/unmute (transaction Put/Delete), listing
+        # and relations (Query); follows.py and likes.py check no block exists (ConditionCheck).
+        "BlocksTable": frozenset(
+            {"dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"}
+        ),
+        # repositories/blocks.py: the inverse rows (transaction Put/Delete), relations (Query).
+        "BlockedByTable": frozenset({"dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem"}),
         # container.py: the JWT signing key.
         "JwtSecret": frozenset({"secretsmanager:GetSecretValue"}),
     },
@@ -139,6 +150,11 @@ NEEDS: dict[str, dict[str, frozenset[str]]] = {
         # refresh_tokens.py revoke: an erased account's tokens, by the by_user index.
         "RefreshTokensTable": frozenset({"dynamodb:BatchWriteItem"}),
         "RefreshTokensTable/index/by_user": frozenset({"dynamodb:Query"}),
+        # repositories/blocks.py relations (two Queries: whom an author blocks, who blocks or
+        # mutes them) and holds (Query): push_many, follow_added, mute and unmute jobs;
+        # erase_user (BatchWriteItem): an erased account's blocks and mutes, both ways.
+        "BlocksTable": frozenset({"dynamodb:Query", "dynamodb:BatchWriteItem"}),
+        "BlockedByTable": frozenset({"dynamodb:Query", "dynamodb:BatchWriteItem"}),
         # The OnFailure destination of its three stream events.
         "StreamFailureQueue": frozenset({"sqs:SendMessage"}),
     },

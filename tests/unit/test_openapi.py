@@ -43,6 +43,8 @@ PAGINATED = {
     ("/users/{user_id}/followers", "GET"),
     ("/users/{user_id}/following", "GET"),
     ("/users/{user_id}/posts", "GET"),
+    ("/me/blocks", "GET"),
+    ("/me/mutes", "GET"),
     ("/feed", "GET"),
 }
 ULID = "01JDQ7Z8M3K2P4R6T8V0W2X4Y6"
@@ -468,6 +470,8 @@ def test_response_schemas_fit_the_domain_objects() -> None:
     assert valid(schema("RebuildingFeedPage"), rebuilding) and not valid(schema("PostPage"), rebuilding)
     assert valid(schema("UserPage"), {"items": [user.to_public()], "next_cursor": "eyJhZnRlciI6IjAxIn0"})
     assert valid(schema("FollowResult"), {"following": True, "user_id": ULID, "changed": False})
+    assert valid(schema("BlockResult"), {"blocking": True, "user_id": ULID, "changed": False})
+    assert valid(schema("MuteResult"), {"muting": False, "user_id": ULID, "changed": True})
     assert valid(schema("Health"), {"status": "ok"})
     assert valid(schema("Error"), {"error": {"code": "not_found", "message": "post not found"}})
     assert not valid(schema("User"), {**user.to_public(), "password_hash": "x"})

@@ -17,7 +17,11 @@ rules ``ripple.services.fanout`` implements:
   at R if it is older (the rebuild copied what such a follow's backfill copies), and items
   of posts from before R that are not expected are neither required nor extra (what was
   pushed before the absence stays);
-* an item of a post older than ``feed_item_ttl_days`` may have expired: not required.
+* an item of a post older than ``feed_item_ttl_days`` may have expired: not required;
+* posts by an account the reader blocks, mutes or is blocked by are not expected (neither
+  fan-out nor a backfill writes them, a mute's job retracts them, a block ends the follows):
+  an item of one in the feed is a difference (extra). After an unmute the feed's definition
+  applies again (the unmute's job restores it).
 
 A deleted account (``DELETE /me``; its released username names it during the quarantine)
 must leave nothing: no row in any table names it - its posts, their id rows and every feed
@@ -54,6 +58,7 @@ from ripple.cache.post_cache import PostCache
 from ripple.config import DAY
 from ripple.domain import FeedEntry
 from ripple.ids import ulid_floor
+from ripple.repositories.blocks import BlockRepository
 from ripple.repositories.feed import FeedRepository
 from ripple.repositories.follows import FollowRepository
 from ripple.repositories.posts import PostRepository
@@ -336,8 +341,10 @@ class ConvergenceChecker:
         inactive_after_ms: int = 0,
         feed_item_ttl_ms: int = 0,
         known_users: KnownUsers | None = None,
+        blocks: BlockRepository | None = None,
     ) -> None:
         self._known_users = known_users
+        self._blocks = blocks  # None: no block or mute is known (every followee counts)
         self._users = users
         self._follows = follows
         self._posts = posts
@@ -364,6 +371,7 @@ class ConvergenceChecker:
             inactive_after_ms=container.settings.inactive_reader_days * DAY * 1000,
             feed_item_ttl_ms=container.settings.feed_item_ttl_days * DAY * 1000,
             known_users=container.known_users,
+            blocks=container.blocks,
         )
 
     # ------------------------------------------------------------------ checking
@@ -432,8 +440,9 @@ class ConvergenceChecker:
         for post in truth.posts(user_id):
             expect(post, OWN)
         tolerated: set[str] = set()
+        hidden = self._blocks.relations(user_id).hidden_authors() if self._blocks else frozenset()
         for followee, followed_at in self._follows.all_following(user_id):
-            if followee == user_id:
+            if followee == user_id or followee in hidden:
                 continue
             if truth.is_high_follower(followee):
                 tolerated.add(followee)

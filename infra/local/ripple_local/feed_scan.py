@@ -17,6 +17,8 @@ from typing import Any
 from ripple.domain import FeedEntry
 from ripple.ids import is_ulid, ulid_timestamp_ms
 from ripple.repositories.models import (
+    BlockedByModel,
+    BlockModel,
     FeedItemModel,
     FollowerModel,
     FollowModel,
@@ -44,6 +46,10 @@ RESIDUE_COLUMNS: tuple[tuple[str, type[Any], str], ...] = (
     ("feed", FeedItemModel, "user_id"),
     ("feed_items_of_their_posts", FeedItemModel, "author_id"),
     ("refresh_tokens", RefreshTokenModel, "user_id"),
+    ("blocks_and_mutes", BlockModel, "user_id"),
+    ("blocked_or_muted_by", BlockModel, "target_id"),
+    ("blocked_by_rows", BlockedByModel, "target_id"),
+    ("blocker_rows", BlockedByModel, "user_id"),
 )
 
 

@@ -81,6 +81,8 @@ class Settings:
     likes_by_user_table: str = field(default="ripple-likes-by-user", metadata=_env("LIKES_BY_USER_TABLE"))
     fanout_jobs_table: str = field(default="ripple-fanout-jobs", metadata=_env("FANOUT_JOBS_TABLE"))
     refresh_tokens_table: str = field(default="ripple-refresh-tokens", metadata=_env("REFRESH_TOKENS_TABLE"))
+    blocks_table: str = field(default="ripple-blocks", metadata=_env("BLOCKS_TABLE"))
+    blocked_by_table: str = field(default="ripple-blocked-by", metadata=_env("BLOCKED_BY_TABLE"))
     redis_host: str = field(default="127.0.0.1", metadata=_env("REDIS_HOST"))
     redis_port: int = field(default=6379, metadata=_env("REDIS_PORT", 1, 65535))
     redis_tls: bool = field(default=False, metadata=_env("REDIS_TLS"))

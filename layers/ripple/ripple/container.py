@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     from ripple.cache.liked_posts import LikedPosts
     from ripple.cache.post_cache import PostCache
     from ripple.cache.rate_limit import RateLimiter
+    from ripple.cache.relations import RelationsCache
     from ripple.cache.timeline import TimelineCache
+    from ripple.repositories.blocks import BlockRepository
     from ripple.repositories.feed import FeedRepository
     from ripple.repositories.follows import FollowRepository
     from ripple.repositories.likes import LikeRepository
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     from ripple.services.access import AccessGuard
     from ripple.services.accounts import AccountService
     from ripple.services.activity import ReaderActivity
+    from ripple.services.blocks import BlockService, RelationsReader
     from ripple.services.cache_refresh import CacheRefresher
     from ripple.services.erasure import AccountErasure
     from ripple.services.fanout import FanoutConsumer, FanoutService
@@ -123,6 +126,13 @@ class Container:
         return LikeRepository()
 
     @cached_property
+    def blocks(self) -> BlockRepository:
+        self.bind_models()
+        from ripple.repositories.blocks import BlockRepository
+
+        return BlockRepository()
+
+    @cached_property
     def refresh_tokens(self) -> RefreshTokenRepository:
         self.bind_models()
         from ripple.repositories.refresh_tokens import RefreshTokenRepository
@@ -154,7 +164,15 @@ class Container:
     def timeline(self) -> TimelineCache:
         from ripple.cache.timeline import TimelineCache
 
-        return TimelineCache(self.redis, self.known_users, self.settings.feed_cache_ttl_seconds)
+        return TimelineCache(
+            self.redis, self.known_users, self.settings.feed_cache_ttl_seconds, self.relations_cache
+        )
+
+    @cached_property
+    def relations_cache(self) -> RelationsCache:
+        from ripple.cache.relations import RelationsCache
+
+        return RelationsCache(self.redis)
 
     @cached_property
     def known_users(self) -> KnownUsers:
@@ -229,7 +247,19 @@ class Container:
     def follow_service(self) -> FollowService:
         from ripple.services.follows import FollowService
 
-        return FollowService(self.follows, self.users, self.timeline)
+        return FollowService(self.follows, self.users, self.timeline, self.relations)
+
+    @cached_property
+    def relations(self) -> RelationsReader:
+        from ripple.services.blocks import RelationsReader
+
+        return RelationsReader(self.blocks, self.relations_cache)
+
+    @cached_property
+    def block_service(self) -> BlockService:
+        from ripple.services.blocks import BlockService
+
+        return BlockService(self.blocks, self.users, self.relations_cache, self.timeline)
 
     @cached_property
     def post_service(self) -> PostService:
@@ -242,6 +272,7 @@ class Container:
             self.users,
             self.post_cache,
             CacheWrites(self.redis, self.feed_cache, self.post_cache, self.liked_posts),
+            self.relations,
         )
 
     @cached_property
@@ -263,6 +294,7 @@ class Container:
             self.timeline,
             self.outbox_cache,
             self.users,
+            self.relations,
         )
 
     @cached_property
@@ -292,6 +324,7 @@ class Container:
             self.feed,
             FanoutJobRepository(),
             self.likes,
+            self.blocks,
             backfill_posts=self.settings.backfill_posts,
             page_size=self.settings.fanout_page_size,
             high_follower_threshold=self.settings.high_follower_threshold,
@@ -318,7 +351,13 @@ class Container:
         from ripple.services.erasure import AccountErasure
 
         return AccountErasure(
-            self.posts, self.likes, self.follows, self.feed, self.refresh_tokens, FanoutJobRepository()
+            self.posts,
+            self.likes,
+            self.follows,
+            self.feed,
+            self.refresh_tokens,
+            self.blocks,
+            FanoutJobRepository(),
         )
 
     @cached_property

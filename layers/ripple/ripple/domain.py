@@ -105,3 +105,31 @@ class Page(Generic[T]):
     items: list[T] = field(default_factory=list)
     next_cursor: str | None = None
     partial: bool = False
+
+
+BLOCK, MUTE = "block", "mute"
+
+
+@dataclass(frozen=True)
+class Relations:
+    """A user's blocks and mutes, both ways: ids of the accounts they block (``blocks``) and
+    mute (``mutes``), and of those who block (``blocked_by``) and mute (``muted_by``) them."""
+
+    blocks: frozenset[str] = frozenset()
+    mutes: frozenset[str] = frozenset()
+    blocked_by: frozenset[str] = frozenset()
+    muted_by: frozenset[str] = frozenset()
+
+    def hidden_authors(self) -> frozenset[str]:
+        """Authors whose posts this user, as a reader, never sees in a feed: those they block,
+        mute or are blocked by."""
+        return self.blocks | self.mutes | self.blocked_by
+
+    def hidden_readers(self) -> frozenset[str]:
+        """Readers who never get this user's posts in their feed (the same rule, from the
+        author's side): those who block or mute them, and those they block."""
+        return self.blocked_by | self.muted_by | self.blocks
+
+    def blocked_parties(self) -> frozenset[str]:
+        """Accounts on either side of a block with this user: hidden from each other in lists."""
+        return self.blocks | self.blocked_by

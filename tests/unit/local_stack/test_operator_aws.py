@@ -41,6 +41,8 @@ TABLES = {
     "LikesByUserTable": "LIKES_BY_USER_TABLE",
     "RefreshTokensTable": "REFRESH_TOKENS_TABLE",
     "FanoutJobsTable": "FANOUT_JOBS_TABLE",
+    "BlocksTable": "BLOCKS_TABLE",
+    "BlockedByTable": "BLOCKED_BY_TABLE",
 }
 CREDENTIAL_VARIABLES = (
     "AWS_ACCESS_KEY_ID",

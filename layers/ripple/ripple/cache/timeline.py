@@ -14,7 +14,8 @@ disabled; the script derives outbox keys from the reader's pulled authors):
 It answers the page, or names the one thing missing (``feed``, ``registry``, ``pulled`` or
 ``outbox`` with its author) for the caller to load from DynamoDB and store, or to read
 that page from DynamoDB instead. The same call asks whether the reader's account is known
-(``ripple.cache.known_users``), so a cached read is one round trip before hydration.
+(``ripple.cache.known_users``) and reads the reader's blocks and mutes
+(``ripple.cache.relations``), so a cached read is one round trip before hydration.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from ripple.cache.errors import translated
 from ripple.cache.feed_cache import SENTINEL, FeedRef, feed_key, outbox_key
 from ripple.cache.known_users import KnownUsers
 from ripple.cache.pipelines import ScriptPipeline
+from ripple.cache.relations import RelationsCache, parse
+from ripple.domain import Relations
 
 REGISTRY_KEY = "pulled:registry"
 # How long the registry is trusted: a newly marked author is pulled by readers within this
@@ -99,21 +102,30 @@ return result
 class TimelinePage:
     """What one read found: ``refs`` and ``has_more`` when ``missing`` is None; otherwise
     ``missing`` is "feed", "registry", "pulled" (``detail``: the registry value) or
-    "outbox" (``detail``: the author). ``known``: whether the reader's account is known."""
+    "outbox" (``detail``: the author). ``known``: whether the reader's account is known;
+    ``relations``: the reader's blocks and mutes, None when Redis does not hold them complete."""
 
     known: bool
     refs: list[FeedRef]
     has_more: bool
     missing: str | None = None
     detail: str = ""
+    relations: Relations | None = None
 
 
 class TimelineCache:
     """Raises :class:`ripple.cache.errors.CacheError` when Redis fails."""
 
-    def __init__(self, client: redis.Redis, known: KnownUsers, feed_ttl_seconds: int) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        known: KnownUsers,
+        feed_ttl_seconds: int,
+        relations: RelationsCache | None = None,
+    ) -> None:
         self._redis = client
         self._known = known
+        self._relations = relations or RelationsCache(client)
         self._feed_ttl = feed_ttl_seconds
         self._page = client.register_script(_PAGE_SCRIPT)
 
@@ -126,10 +138,15 @@ class TimelineCache:
             [feed_key(reader_id), REGISTRY_KEY, pulled_key(reader_id)],
             [after or "", limit, self._feed_ttl, SENTINEL, outbox_key("")],
         )
-        known, (status, *rest) = pipe.execute()
+        self._relations.queue_read(pipe, reader_id)
+        known, (status, *rest), members = pipe.execute()
+        relations = parse(members)
         if status == "miss":
-            return TimelinePage(bool(known), [], False, missing=str(rest[0]), detail=str(rest[1]))
-        return TimelinePage(bool(known), [FeedRef.from_member(m) for m in rest[1:]], bool(int(rest[0])))
+            return TimelinePage(
+                bool(known), [], False, missing=str(rest[0]), detail=str(rest[1]), relations=relations
+            )
+        refs = [FeedRef.from_member(m) for m in rest[1:]]
+        return TimelinePage(bool(known), refs, bool(int(rest[0])), relations=relations)
 
     @translated
     def store_registry(self, author_ids: Sequence[str]) -> str:

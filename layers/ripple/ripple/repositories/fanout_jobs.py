@@ -14,8 +14,12 @@ JOB_TTL_SECONDS = 24 * 3600  # long after any retry; TTL sweeps them
 # purge_likes: a deleted post's likes, a page of likers at a time; rebuild: a returning
 # reader's feed, a page of followees at a time (author_id is the reader, created_at the
 # rebuild's start, post_id empty); erase: a deleted account's data, a page at a time
-# (author_id is the account, created_at its deletion, post_id the phase: ripple.services.erasure).
+# (author_id is the account, created_at its deletion, post_id the phase: ripple.services.erasure);
+# mute / unmute: a muted author's items leave a reader's feed, or come back (author_id is the
+# muted author, post_id the reader, created_at the mute's time), written in the mute's own
+# transaction (ripple.repositories.blocks).
 PUSH, RETRACT, PURGE_LIKES, REBUILD, ERASE = "push", "retract", "purge_likes", "rebuild", "erase"
+MUTE, UNMUTE = "mute", "unmute"
 
 
 @dataclass(frozen=True)
@@ -32,11 +36,14 @@ class FanoutJob:
             return f"{self.kind}#{self.author_id}#{self.created_at}#{self.after}"
         if self.kind == ERASE:
             return f"{self.kind}#{self.author_id}#{self.post_id}#{self.after}"
+        if self.kind in (MUTE, UNMUTE):  # a mute, unmute and mute again are three jobs
+            return f"{self.kind}#{self.post_id}#{self.author_id}#{self.created_at}"
         return f"{self.kind}#{self.post_id}#{self.after}"
 
 
 def job_row(job: FanoutJob) -> FanoutJobModel:
-    """The jobs table's item for ``job``, swept by TTL a day from now."""
+    """The job's item, swept by TTL a day from now (also for a transaction that enqueues it
+    with other writes)."""
     return FanoutJobModel(
         job_id=job.job_id,
         kind=job.kind,

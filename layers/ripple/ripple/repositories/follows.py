@@ -13,8 +13,9 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from ripple.errors import AuthenticationError, NotFoundError
+from ripple.errors import AuthenticationError, ForbiddenError, NotFoundError
 from ripple.repositories.batch import batch_get, concurrently
+from ripple.repositories.blocks import no_block_checks
 from ripple.repositories.models import FollowerModel, FollowModel, UserModel
 from ripple.repositories.transactions import ConditionFailed, Transaction
 
@@ -23,7 +24,8 @@ def _commit_counted(tx: Transaction, follower_id: str, followee_id: str, delta: 
     """Move both users' counters by ``delta`` in ``tx`` (which holds the edge's write, named
     "edge") and commit. True if it committed; False if the edge's condition failed (a repeat,
     which then changes nothing). NotFoundError if the followee is gone; AuthenticationError
-    if the caller's own account is (a token outliving its account)."""
+    if the caller's own account is (a token outliving its account); ForbiddenError
+    (``blocked``) if ``tx`` checks for blocks (``no_block_checks``) and one exists."""
     for name, user_id, counter in (
         ("followee", followee_id, UserModel.follower_count),
         ("follower", follower_id, UserModel.following_count),
@@ -41,13 +43,18 @@ def _commit_counted(tx: Transaction, follower_id: str, followee_id: str, delta: 
             raise NotFoundError(f"user {followee_id!r} not found") from exc
         if exc.item == "follower":
             raise AuthenticationError("your account no longer exists", code="invalid_token") from exc
+        if exc.item in ("blocked", "blocked_by"):
+            message = "you cannot follow this account: one of you blocks the other"
+            raise ForbiddenError(message, code="blocked") from exc
         return False
     return True
 
 
 class FollowRepository:
     def follow(self, follower_id: str, followee_id: str) -> bool:
-        """Create the edge; False if it already existed. NotFoundError if the followee is gone."""
+        """Create the edge; False if it already existed. NotFoundError if the followee is gone;
+        ForbiddenError (``blocked``) if either blocks the other, checked in the follow's own
+        transaction, so a block committing at the same moment never leaves a follow behind."""
         created_at = int(time.time() * 1000)
         tx = Transaction()
         tx.save(
@@ -59,6 +66,7 @@ class FollowRepository:
             "inverse_edge",
             FollowerModel(followee_id=followee_id, follower_id=follower_id, created_at=created_at),
         )
+        no_block_checks(tx, follower_id, followee_id)
         return _commit_counted(tx, follower_id, followee_id, +1)
 
     def unfollow(self, follower_id: str, followee_id: str) -> bool:

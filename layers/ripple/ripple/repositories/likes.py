@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-from ripple.errors import AuthenticationError, NotFoundError
+from ripple.errors import AuthenticationError, ForbiddenError, NotFoundError
 from ripple.repositories.batch import batch_get, batch_write
+from ripple.repositories.blocks import no_block_checks
 from ripple.repositories.models import LikeByUserModel, LikeModel, PostModel, UserModel
 from ripple.repositories.transactions import ConditionFailed, Transaction
 
@@ -31,6 +32,9 @@ def _commit_counted(tx: Transaction, author_id: str, post_id: str, delta: int) -
             raise NotFoundError(f"post {post_id!r} not found") from exc
         if exc.item == "liker":
             raise AuthenticationError("your account no longer exists", code="invalid_token") from exc
+        if exc.item in ("blocked", "blocked_by"):
+            message = "you cannot like this post: one of you blocks the other"
+            raise ForbiddenError(message, code="blocked") from exc
         return False
     return True
 
@@ -41,9 +45,10 @@ def _inverse_keys(post_id: str, user_ids: Iterable[str]) -> list[dict[str, dict[
 
 class LikeRepository:
     def like(self, user_id: str, author_id: str, post_id: str) -> bool:
-        """Like once; False if already liked. NotFoundError if the post is gone,
-        AuthenticationError if the liker's account is: no like commits after its account's
-        deletion, so the erasure's pass over the user's likes (:meth:`liked_by`) misses none."""
+        """Like once; False if already liked. NotFoundError if the post is gone; ForbiddenError
+        (``blocked``) if the liker or the author blocks the other; AuthenticationError if the
+        liker's account is gone (all checked in the like's transaction): no like commits after
+        its account's deletion, so the erasure's pass over the user's likes misses none."""
         tx = Transaction()
         tx.save(
             "like",
@@ -52,6 +57,8 @@ class LikeRepository:
         )
         tx.save("inverse", LikeByUserModel(user_id=user_id, post_id=post_id, author_id=author_id))
         tx.check("liker", UserModel(user_id=user_id), condition=UserModel.user_id.exists())
+        if user_id != author_id:  # nobody blocks themselves (and a key may not appear twice)
+            no_block_checks(tx, user_id, author_id)
         return _commit_counted(tx, author_id, post_id, +1)
 
     def unlike(self, user_id: str, author_id: str, post_id: str) -> bool:

@@ -172,6 +172,37 @@ class RefreshTokensByUserIndex(GlobalSecondaryIndex["RefreshTokenModel"]):
     token_id = UnicodeAttribute(range_key=True)
 
 
+class BlockModel(Model):
+    """One block or mute: ``user_id`` blocks (or mutes) ``target_id``. The range key
+    ``edge`` is ``"block#{target_id}"`` or ``"mute#{target_id}"`` (``ripple.repositories.blocks``),
+    so a block and a mute of one account are two independent rows, a user's blocks (or mutes)
+    are one Query by prefix in target-id order, and "does A block B" is one key."""
+
+    class Meta:
+        table_name = "blocks"
+
+    user_id = UnicodeAttribute(hash_key=True)
+    edge = UnicodeAttribute(range_key=True)
+    target_id = UnicodeAttribute()
+    kind = UnicodeAttribute()  # "block" | "mute"
+    created_at = NumberAttribute()  # epoch ms
+
+
+class BlockedByModel(Model):
+    """The inverse row, target -> user, written in the same transaction as the BlockModel
+    row: who blocks (or mutes) me is a strongly consistent Query (fan-out and reads must see
+    a block the moment it is made; an index would lag). ``edge`` is ``"{kind}#{user_id}"``."""
+
+    class Meta:
+        table_name = "blocked-by"
+
+    target_id = UnicodeAttribute(hash_key=True)
+    edge = UnicodeAttribute(range_key=True)
+    user_id = UnicodeAttribute()
+    kind = UnicodeAttribute()
+    created_at = NumberAttribute()
+
+
 class RefreshTokenModel(Model):
     class Meta:
         table_name = "refresh-tokens"
@@ -194,6 +225,8 @@ ALL_MODELS: tuple[type[Model], ...] = (
     LikeByUserModel,
     FanoutJobModel,
     RefreshTokenModel,
+    BlockModel,
+    BlockedByModel,
 )
 
 
@@ -211,6 +244,8 @@ def bind_models(settings: Settings) -> None:
         LikeByUserModel: settings.likes_by_user_table,
         FanoutJobModel: settings.fanout_jobs_table,
         RefreshTokenModel: settings.refresh_tokens_table,
+        BlockModel: settings.blocks_table,
+        BlockedByModel: settings.blocked_by_table,
     }
     for model, table_name in names.items():
         meta = model.Meta

@@ -101,6 +101,14 @@ class PostRepository:
         )
         return [_to_post(m) for m in query]
 
+    def since(self, author_id: str, floor: str) -> list[Post]:
+        """Every post of the author with an id at or above ``floor``, newest first (a Query
+        paged to its end; strongly consistent)."""
+        query = PostModel.query(
+            author_id, PostModel.post_id >= floor, scan_index_forward=False, consistent_read=True
+        )
+        return [_to_post(m) for m in query]
+
     def recent_by_authors(self, wanted: Sequence[tuple[str, str | None]], limit: int) -> list[list[Post]]:
         """:meth:`recent_by_author` for several (author, before) pairs, the Queries sent at
         once; one list per pair, in order."""

@@ -109,7 +109,8 @@ class Transaction:
         return self._add(_Item(name, "delete", model, condition))
 
     def check(self, name: str, model: Model, condition: Condition) -> Transaction:
-        """Require ``condition`` of the item keyed like ``model``, writing nothing to it."""
+        """Require ``condition`` of the item keyed like ``model`` (which need not exist),
+        writing nothing to it: a ConditionCheck."""
         return self._add(_Item(name, "condition_check", model, condition))
 
     def wire_order(self) -> list[str]:
@@ -158,10 +159,12 @@ class Transaction:
 
 def _apply(tx: TransactWrite, item: _Item) -> None:
     if item.kind == "condition_check":
-        model = item.model
-        hash_key = getattr(model, str(model._hash_keyname))
-        range_key = getattr(model, model._range_keyname) if model._range_keyname else None
-        tx.condition_check(type(model), hash_key, range_key, condition=item.condition)
+        assert item.condition is not None
+        key = item.model._get_keys()  # {hash attr name: value, range attr name: value}
+        hash_name = type(item.model)._hash_key_attribute().attr_name
+        range_attribute = type(item.model)._range_key_attribute()
+        range_key = key.get(range_attribute.attr_name) if range_attribute is not None else None
+        tx.condition_check(type(item.model), key[hash_name], range_key, condition=item.condition)
     elif item.kind == "save":
         tx.save(item.model, condition=item.condition)
     elif item.kind == "update":

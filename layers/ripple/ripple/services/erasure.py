@@ -13,6 +13,7 @@ the account holds, and each step is retried on its own. The phases, in order:
   ``like_count`` is corrected.
 - ``following`` / ``followers``: their follows, both ways; the other side's counter is
   corrected, and each REMOVE retracts feed items as an unfollow does.
+- ``blocks``: their blocks and mutes, made by them or naming them (both rows of each).
 - ``feed``: their home feed items.
 - ``tokens``: their refresh tokens (a refresh already fails: it needs the account).
 
@@ -28,6 +29,7 @@ from dataclasses import replace
 
 from ripple.observability import count, logger
 from ripple.repositories.batch import concurrently
+from ripple.repositories.blocks import BlockRepository
 from ripple.repositories.fanout_jobs import ERASE, FanoutJob, FanoutJobRepository
 from ripple.repositories.feed import FeedRepository
 from ripple.repositories.follows import FollowRepository
@@ -35,7 +37,7 @@ from ripple.repositories.likes import LikeRepository
 from ripple.repositories.posts import PostRepository
 from ripple.repositories.refresh_tokens import RefreshTokenRepository
 
-PHASES = ("posts", "likes", "following", "followers", "feed", "tokens")
+PHASES = ("posts", "likes", "following", "followers", "blocks", "feed", "tokens")
 # Rows per step: a page of posts is four BatchWriteItem calls; a page of likes or follows is
 # as many small transactions, sent at once on the container's pool. Well inside an invocation.
 ERASE_PAGE = 100
@@ -54,8 +56,10 @@ class AccountErasure:
         follows: FollowRepository,
         feed: FeedRepository,
         refresh_tokens: RefreshTokenRepository,
+        blocks: BlockRepository,
         jobs: FanoutJobRepository,
     ) -> None:
+        self._blocks = blocks
         self._posts = posts
         self._likes = likes
         self._follows = follows
@@ -67,6 +71,7 @@ class AccountErasure:
             "likes": self._erase_likes,
             "following": self._erase_following,
             "followers": self._erase_followers,
+            "blocks": self._erase_blocks,
             "feed": self._erase_feed,
             "tokens": self._erase_tokens,
         }
@@ -110,6 +115,11 @@ class AccountErasure:
         followers = self._follows.followers(user_id, ERASE_PAGE, after)
         concurrently(lambda follower: self._follows.sever(follower, user_id, user_id), followers)
         return followers
+
+    def _erase_blocks(self, user_id: str, after: str | None) -> list[str]:
+        removed = self._blocks.erase_user(user_id)  # one step: a user's blocks are few
+        count("AccountRowsErased", removed)
+        return []
 
     def _erase_feed(self, user_id: str, after: str | None) -> list[str]:
         entries = self._feed.page(user_id, ERASE_PAGE, after)

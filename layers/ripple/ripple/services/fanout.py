@@ -18,17 +18,22 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from ripple.domain import FeedEntry, Post
+from ripple.domain import MUTE, FeedEntry, Post
 from ripple.ids import ulid_floor
 from ripple.observability import count
+from ripple.repositories.blocks import BlockRepository
 from ripple.repositories.fanout_jobs import (
     ERASE,
     PURGE_LIKES,
     PUSH,
     REBUILD,
     RETRACT,
+    UNMUTE,
     FanoutJob,
     FanoutJobRepository,
+)
+from ripple.repositories.fanout_jobs import (
+    MUTE as MUTE_JOB,
 )
 from ripple.repositories.feed import FeedRepository
 from ripple.repositories.follows import FollowRepository
@@ -53,6 +58,7 @@ class FanoutService:
         feed: FeedRepository,
         jobs: FanoutJobRepository,
         likes: LikeRepository,
+        blocks: BlockRepository,
         *,
         backfill_posts: int,
         page_size: int,
@@ -66,6 +72,7 @@ class FanoutService:
         self._feed = feed
         self._jobs = jobs
         self._likes = likes
+        self._blocks = blocks
         self._backfill_posts = backfill_posts
         self._page_size = page_size
         self._threshold = high_follower_threshold
@@ -112,6 +119,8 @@ class FanoutService:
         wanted = [(p.author_id, p.after or None) for p in to_push]
         pages = self._follows.followers_pages(wanted, self._page_size)
         away = self._away({f for page in pages.values() for f, _ in page})
+        audience_authors = {p.author_id for p in to_push if pages[(p.author_id, p.after or None)]}
+        hidden = self._hidden_readers(audience_authors)
         entries = [self._entry(p.author_id, p.post_id, p.author_id, p.created_at) for p in new]
         for push in to_push:
             # Followers who followed after the post was made get it from their backfill
@@ -120,9 +129,10 @@ class FanoutService:
             entries += [
                 self._entry(f, push.post_id, push.author_id, push.created_at)
                 for f, followed_at in page
-                if followed_at <= push.created_at and f not in away
+                if followed_at <= push.created_at and f not in away and f not in hidden[push.author_id]
             ]
         written = self._feed.put_many(entries)
+        written -= self._undo_newly_hidden(entries[len(new) :])
         existing = self._posts.existing({(p.author_id, p.post_id) for p in pushes})
         gone = {p.post_id for p in pushes if p.post_id not in existing}
         if gone:
@@ -141,6 +151,28 @@ class FanoutService:
             if push.post_id not in gone:
                 count("FanoutItemsWritten", per_push[push.post_id])
         return written
+
+    def _hidden_readers(self, authors: set[str]) -> dict[str, frozenset[str]]:
+        """Per author, the readers who get none of their posts (blocks and mutes)."""
+        relations = self._blocks.relations_of(sorted(authors)) if authors else {}
+        hidden = {author: r.hidden_readers() for author, r in relations.items()}
+        skipped = sum(len(h) for h in hidden.values())
+        if skipped:
+            count("FanoutSkippedBlocked", skipped)
+        return hidden
+
+    def _undo_newly_hidden(self, entries: Sequence[FeedEntry]) -> int:
+        """After writing followers' ``entries``: delete those whose reader now blocks or mutes
+        the author, or is blocked by them (a block or mute that committed during the write).
+        Returns the number deleted."""
+        if not entries:
+            return 0
+        hidden = self._hidden_readers({e.author_id for e in entries})
+        undo = [(e.user_id, e.post_id) for e in entries if e.user_id in hidden[e.author_id]]
+        if undo:
+            self._feed.delete_many(undo)
+            count("FanoutBlockRacesUndone", len(undo))
+        return len(undo)
 
     def _away(self, readers: set[str]) -> set[str]:
         """The readers not seen for longer than the setting (``ripple.services.activity``):
@@ -168,7 +200,45 @@ class FanoutService:
             return self._purge_likes_page(job)
         if job.kind == REBUILD:
             return self._rebuild_page(job)
+        if job.kind == MUTE_JOB:
+            return self.muted(job.post_id, job.author_id)
+        if job.kind == UNMUTE:
+            return self.unmuted(job.post_id, job.author_id)
         return self.push_many([job])
+
+    # ------------------------------------------------------------------ mutes
+    def muted(self, reader_id: str, author_id: str) -> int:
+        """A mute's job: the author's items leave the reader's feed, if the mute still holds
+        (an unmute since has its own job). Should an unmute commit while this runs, what it
+        removed is put back (:meth:`unmuted`), so the two converge in either order. Returns
+        the number of items removed."""
+        if not self._blocks.holds(MUTE, reader_id, author_id):
+            return 0
+        entries = self._feed.entries_by_author(reader_id, author_id)
+        removed = self._feed.delete_many((e.user_id, e.post_id) for e in entries)
+        count("MuteItemsRetracted", removed)
+        if not self._blocks.holds(MUTE, reader_id, author_id):
+            self.unmuted(reader_id, author_id)
+        return removed
+
+    def unmuted(self, reader_id: str, author_id: str) -> int:
+        """An unmute's job: the author's items come back to the reader's feed as the feed's
+        definition has them (posts since the follow, plus the backfill from before it), if
+        the reader follows the author and neither blocks nor mutes hide them now. A hide that
+        commits while this writes is undone here too. Returns the number of items written."""
+        if author_id in self._blocks.relations(reader_id).hidden_authors():
+            return 0
+        followed_at = self._follows.followed_at(reader_id, author_id)
+        if followed_at is None or self._users.is_high_follower(author_id):
+            return 0  # nothing pushed to restore (not followed, or pulled at read time)
+        floor = ulid_floor(followed_at)
+        posts = self._posts.since(author_id, floor)
+        posts += self._posts.recent_by_author(author_id, self._backfill_posts, before=floor)
+        entries = [self._entry(reader_id, p.post_id, p.author_id, p.created_at) for p in posts]
+        written = self._feed.put_many(entries)
+        written -= self._undo_newly_hidden(entries)
+        count("UnmuteItemsRestored", written)
+        return written
 
     def _rebuild_page(self, job: FanoutJob) -> int:
         """A returning reader's feed, ``REBUILD_PAGE`` followees at a time: what a follow made
@@ -180,7 +250,12 @@ class FanoutService:
         reader, started = job.author_id, job.created_at
         page = self._follows.following_since(reader, self.REBUILD_PAGE, job.after or None)
         marked = self._users.high_followers_among([f for f, _ in page]) if page else {}
-        wanted = [(f, ulid_floor(max(followed_at, started))) for f, followed_at in page if f not in marked]
+        hidden = self._blocks.relations(reader).hidden_authors() if page else frozenset()
+        wanted = [
+            (f, ulid_floor(max(followed_at, started)))
+            for f, followed_at in page
+            if f not in marked and f not in hidden
+        ]
         recent = self._posts.recent_by_authors(wanted, self._backfill_posts)
         written = self._feed.put_many(
             self._entry(reader, p.post_id, p.author_id, p.created_at) for posts in recent for p in posts
@@ -224,12 +299,14 @@ class FanoutService:
             count("HighFollowerAccountsMarked")
         if self._users.is_high_follower(followee_id):
             return 0  # pulled at read time: nothing to copy
+        if self._blocks.holds(MUTE, follower_id, followee_id):
+            return 0  # a muted account's posts stay out (a block would have refused the follow)
         recent = self._posts.recent_by_author(
             followee_id, self._backfill_posts, before=ulid_floor(followed_at)
         )
-        written = self._feed.put_many(
-            self._entry(follower_id, p.post_id, p.author_id, p.created_at) for p in recent
-        )
+        entries = [self._entry(follower_id, p.post_id, p.author_id, p.created_at) for p in recent]
+        written = self._feed.put_many(entries)
+        written -= self._undo_newly_hidden(entries)
         count("BackfillItemsWritten", written)
         return written
 

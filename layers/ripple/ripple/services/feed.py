@@ -11,13 +11,14 @@ from ripple.cache.post_cache import PostCache
 from ripple.cache.timeline import TimelineCache, TimelinePage
 from ripple.cache.views import PostViews
 from ripple.cursor import decode_cursor, encode_cursor
-from ripple.domain import Page, Post
+from ripple.domain import Page, Post, Relations
 from ripple.observability import count, logger
 from ripple.repositories.feed import FeedRepository
 from ripple.repositories.follows import FollowRepository
 from ripple.repositories.likes import LikeRepository
 from ripple.repositories.posts import PostRepository
 from ripple.repositories.users import UserRepository
+from ripple.services.blocks import RelationsReader
 
 # A cold feed is rebuilt with this many items at once, so the next pages are cache hits.
 WARM_ITEMS = 100
@@ -121,6 +122,12 @@ class FeedReader:
     cache cannot answer, and Redis down, read DynamoDB (which warms the feed). A feed being
     rebuilt (``ripple.services.activity``) is not cached: it is read from DynamoDB, and the
     page is marked ``partial`` until the rebuild is complete.
+
+    Posts by authors the reader blocks, mutes or is blocked by are left out of every page,
+    whatever fan-out has done yet (``ripple.services.blocks``): the reader's relations come
+    in the first round trip of a cached read (``ripple.cache.relations``), from DynamoDB
+    when Redis lacks them. The cursor still names the last item read, so a page may hold
+    fewer than ``limit`` posts (none, even) and have a next page.
     """
 
     # Each fill stores one missing piece; a page needs at most registry + pulled + outboxes.
@@ -136,8 +143,10 @@ class FeedReader:
         timeline: TimelineCache,
         outboxes: FeedCache,
         users: UserRepository,
+        relations: RelationsReader,
     ) -> None:
         self._feed = feed
+        self._relations = relations
         self._users = users
         self._cache = feed_cache
         self._hydrator = hydrator
@@ -162,7 +171,10 @@ class FeedReader:
         rebuilding = False
         if cached is not None:
             count("FeedCacheHits")
-            refs, has_more = cached
+            refs, has_more, known = cached
+            # Redis answered the page: what it holds of the relations came in the same round
+            # trip; if not complete, DynamoDB (then stored), without asking Redis again.
+            relations = known if known is not None else self._relations.load(user_id)
         else:
             rebuilding = self._users.feed_rebuild_started(user_id) is not None
             if rebuilding:  # not cached until complete: the cache would keep the gaps
@@ -171,7 +183,14 @@ class FeedReader:
             else:
                 refs, has_more = self._read_refs(user_id, after, limit)
             refs, has_more = self._merge_pulled(user_id, after, limit, refs, has_more)
+            relations = self._relations.of(user_id)
         next_cursor = encode_cursor(refs[-1].post_id) if has_more and refs else None
+        hidden = relations.hidden_authors()
+        if hidden:
+            shown = [r for r in refs if r.author_id not in hidden]
+            if len(shown) < len(refs):
+                count("FeedItemsHidden", len(refs) - len(shown))
+            refs = shown
         items = self._hydrator.hydrate(refs, reader_id=user_id)
         return Page(items=items, next_cursor=next_cursor, partial=rebuilding)
 
@@ -181,7 +200,7 @@ class FeedReader:
         after: str | None,
         limit: int,
         account_check: Callable[[bool | None], None] | None,
-    ) -> tuple[list[FeedRef], bool] | None:
+    ) -> tuple[list[FeedRef], bool, Relations | None] | None:
         checked = False
         try:
             for _ in range(self.MAX_FILLS):
@@ -190,7 +209,7 @@ class FeedReader:
                     account_check(page.known)
                     checked = True
                 if page.missing is None:
-                    return page.refs, page.has_more
+                    return page.refs, page.has_more, page.relations
                 if page.missing == "feed" or (page.missing == "outbox" and after is not None):
                     return None  # DynamoDB answers this page (and warms the feed)
                 self._fill(user_id, page)

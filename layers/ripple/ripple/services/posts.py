@@ -20,6 +20,7 @@ from ripple.observability import count, logger
 from ripple.repositories.likes import LikeRepository
 from ripple.repositories.posts import PostRepository
 from ripple.repositories.users import UserRepository
+from ripple.services.blocks import RelationsReader
 
 ADMIN_ROLE = "admin"
 
@@ -32,7 +33,9 @@ class PostService:
         users: UserRepository,
         post_cache: PostCache,
         cache_writes: CacheWrites,
+        relations: RelationsReader,
     ) -> None:
+        self._relations = relations
         self._posts = posts
         self._likes = likes
         self._users = users
@@ -54,16 +57,25 @@ class PostService:
         return post
 
     def get(self, post_id: str, reader_id: str | None = None) -> Post:
+        """The post; NotFoundError if there is none, or if the reader and its author are
+        blocked (either way: to each of them the other's posts do not exist)."""
         post = self._cached(post_id) or self._load(post_id)
+        if reader_id not in (None, post.author_id) and self._blocked(reader_id, post.author_id):
+            raise NotFoundError(f"post {post_id!r} not found")
         if reader_id is not None:
             post = post.for_reader(post_id in self._likes.liked(reader_id, [post_id]))
         return post
 
     def by_author(self, author_id: str, limit: int, cursor: str | None, reader_id: str | None) -> Page[Post]:
-        """The author's posts, newest first (strongly consistent: your own show at once)."""
+        """The author's posts, newest first (strongly consistent: your own show at once).
+        NotFoundError for an unknown author; an empty last page if the reader and the author
+        are blocked, either way (the profile stays visible; the posts do not)."""
         if not self._users.exists(author_id):
             raise NotFoundError(f"user {author_id!r} not found")
-        posts = self._posts.recent_by_author(author_id, limit + 1, before=decode_cursor(cursor))
+        before = decode_cursor(cursor)  # a bad cursor is a 400 whoever asks
+        if reader_id not in (None, author_id) and self._blocked(reader_id, author_id):
+            return Page(items=[], next_cursor=None)
+        posts = self._posts.recent_by_author(author_id, limit + 1, before=before)
         page = posts[:limit]
         if reader_id is not None:
             liked = self._likes.liked(reader_id, [p.post_id for p in page])
@@ -71,6 +83,8 @@ class PostService:
         return Page(items=page, next_cursor=encode_cursor(page[-1].post_id) if len(posts) > limit else None)
 
     def like(self, user_id: str, post_id: str) -> Post:
+        """Idempotent. NotFoundError if the post is gone; ForbiddenError (``blocked``) if the
+        liker and the author are blocked, either way."""
         post = self._load(post_id)
         if self._likes.like(user_id, post.author_id, post_id):
             count("LikesCreated")
@@ -113,6 +127,10 @@ class PostService:
         refreshes it too), so no reader keeps seeing the old count."""
         self._evict(post_id)
         return self._load(post_id)
+
+    def _blocked(self, reader_id: str | None, author_id: str) -> bool:
+        """Whether either blocks the other (the reader's relations: Redis, else DynamoDB)."""
+        return reader_id is not None and author_id in self._relations.of(reader_id).blocked_parties()
 
     def _cached(self, post_id: str) -> Post | None:
         try:
