@@ -217,6 +217,11 @@ def test_every_mutating_route_with_another_users_token_acts_only_as_the_caller(
         ("POST", "/users/{user_id}/follow", f"/users/{v}/follow", None, {200}),  # the attacker follows
         ("DELETE", "/users/{user_id}/follow", f"/users/{t}/follow", None, {200}),  # not the victim's edge
         ("DELETE", "/users/{user_id}/follow", f"/users/{v}/follow", None, {200}),
+        # Blocks and mutes are the caller's own relations: the victim's stay as they were
+        ("POST", "/users/{user_id}/block", f"/users/{t}/block", None, {200}),
+        ("DELETE", "/users/{user_id}/block", f"/users/{t}/block", None, {200}),
+        ("POST", "/users/{user_id}/mute", f"/users/{v}/mute", None, {200}),
+        ("DELETE", "/users/{user_id}/mute", f"/users/{v}/mute", None, {200}),
         # Account deletion acts on the caller's own account, and only with the caller's password
         ("DELETE", "/me", "/me", {"password": "the victim's, guessed"}, {403}),
         ("DELETE", "/me", "/me", {"password": "correct horse 1", "user_id": v}, {400}),

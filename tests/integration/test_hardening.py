@@ -518,6 +518,7 @@ def test_every_dynamodb_call_is_allowed_by_the_calling_functions_policy(h: Harne
     h.call("POST", f"/users/{leaver['id']}/follow", readers[1]["token"])
     liked = h.call("POST", "/posts", author["token"], {"text": "liked by a leaver"}).json
     h.call("POST", f"/posts/{liked['post_id']}/like", leaver["token"])
+    h.call("POST", f"/users/{big['id']}/mute", leaver["token"])  # its mutes go too
     h.call("DELETE", "/me", leaver["token"], {"password": PASSWORD})
     h.proxy.clear()
     for _ in range(3):
