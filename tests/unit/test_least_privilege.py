@@ -100,6 +100,10 @@ NEEDS: dict[str, dict[str, frozenset[str]]] = {
         # services/activity.py: a returning reader's feed rebuild (repositories/fanout_jobs.py
         # enqueue, a conditional Put).
         "FanoutJobsTable": frozenset({"dynamodb:PutItem"}),
+        # repositories/notifications.py: page (Query of the by_activity index), last_read_at
+        # (Get), unread_count (COUNT Query of the index), mark_read (conditional Update).
+        "NotificationsTable": frozenset({"dynamodb:GetItem", "dynamodb:UpdateItem"}),
+        "NotificationsTable/index/by_activity": frozenset({"dynamodb:Query"}),
         # container.py: the JWT signing key.
         "JwtSecret": frozenset({"secretsmanager:GetSecretValue"}),
     },
@@ -121,7 +125,16 @@ NEEDS: dict[str, dict[str, frozenset[str]]] = {
         # repositories/likes.py likers (Query) and delete_likes (BatchWriteItem): a deleted
         # post's likes, purged by services/fanout.py post_deleted / run_job.
         "LikesTable": frozenset({"dynamodb:Query", "dynamodb:BatchWriteItem"}),
-        # The OnFailure destination of its three stream events.
+        # repositories/posts.py author_of (Get): a like row from before author_id names no
+        # recipient (services/notifications.py).
+        "PostIdsTable": frozenset({"dynamodb:GetItem"}),
+        # repositories/notifications.py add/remove (transaction Put/Delete + Update), refresh
+        # (Get, Query of the members, conditional Update).
+        "NotificationsTable": frozenset(
+            {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem"}
+            | {"dynamodb:DeleteItem"}
+        ),
+        # The OnFailure destination of its four stream events.
         "StreamFailureQueue": frozenset({"sqs:SendMessage"}),
     },
     "CacheRefresherFunction": {

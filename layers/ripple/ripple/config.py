@@ -80,6 +80,7 @@ class Settings:
     likes_table: str = field(default="ripple-likes", metadata=_env("LIKES_TABLE"))
     fanout_jobs_table: str = field(default="ripple-fanout-jobs", metadata=_env("FANOUT_JOBS_TABLE"))
     refresh_tokens_table: str = field(default="ripple-refresh-tokens", metadata=_env("REFRESH_TOKENS_TABLE"))
+    notifications_table: str = field(default="ripple-notifications", metadata=_env("NOTIFICATIONS_TABLE"))
     redis_host: str = field(default="127.0.0.1", metadata=_env("REDIS_HOST"))
     redis_port: int = field(default=6379, metadata=_env("REDIS_PORT", 1, 65535))
     redis_tls: bool = field(default=False, metadata=_env("REDIS_TLS"))
@@ -112,6 +113,9 @@ class Settings:
     # Feed items expire this many days after they are written (DynamoDB TTL), so the feed
     # table stops growing with history nobody pages back to; 0 keeps them for ever.
     feed_item_ttl_days: int = field(default=90, metadata=_env("FEED_ITEM_TTL_DAYS", 0, 3650))
+    # Notification rows expire this many days after their grouping window ends (DynamoDB TTL);
+    # a notifications list is about the recent past. 0 keeps them.
+    notification_ttl_days: int = field(default=90, metadata=_env("NOTIFICATION_TTL_DAYS", 0, 3650))
     # Followers written per fan-out step; more continue as a follow-up job record.
     fanout_page_size: int = field(default=1000, metadata=_env("FANOUT_PAGE_SIZE", 1))
     post_max_chars: int = field(default=500, metadata=_env("POST_MAX_CHARS", 1))

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ripple.repositories.feed import FeedRepository
     from ripple.repositories.follows import FollowRepository
     from ripple.repositories.likes import LikeRepository
+    from ripple.repositories.notifications import NotificationRepository
     from ripple.repositories.posts import PostRepository
     from ripple.repositories.refresh_tokens import RefreshTokenRepository
     from ripple.repositories.users import UserRepository
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from ripple.services.feed import FeedReader
     from ripple.services.follows import FollowService
     from ripple.services.health import HealthService
+    from ripple.services.notifications import NotificationProducer, NotificationService
     from ripple.services.posts import PostService
     from ripple.services.users import UserService
 
@@ -120,6 +122,13 @@ class Container:
         from ripple.repositories.likes import LikeRepository
 
         return LikeRepository()
+
+    @cached_property
+    def notifications(self) -> NotificationRepository:
+        self.bind_models()
+        from ripple.repositories.notifications import NotificationRepository
+
+        return NotificationRepository(self.settings.notification_ttl_days * DAY)
 
     @cached_property
     def refresh_tokens(self) -> RefreshTokenRepository:
@@ -242,6 +251,20 @@ class Container:
         )
 
     @cached_property
+    def notification_service(self) -> NotificationService:
+        from ripple.services.notifications import NotificationService
+
+        return NotificationService(self.notifications)
+
+    @cached_property
+    def notification_producer(self) -> NotificationProducer:
+        """The fan-out function's notifier. Its ``may_notify`` seam allows everything until
+        blocks and mutes are wired to it (``ripple.services.notifications``)."""
+        from ripple.services.notifications import NotificationProducer, allow_all
+
+        return NotificationProducer(self.notifications, self.posts.author_of, may_notify=allow_all)
+
+    @cached_property
     def feed_reader(self) -> FeedReader:
         from ripple.cache.views import PostViews
         from ripple.services.feed import FeedReader, PostHydrator, PulledAuthors
@@ -305,6 +328,8 @@ class Container:
             self.settings.posts_table,
             self.settings.follows_table,
             self.settings.fanout_jobs_table,
+            likes_table=self.settings.likes_table,
+            notifier=self.notification_producer,
         )
 
     @cached_property

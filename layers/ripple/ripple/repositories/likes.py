@@ -37,7 +37,9 @@ class LikeRepository:
         tx = Transaction()
         tx.save(
             "like",
-            LikeModel(post_id=post_id, user_id=user_id, created_at=int(time.time() * 1000)),
+            LikeModel(
+                post_id=post_id, user_id=user_id, created_at=int(time.time() * 1000), author_id=author_id
+            ),
             condition=LikeModel.user_id.does_not_exist(),
         )
         return _commit_counted(tx, author_id, post_id, +1)
