@@ -51,7 +51,7 @@ def like_record(container: Container, event: str, liker: str, post_id: str, imag
             "StreamViewType": "NEW_AND_OLD_IMAGES",
             ("NewImage" if event == "INSERT" else "OldImage"): typed,
         },
-        "eventSourceARN": f"arn:aws:dynamodb:us-east-1:123456789012:table/{table}/stream/2026-11-30T00:00:00.000",
+        "eventSourceARN": f"arn:aws:dynamodb:us-east-1:123456789012:table/{table}/stream/2026-11-30",
     }
 
 
@@ -259,3 +259,27 @@ def test_erase_user_removes_every_notification_of_the_user(container: Container)
     assert repo.erase_user(recipient) == 5
     assert everything(container, recipient) == [] and repo.last_read_at(recipient) == 0
     assert repo.erase_user(recipient) == 0
+
+
+def test_concurrent_changes_to_one_group_converge_to_the_exact_count_and_newest_actors(
+    container: Container,
+) -> None:
+    """Likes of a hot post change one group from several invocations at once (and, across
+    shards, in any order): memberships count each actor once, and whichever summary is
+    written last was computed from the final version."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    recipient = signup(container, "hot")
+    actors = [signup(container, f"c{i}") for i in range(12)]
+    base = int(time.time() * 1000)
+    events = [
+        Event(recipient, LIKED, "01JDQ7Z8M3K2P4R6T8V0W2X4Y6", a, base + i) for i, a in enumerate(actors)
+    ]
+    repo = container.notifications
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        list(pool.map(repo.add, events + events))  # each twice, interleaved
+        list(pool.map(repo.remove, events[:3]))
+    [group] = everything(container, recipient)
+    assert group["actor_count"] == len(actors) - 3
+    assert group["actors"] == list(reversed(actors[3:]))[:MAX_ACTORS]
+    assert group["updated_at"] == base + len(actors) - 1
