@@ -147,10 +147,11 @@ class NotificationActivityIndex(LocalSecondaryIndex["NotificationModel"]):
 class NotificationModel(Model):
     """A recipient's notifications, three kinds of row under one partition (``sk``):
 
-    * ``g#{group key}`` - a group: ``kind``, ``post_id``, ``actor_count``, ``actors`` (newest
-      first, at most ``ripple.notifications.MAX_ACTORS``), ``updated_at``, ``activity`` (the
-      index key; absent while the group has no actor), ``version`` (moves with every member
-      change: the summary is written only over the version it was computed from);
+    * ``g#{group key}`` - a group: ``kind``, ``post_id``, ``member_count`` and ``version``
+      (moved with every membership change), and the summary readers see, written only over
+      the version it was computed from: ``actor_count``, ``actors`` (newest first, at most
+      ``ripple.notifications.MAX_ACTORS``), ``updated_at``, ``activity`` (the index key;
+      absent while the group has no actor);
     * ``m#{group key}#{event ms:013d}#{actor}`` - one actor's membership (idempotency and
       the exact count; the key's time orders a group's actors newest first);
     * ``state`` - ``last_read_at`` (epoch ms).
@@ -165,6 +166,7 @@ class NotificationModel(Model):
     post_id = UnicodeAttribute(null=True)
     actor_id = UnicodeAttribute(null=True)
     at = NumberAttribute(null=True)  # a membership's event time (epoch ms)
+    member_count = NumberAttribute(null=True)
     actor_count = NumberAttribute(null=True)
     actors = UnicodeAttribute(null=True)  # the newest actors' ids, newest first, space-separated
     updated_at = NumberAttribute(null=True)

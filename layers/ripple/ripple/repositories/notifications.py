@@ -4,11 +4,12 @@ A change to a group is two steps, each idempotent, so a stream record may be app
 number of times, and two records of one group (two likers at once) may run concurrently:
 
 1. **Membership** (one transaction): the actor's membership row is put (condition: absent)
-   or deleted (condition: present), and the group's ``actor_count`` and ``version`` move by
+   or deleted (condition: present), and the group's ``member_count`` and ``version`` move by
    ``ADD`` with it. A repeat fails the condition and changes nothing: a redelivered like is
    counted once, a redelivered unlike uncounted once.
-2. **Summary**: the group's newest actors and last activity are recomputed from its
-   membership rows (one consistent Query of at most ``MAX_ACTORS`` rows) and written only if
+2. **Summary**: the group's count, newest actors and last activity - what readers see,
+   always from one version, so a count never runs ahead of the names - are recomputed from
+   its membership rows (one consistent Query of at most ``MAX_ACTORS`` rows) and written only if
    ``version`` is still the one read before the Query. If a concurrent change moved it, that
    change's own step 2 (which runs after its step 1) writes a summary that includes both; if
    that one fails, its record is retried and step 2 runs again. A group whose count falls
@@ -95,7 +96,7 @@ class NotificationRepository:
             condition=NotificationModel.sk.does_not_exist(),
         )
         actions = [
-            NotificationModel.actor_count.add(1),
+            NotificationModel.member_count.add(1),
             NotificationModel.version.add(1),
             NotificationModel.kind.set(event.kind),
         ]
@@ -122,7 +123,7 @@ class NotificationRepository:
         tx.update(
             "group",
             NotificationModel(user_id=event.recipient_id, sk=_group_sk(key)),
-            actions=[NotificationModel.actor_count.add(-1), NotificationModel.version.add(1)],
+            actions=[NotificationModel.member_count.add(-1), NotificationModel.version.add(1)],
             condition=NotificationModel.sk.exists(),
         )
         changed = self._commit(tx)
@@ -146,10 +147,15 @@ class NotificationRepository:
             return  # never had a member (a removal that found nothing)
         version = int(group.version or 0)
         condition = NotificationModel.version == version
-        if int(group.actor_count or 0) <= 0:
+        members = int(group.member_count or 0)
+        if members <= 0:
             if group.activity is None:
                 return
-            actions: list[Action] = [NotificationModel.activity.remove(), NotificationModel.actors.remove()]
+            actions: list[Action] = [
+                NotificationModel.activity.remove(),
+                NotificationModel.actors.remove(),
+                NotificationModel.actor_count.set(0),
+            ]
         else:
             newest = list(
                 NotificationModel.query(
@@ -161,12 +167,17 @@ class NotificationRepository:
                 )
             )
             if not newest:
-                return  # cannot be while actor_count > 0; a later change will refresh
+                return  # cannot be while member_count > 0; a later change will refresh
             updated_at = int(newest[0].at or 0)
             actors = " ".join(str(m.actor_id) for m in newest)
-            if group.activity == activity_key(updated_at, key) and group.actors == actors:
+            if (
+                group.activity == activity_key(updated_at, key)
+                and group.actors == actors
+                and group.actor_count == members
+            ):
                 return  # a redelivery: the summary is already this
             actions = [
+                NotificationModel.actor_count.set(members),
                 NotificationModel.actors.set(actors),
                 NotificationModel.updated_at.set(updated_at),
                 NotificationModel.activity.set(activity_key(updated_at, key)),
