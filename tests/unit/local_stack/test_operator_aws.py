@@ -40,6 +40,7 @@ TABLES = {
     "LikesTable": "LIKES_TABLE",
     "RefreshTokensTable": "REFRESH_TOKENS_TABLE",
     "FanoutJobsTable": "FANOUT_JOBS_TABLE",
+    "NotificationsTable": "NOTIFICATIONS_TABLE",
 }
 CREDENTIAL_VARIABLES = (
     "AWS_ACCESS_KEY_ID",
