@@ -283,3 +283,30 @@ def test_concurrent_changes_to_one_group_converge_to_the_exact_count_and_newest_
     assert group["actor_count"] == len(actors) - 3
     assert group["actors"] == list(reversed(actors[3:]))[:MAX_ACTORS]
     assert group["updated_at"] == base + len(actors) - 1
+
+
+def test_check_notifications_finds_nothing_on_a_settled_stack_and_reports_what_diverges(
+    stack: LocalStack, container: Container
+) -> None:
+    from ripple.repositories.models import NotificationModel
+    from ripple_local.notification_check import check_notifications
+
+    author, fans = signup(container, "checked"), [signup(container, f"cf{i}") for i in range(2)]
+    post = container.post_service.create(author, "checked")
+    for fan in fans:
+        container.follow_service.follow(fan, author)
+        container.post_service.like(fan, post.post_id)
+    container.post_service.like(author, post.post_id)  # one's own like is expected nowhere
+    container.post_service.unlike(fans[1], post.post_id)
+    stack.drain()
+    report = check_notifications([author, *fans])
+    assert report.ok, report.summary()
+    assert report.summary() == "converged: 3 users' notifications checked, 0 differences"
+
+    # A lost membership (a record that never arrived) and a stale summary are reported.
+    member = next(r for r in NotificationModel.query(author) if r.sk.startswith("m#followed#"))
+    member.delete()
+    [check] = check_notifications([author]).users
+    assert [(m[0].split("#")[0], m[2]) for m in check.missing] == [("followed", member.actor_id)]
+    assert any("member_count 2 for 1 memberships" in p for p in check.bad_groups), check.bad_groups
+    assert not check_notifications([author]).ok
