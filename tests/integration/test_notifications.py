@@ -310,3 +310,26 @@ def test_check_notifications_finds_nothing_on_a_settled_stack_and_reports_what_d
     assert [(m[0].split("#")[0], m[2]) for m in check.missing] == [("followed", member.actor_id)]
     assert any("member_count 2 for 1 memberships" in p for p in check.bad_groups), check.bad_groups
     assert not check_notifications([author]).ok
+
+
+def test_the_sample_like_events_notify_the_author_and_take_it_back(
+    container: Container, fanout_handler: Any
+) -> None:
+    from tests.integration.support import (
+        SAMPLE_AUTHOR,
+        SAMPLE_CREATED_AT,
+        SAMPLE_FOLLOWER,
+        ensure_users,
+        fresh_ids,
+        load_event,
+    )
+
+    ids = fresh_ids()
+    author, liker = ids[SAMPLE_AUTHOR], ids[SAMPLE_FOLLOWER]
+    ensure_users(container, author, liker)
+    assert fanout_handler(load_event("fanout/likes_insert.json", **ids)) == {"batchItemFailures": []}
+    [group] = everything(container, author)
+    assert group["kind"] == LIKED and group["actors"] == [liker]
+    assert group["updated_at"] == int(ids[SAMPLE_CREATED_AT])
+    assert fanout_handler(load_event("fanout/likes_remove.json", **ids)) == {"batchItemFailures": []}
+    assert everything(container, author) == []
