@@ -393,6 +393,27 @@ def home_feed() -> dict[str, Any] | Response:
     return posts_page(page)
 
 
+# ------------------------------------------------------------------ notifications
+@app.route("/notifications", methods=["GET"])
+@json_errors
+def notifications() -> dict[str, Any]:
+    claims = authenticated()
+    limit = validation.page_limit(query("limit"))
+    page = container.notification_service.page(claims.user_id, limit, query("cursor"))
+    return {
+        "items": [n.to_public() for n in page.items],
+        "next_cursor": page.next_cursor,
+        "unread_count": page.unread_count,
+    }
+
+
+@app.route("/notifications/read", methods=["POST"])
+@json_errors
+def mark_notifications_read() -> dict[str, Any]:
+    claims = writer()
+    return {"unread_count": container.notification_service.mark_read(claims.user_id)}
+
+
 # ------------------------------------------------------------------ meta
 @app.route("/openapi.json", methods=["GET"])
 def openapi() -> dict[str, Any]:

@@ -197,9 +197,19 @@ def test_a_valid_token_for_a_user_that_does_not_exist_is_401_on_every_protected_
 def test_every_mutating_route_with_another_users_token_acts_only_as_the_caller(
     stack: Api, victim: dict[str, Any]
 ) -> None:
-    attacker = stack.signup("attacker")
-    before = snapshot(stack, victim)
+    attacker, fan = stack.signup("attacker"), stack.signup("fan")
     v, t, p = victim["user_id"], victim["third_id"], victim["post_id"]
+    # An unread notification of the victim's, which the attacker's mark-as-read must leave unread.
+    assert stack.call("POST", f"/users/{v}/follow", fan["token"]).status_code == 200
+    unread = None
+    for _ in range(300):
+        items = stack.call("GET", "/notifications", victim["token"]).json()["items"]
+        unread = next((n for n in items if n["actors"] == [fan["user_id"]] and not n["read"]), None)
+        if unread:
+            break
+        time.sleep(0.05)
+    assert unread, "the fan's follow never reached the victim's notifications"
+    before = snapshot(stack, victim)
     attempts: list[tuple[str, str, str, Any, set[int]]] = [  # (method, template, path, body, allowed)
         ("PATCH", "/me", "/me", {"bio": "pwned"}, {200}),  # edits the attacker's own profile
         ("PATCH", "/me", "/me", {"bio": "pwned", "user_id": v}, {400}),
@@ -225,6 +235,7 @@ def test_every_mutating_route_with_another_users_token_acts_only_as_the_caller(
         # Account deletion acts on the caller's own account, and only with the caller's password
         ("DELETE", "/me", "/me", {"password": "the victim's, guessed"}, {403}),
         ("DELETE", "/me", "/me", {"password": "correct horse 1", "user_id": v}, {400}),
+        ("POST", "/notifications/read", "/notifications/read", None, {200}),  # the attacker's own
     ]
     assert {(m, tpl) for m, tpl, *_ in attempts} == MUTATING, "a mutating route is not attacked here"
     for method, _, path, body, allowed in attempts:
@@ -241,6 +252,9 @@ def test_every_mutating_route_with_another_users_token_acts_only_as_the_caller(
     followers = stack.call("GET", f"/users/{v}/followers", victim["token"]).json()["items"]
     assert attacker["user_id"] not in [u["user_id"] for u in followers]
     assert stack.call("GET", "/me", attacker["token"]).json()["bio"] == "pwned"
+    victims = stack.call("GET", "/notifications", victim["token"]).json()
+    assert victims["unread_count"] >= 1
+    assert any(n["notification_id"] == unread["notification_id"] and not n["read"] for n in victims["items"])
 
 
 # ------------------------------------------------------------------ rate limits

@@ -87,6 +87,16 @@ def test_the_running_stack_converges(stack: Api) -> None:
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     report = json.loads(result.stdout)
     assert report["ok"] and report["differences"] == 0
+    # ... and every user's notifications match the follows and likes (the likes stream has a
+    # runner of its own: poll it settled too)
+    ids = [user["user_id"] for user in u]
+    while True:
+        notified = ripple_local(stack, "check-notifications", *ids, "--json")
+        if notified.returncode == 0 or time.monotonic() - last_write > SETTLE_DEADLINE_S:
+            break
+        time.sleep(0.2)
+    assert notified.returncode == 0, notified.stdout[-4000:] + notified.stderr[-4000:]
+    assert [r["user_id"] for r in json.loads(notified.stdout)["users"]] == ids
     checked = {r["user_id"]: r for r in report["users"]}
     assert {user["user_id"] for user in u} <= set(checked)
     assert all(checked[user["user_id"]]["cache"]["cached"] for user in u)

@@ -287,6 +287,9 @@ def test_the_existing_commands_still_work_through_the_target(
 
     checked = ripple("check-convergence", reader.user_id, author.user_id)
     assert checked.returncode == 0 and checked.stdout.startswith("converged: 2 users checked"), checked.stdout
+    notified = ripple("check-notifications", reader.user_id, author.user_id)
+    assert notified.returncode == 0, notified.stdout + notified.stderr
+    assert notified.stdout.startswith("converged: 2 users' notifications checked"), notified.stdout
     rebuilt = ripple("rebuild-feed", reader.user_id)
     assert rebuilt.returncode == 0 and "wrote 0, deleted 0; cached feed dropped" in rebuilt.stdout
     dropped = ripple("rebuild-cache", reader.user_id)

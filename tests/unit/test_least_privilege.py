@@ -117,6 +117,10 @@ NEEDS: dict[str, dict[str, frozenset[str]]] = {
         ),
         # repositories/blocks.py: the inverse rows (transaction Put/Delete), relations (Query).
         "BlockedByTable": frozenset({"dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem"}),
+        # repositories/notifications.py: page (Query of the by_activity index), last_read_at
+        # (Get), unread_count (COUNT Query of the index), mark_read (conditional Update).
+        "NotificationsTable": frozenset({"dynamodb:GetItem", "dynamodb:UpdateItem"}),
+        "NotificationsTable/index/by_activity": frozenset({"dynamodb:Query"}),
         # container.py: the JWT signing key.
         "JwtSecret": frozenset({"secretsmanager:GetSecretValue"}),
     },
@@ -128,7 +132,9 @@ NEEDS: dict[str, dict[str, frozenset[str]]] = {
         "PostsTable": frozenset(
             {"dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:BatchWriteItem", "dynamodb:UpdateItem"}
         ),
-        "PostIdsTable": frozenset({"dynamodb:BatchWriteItem"}),
+        # ... and their id rows; posts.py author_of (Get): a like row from before author_id
+        # names no recipient (services/notifications.py).
+        "PostIdsTable": frozenset({"dynamodb:BatchWriteItem", "dynamodb:GetItem"}),
         # repositories/follows.py followed_at (the table): follow_removed keeps what a newer
         # re-follow owns; followers / followers_since (the Followers table), a page at a time;
         # sever (transaction Deletes): an erased account's follows, both ways.
@@ -155,7 +161,14 @@ NEEDS: dict[str, dict[str, frozenset[str]]] = {
         # erase_user (BatchWriteItem): an erased account's blocks and mutes, both ways.
         "BlocksTable": frozenset({"dynamodb:Query", "dynamodb:BatchWriteItem"}),
         "BlockedByTable": frozenset({"dynamodb:Query", "dynamodb:BatchWriteItem"}),
-        # The OnFailure destination of its three stream events.
+        # repositories/notifications.py add/remove (transaction Put/Delete + Update), refresh
+        # (Get, Query of the members, conditional Update); erase_user (BatchWriteItem): an
+        # erased account's notifications.
+        "NotificationsTable": frozenset(
+            {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem"}
+            | {"dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
+        ),
+        # The OnFailure destination of its four stream events.
         "StreamFailureQueue": frozenset({"sqs:SendMessage"}),
     },
     "CacheRefresherFunction": {

@@ -4,6 +4,7 @@
 ``show-user USER``                 profile, roles, each counter next to the rows it counts
 ``show-feed USER [--limit N]``     the feed table's newest items next to the cached feed
 ``check-convergence [USER_ID ...]``  exit 1 unless every feed converged
+``check-notifications [USER_ID ...]``  exit 1 unless every user's notifications match the follows and likes
 ``rebuild-feed USER_ID [...]``     make feed tables equal the truth
 ``rebuild-cache [USER_ID ...]``    drop cached feeds (none given: all)
 ``replay-failures``                re-drive the on-failure queue (local stack only)
@@ -185,6 +186,20 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     check.add_argument("user_ids", nargs="*", metavar="USER_ID", help="readers to check (default: all users)")
     check.add_argument("--json", action="store_true", help="print the full report as JSON")
+
+    notifications = add(
+        "check-notifications",
+        "compare notification groups with the follows and likes they come from",
+        _check_notifications,
+        ["", "01JDQ0000000000000000AAAAA --json", _AWS_EXAMPLE],
+        "DynamoDB only, on the local stack and on AWS. Reports memberships missing or extra and "
+        "groups whose count, actors or time disagree with their memberships; likes and follows "
+        "from before notifications were deployed show as missing. Exit 1 unless all match.",
+    )
+    notifications.add_argument(
+        "user_ids", nargs="*", metavar="USER_ID", help="recipients to check (default: all users)"
+    )
+    notifications.add_argument("--json", action="store_true", help="print the full report as JSON")
 
     feed = add(
         "rebuild-feed",
@@ -438,6 +453,16 @@ def _check_convergence(args: argparse.Namespace, root: Path) -> int:
         _say(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
         return 0 if report.ok else 1
     return _report_tables_only(report, target, as_json=args.json)
+
+
+def _check_notifications(args: argparse.Namespace, root: Path) -> int:
+    with open_target(args, root) as target:
+        from ripple_local.notification_check import check_notifications
+
+        target.container()  # binds the models to this target's tables
+        report = check_notifications(args.user_ids or None)
+    _say(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
+    return 0 if report.ok else 1
 
 
 def _report_tables_only(report: ConvergenceReport, target: Target, *, as_json: bool) -> int:

@@ -24,6 +24,7 @@ from ripple.repositories.models import (
     FollowModel,
     LikeByUserModel,
     LikeModel,
+    NotificationModel,
     PostIdModel,
     PostModel,
     RefreshTokenModel,
@@ -50,6 +51,8 @@ RESIDUE_COLUMNS: tuple[tuple[str, type[Any], str], ...] = (
     ("blocked_or_muted_by", BlockModel, "target_id"),
     ("blocked_by_rows", BlockedByModel, "target_id"),
     ("blocker_rows", BlockedByModel, "user_id"),
+    ("notifications", NotificationModel, "user_id"),
+    ("in_others_notifications", NotificationModel, "actor_id"),
 )
 
 

@@ -83,6 +83,7 @@ class Settings:
     refresh_tokens_table: str = field(default="ripple-refresh-tokens", metadata=_env("REFRESH_TOKENS_TABLE"))
     blocks_table: str = field(default="ripple-blocks", metadata=_env("BLOCKS_TABLE"))
     blocked_by_table: str = field(default="ripple-blocked-by", metadata=_env("BLOCKED_BY_TABLE"))
+    notifications_table: str = field(default="ripple-notifications", metadata=_env("NOTIFICATIONS_TABLE"))
     redis_host: str = field(default="127.0.0.1", metadata=_env("REDIS_HOST"))
     redis_port: int = field(default=6379, metadata=_env("REDIS_PORT", 1, 65535))
     redis_tls: bool = field(default=False, metadata=_env("REDIS_TLS"))
@@ -119,6 +120,9 @@ class Settings:
     # may sign up with it (Twitter holds a deactivated name 30 days): links and mentions of
     # the departed user cannot be taken over at once. 0 releases it at once.
     username_quarantine_days: int = field(default=30, metadata=_env("USERNAME_QUARANTINE_DAYS", 0, 3650))
+    # Notification rows expire this many days after their grouping window ends (DynamoDB TTL);
+    # a notifications list is about the recent past. 0 keeps them.
+    notification_ttl_days: int = field(default=90, metadata=_env("NOTIFICATION_TTL_DAYS", 0, 3650))
     # Followers written per fan-out step; more continue as a follow-up job record.
     fanout_page_size: int = field(default=1000, metadata=_env("FANOUT_PAGE_SIZE", 1))
     post_max_chars: int = field(default=500, metadata=_env("POST_MAX_CHARS", 1))

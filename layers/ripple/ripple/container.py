@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ripple.repositories.feed import FeedRepository
     from ripple.repositories.follows import FollowRepository
     from ripple.repositories.likes import LikeRepository
+    from ripple.repositories.notifications import NotificationRepository
     from ripple.repositories.posts import PostRepository
     from ripple.repositories.refresh_tokens import RefreshTokenRepository
     from ripple.repositories.users import UserRepository
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from ripple.services.feed import FeedReader
     from ripple.services.follows import FollowService
     from ripple.services.health import HealthService
+    from ripple.services.notifications import NotificationProducer, NotificationService
     from ripple.services.posts import PostService
     from ripple.services.users import UserService
 
@@ -131,6 +133,13 @@ class Container:
         from ripple.repositories.blocks import BlockRepository
 
         return BlockRepository()
+
+    @cached_property
+    def notifications(self) -> NotificationRepository:
+        self.bind_models()
+        from ripple.repositories.notifications import NotificationRepository
+
+        return NotificationRepository(self.settings.notification_ttl_days * DAY)
 
     @cached_property
     def refresh_tokens(self) -> RefreshTokenRepository:
@@ -276,6 +285,22 @@ class Container:
         )
 
     @cached_property
+    def notification_service(self) -> NotificationService:
+        from ripple.services.notifications import NotificationService
+
+        return NotificationService(self.notifications)
+
+    @cached_property
+    def notification_producer(self) -> NotificationProducer:
+        """The fan-out function's notifier; blocked and muted accounts notify nobody who
+        blocks or mutes them (``ripple.services.notifications.unless_hidden``)."""
+        from ripple.services.notifications import NotificationProducer, unless_hidden
+
+        return NotificationProducer(
+            self.notifications, self.posts.author_of, may_notify=unless_hidden(self.blocks)
+        )
+
+    @cached_property
     def feed_reader(self) -> FeedReader:
         from ripple.cache.views import PostViews
         from ripple.services.feed import FeedReader, PostHydrator, PulledAuthors
@@ -342,6 +367,8 @@ class Container:
             self.settings.posts_table,
             self.settings.follows_table,
             self.settings.fanout_jobs_table,
+            likes_table=self.settings.likes_table,
+            notifier=self.notification_producer,
         )
 
     @cached_property
@@ -357,6 +384,7 @@ class Container:
             self.feed,
             self.refresh_tokens,
             self.blocks,
+            self.notifications,
             FanoutJobRepository(),
         )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 
 from ripple.errors import ValidationError
 from ripple.ids import is_ulid
@@ -20,8 +21,9 @@ def encode_cursor(last_id: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None) -> str | None:
-    """The id to continue after, or None for the first page."""
+def decode_cursor(cursor: str | None, is_valid: Callable[[str], bool] = is_ulid) -> str | None:
+    """The id to continue after, or None for the first page. ``is_valid`` says what an id
+    of this list looks like (a ULID unless the list is ordered by another key)."""
     if cursor is None or cursor == "":
         return None
     try:
@@ -30,6 +32,6 @@ def decode_cursor(cursor: str | None) -> str | None:
         last_id = data["after"]
     except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise ValidationError("'cursor' is not a valid cursor") from exc
-    if not isinstance(last_id, str) or not is_ulid(last_id):
+    if not isinstance(last_id, str) or not is_valid(last_id):
         raise ValidationError("'cursor' is not a valid cursor")
     return last_id

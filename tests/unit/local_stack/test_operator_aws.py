@@ -43,6 +43,7 @@ TABLES = {
     "FanoutJobsTable": "FANOUT_JOBS_TABLE",
     "BlocksTable": "BLOCKS_TABLE",
     "BlockedByTable": "BLOCKED_BY_TABLE",
+    "NotificationsTable": "NOTIFICATIONS_TABLE",
 }
 CREDENTIAL_VARIABLES = (
     "AWS_ACCESS_KEY_ID",

@@ -52,7 +52,9 @@ class LikeRepository:
         tx = Transaction()
         tx.save(
             "like",
-            LikeModel(post_id=post_id, user_id=user_id, created_at=int(time.time() * 1000)),
+            LikeModel(
+                post_id=post_id, user_id=user_id, created_at=int(time.time() * 1000), author_id=author_id
+            ),
             condition=LikeModel.user_id.does_not_exist(),
         )
         tx.save("inverse", LikeByUserModel(user_id=user_id, post_id=post_id, author_id=author_id))

@@ -8,7 +8,7 @@ from template.yaml by the local stack, never by these models).
 from __future__ import annotations
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute, UnicodeSetAttribute
-from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection, LocalSecondaryIndex
 from pynamodb.models import Model
 
 from ripple.config import Settings
@@ -130,6 +130,55 @@ class LikeModel(Model):
     post_id = UnicodeAttribute(hash_key=True)
     user_id = UnicodeAttribute(range_key=True)
     created_at = NumberAttribute()
+    # The post's author, the like's notification recipient: the stream record of an unlike
+    # (or of a deleted post's likes) names it though the post may be gone. Absent on likes
+    # made before notifications; the notifier then asks the post-ids table.
+    author_id = UnicodeAttribute(null=True)
+
+
+class NotificationActivityIndex(LocalSecondaryIndex["NotificationModel"]):
+    """A recipient's visible groups by last activity (sparse: only groups with actors carry
+    ``activity``). Local, so a read may be strongly consistent."""
+
+    class Meta:
+        index_name = "by_activity"
+        projection = AllProjection()
+
+    user_id = UnicodeAttribute(hash_key=True)
+    activity = UnicodeAttribute(range_key=True)
+
+
+class NotificationModel(Model):
+    """A recipient's notifications, three kinds of row under one partition (``sk``):
+
+    * ``g#{group key}`` - a group: ``kind``, ``post_id``, ``member_count`` and ``version``
+      (moved with every membership change), and the summary readers see, written only over
+      the version it was computed from: ``actor_count``, ``actors`` (newest first, at most
+      ``ripple.notifications.MAX_ACTORS``), ``updated_at``, ``activity`` (the index key;
+      absent while the group has no actor);
+    * ``m#{group key}#{event ms:013d}#{actor}`` - one actor's membership (idempotency and
+      the exact count; the key's time orders a group's actors newest first);
+    * ``state`` - ``last_read_at`` (epoch ms).
+    """
+
+    class Meta:
+        table_name = "notifications"
+
+    user_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    kind = UnicodeAttribute(null=True)
+    post_id = UnicodeAttribute(null=True)
+    actor_id = UnicodeAttribute(null=True)
+    at = NumberAttribute(null=True)  # a membership's event time (epoch ms)
+    member_count = NumberAttribute(null=True)
+    actor_count = NumberAttribute(null=True)
+    actors = UnicodeAttribute(null=True)  # the newest actors' ids, newest first, space-separated
+    updated_at = NumberAttribute(null=True)
+    activity = UnicodeAttribute(null=True)
+    version = NumberAttribute(null=True)
+    last_read_at = NumberAttribute(null=True)
+    expires_at = NumberAttribute(null=True)  # TTL (epoch seconds)
+    by_activity = NotificationActivityIndex()
 
 
 class LikeByUserModel(Model):
@@ -227,6 +276,7 @@ ALL_MODELS: tuple[type[Model], ...] = (
     RefreshTokenModel,
     BlockModel,
     BlockedByModel,
+    NotificationModel,
 )
 
 
@@ -246,6 +296,7 @@ def bind_models(settings: Settings) -> None:
         RefreshTokenModel: settings.refresh_tokens_table,
         BlockModel: settings.blocks_table,
         BlockedByModel: settings.blocked_by_table,
+        NotificationModel: settings.notifications_table,
     }
     for model, table_name in names.items():
         meta = model.Meta

@@ -15,6 +15,8 @@ the account holds, and each step is retried on its own. The phases, in order:
   corrected, and each REMOVE retracts feed items as an unfollow does.
 - ``blocks``: their blocks and mutes, made by them or naming them (both rows of each).
 - ``feed``: their home feed items.
+- ``notifications``: their notifications (their part in others' groups leaves with their
+  likes and follows: each REMOVE takes an actor out of its group).
 - ``tokens``: their refresh tokens (a refresh already fails: it needs the account).
 
 Every step is idempotent (deleting what is gone changes nothing), so a redelivered record
@@ -34,10 +36,11 @@ from ripple.repositories.fanout_jobs import ERASE, FanoutJob, FanoutJobRepositor
 from ripple.repositories.feed import FeedRepository
 from ripple.repositories.follows import FollowRepository
 from ripple.repositories.likes import LikeRepository
+from ripple.repositories.notifications import NotificationRepository
 from ripple.repositories.posts import PostRepository
 from ripple.repositories.refresh_tokens import RefreshTokenRepository
 
-PHASES = ("posts", "likes", "following", "followers", "blocks", "feed", "tokens")
+PHASES = ("posts", "likes", "following", "followers", "blocks", "feed", "notifications", "tokens")
 # Rows per step: a page of posts is four BatchWriteItem calls; a page of likes or follows is
 # as many small transactions, sent at once on the container's pool. Well inside an invocation.
 ERASE_PAGE = 100
@@ -57,9 +60,11 @@ class AccountErasure:
         feed: FeedRepository,
         refresh_tokens: RefreshTokenRepository,
         blocks: BlockRepository,
+        notifications: NotificationRepository,
         jobs: FanoutJobRepository,
     ) -> None:
         self._blocks = blocks
+        self._notifications = notifications
         self._posts = posts
         self._likes = likes
         self._follows = follows
@@ -72,6 +77,7 @@ class AccountErasure:
             "following": self._erase_following,
             "followers": self._erase_followers,
             "blocks": self._erase_blocks,
+            "notifications": self._erase_notifications,
             "feed": self._erase_feed,
             "tokens": self._erase_tokens,
         }
@@ -119,6 +125,10 @@ class AccountErasure:
     def _erase_blocks(self, user_id: str, after: str | None) -> list[str]:
         removed = self._blocks.erase_user(user_id)  # one step: a user's blocks are few
         count("AccountRowsErased", removed)
+        return []
+
+    def _erase_notifications(self, user_id: str, after: str | None) -> list[str]:
+        count("AccountRowsErased", self._notifications.erase_user(user_id))  # pages within
         return []
 
     def _erase_feed(self, user_id: str, after: str | None) -> list[str]:

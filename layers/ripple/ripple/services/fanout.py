@@ -41,6 +41,7 @@ from ripple.repositories.likes import LikeRepository
 from ripple.repositories.posts import PostRepository
 from ripple.repositories.users import UserRepository
 from ripple.services.erasure import AccountErasure
+from ripple.services.notifications import NotificationProducer
 from ripple.stream_processing import PartialCommit
 from ripple.streams import INSERT, REMOVE, StreamChange
 
@@ -334,8 +335,12 @@ class FanoutService:
 
 
 class FanoutConsumer:
-    """Routes stream changes (posts, follows or fan-out jobs table) to their use cases:
-    :meth:`open_batch` for a whole stream batch (the function), :meth:`handle` for one."""
+    """Routes stream changes (posts, follows, likes or fan-out jobs table) to their use
+    cases: :meth:`open_batch` for a whole stream batch (the function), :meth:`handle` for one.
+
+    Follows and likes also produce notifications (``notifier``; README, "Notifications"):
+    a follow's notification after its backfill, an unfollow's retraction after its feed
+    retraction, in the same change, so a retried record redoes both (each is idempotent)."""
 
     def __init__(
         self,
@@ -344,12 +349,17 @@ class FanoutConsumer:
         posts_table: str,
         follows_table: str,
         jobs_table: str,
+        *,
+        likes_table: str | None = None,
+        notifier: NotificationProducer | None = None,
     ) -> None:
         self._fanout = fanout
         self._erasure = erasure
         self._posts_table = posts_table
         self._follows_table = follows_table
         self._jobs_table = jobs_table
+        self._likes_table = likes_table
+        self._notifier = notifier
 
     def open_batch(self) -> FanoutBatch:
         return FanoutBatch(self.action, self._fanout)
@@ -372,14 +382,41 @@ class FanoutConsumer:
             if change.event == REMOVE:
                 return lambda: fanout.post_deleted(author, post_id)
             return None  # MODIFY (a like count) changes no feed
+        notifier = self._notifier
         if change.table == self._follows_table:
             follower, followee = str(row["follower_id"]), str(row["followee_id"])
             if change.event == INSERT:
                 followed_at = int(row["created_at"])
-                return lambda: fanout.follow_added(follower, followee, followed_at)
+
+                def follow_added() -> int:
+                    written = fanout.follow_added(follower, followee, followed_at)
+                    if notifier is not None:
+                        notifier.followed(follower, followee, followed_at)
+                    return written
+
+                return follow_added
             if change.event == REMOVE:
-                return lambda: fanout.follow_removed(follower, followee)
+                # The removed row's time names the membership this follow made (a re-follow
+                # since made another, which stays).
+                made_at = int(row["created_at"]) if "created_at" in row else None
+
+                def follow_removed() -> int:
+                    removed = fanout.follow_removed(follower, followee)
+                    if notifier is not None and made_at is not None:
+                        notifier.unfollowed(follower, followee, made_at)
+                    return removed
+
+                return follow_removed
             return None
+        if self._likes_table is not None and change.table == self._likes_table:
+            if notifier is None or change.event not in (INSERT, REMOVE):
+                return None
+            liker, post_id = str(row["user_id"]), str(row["post_id"])
+            recipient = str(row["author_id"]) if row.get("author_id") else None
+            liked_at = int(row["created_at"])
+            if change.event == INSERT:
+                return lambda: int(notifier.liked(liker, post_id, recipient, liked_at))
+            return lambda: int(notifier.unliked(liker, post_id, recipient, liked_at))
         if change.table == self._jobs_table:
             if change.event != INSERT:
                 return None  # REMOVE is the TTL sweeping a finished job
