@@ -170,3 +170,49 @@ def test_a_deleted_account_is_erased_from_the_running_stack(stack: Api) -> None:
         assert not set(mine) & {i["post_id"] for i in stack.feed(fan["token"])["items"]}
     assert ok(stack.call("GET", f"/posts/{theirs}", fans[1]["token"]))["like_count"] == 0
     assert ok(stack.call("GET", f"/users/{fans[0]['user_id']}", fans[1]["token"]))["follower_count"] == 0
+
+
+def test_a_scripted_scenario_mixing_blocks_mutes_and_a_deletion_converges(stack: Api) -> None:
+    # Given six users who follow each other, post and like (issue 13's mixed scenario)
+    u = [stack.signup(f"mix{i}") for i in range(6)]
+    for follower, followee in ((1, 0), (2, 0), (3, 0), (0, 1), (2, 1), (4, 2), (5, 2), (3, 4), (5, 0)):
+        ok(stack.call("POST", f"/users/{u[followee]['user_id']}/follow", u[follower]["token"]))
+    posts = {i: [] for i in range(6)}  # type: dict[int, list[str]]
+    for round_ in range(2):
+        for i in range(6):
+            post = ok(stack.call("POST", "/posts", u[i]["token"], json={"text": f"mix {i}/{round_}"}), 201)
+            posts[i].append(post["post_id"])
+    for liker, author in ((1, 0), (2, 0), (0, 2), (5, 2), (3, 4)):
+        ok(stack.call("POST", f"/posts/{posts[author][0]}/like", u[liker]["token"]))
+    for user in u:
+        stack.feed(user["token"])  # cached, so the check covers Redis too
+
+    # When one blocks a follower, one mutes a followee, one is deleted, and others act on
+    ok(stack.call("POST", f"/users/{u[1]['user_id']}/block", u[0]["token"]))
+    ok(stack.call("POST", f"/users/{u[0]['user_id']}/mute", u[3]["token"]))
+    gone = stack.call("DELETE", "/me", u[2]["token"], json={"password": "correct horse 1"})
+    assert gone.status_code == 204, gone.text
+    ok(stack.call("POST", "/posts", u[0]["token"], json={"text": "after the block"}), 201)
+    ok(stack.call("POST", f"/posts/{posts[4][1]}/like", u[5]["token"]))
+    last_write = time.monotonic()
+
+    # Then the operator's two checks find no difference anywhere once the pipeline settles
+    while True:
+        feeds, notes = check_convergence(stack), ripple_local(stack, "check-notifications", "--json")
+        settled = feeds.returncode == 0 and notes.returncode == 0
+        if settled or time.monotonic() - last_write > SETTLE_DEADLINE_S:
+            break
+        time.sleep(0.3)
+    assert feeds.returncode == 0, feeds.stdout[-4000:] + feeds.stderr[-4000:]
+    assert notes.returncode == 0, notes.stdout[-4000:] + notes.stderr[-4000:]
+    report = json.loads(feeds.stdout)
+    assert u[2]["user_id"] in {d["user_id"] for d in report["deleted_accounts"]}
+    MEASUREMENTS.append(
+        f"mixed scenario (block, mute, deletion): both checks clean {time.monotonic() - last_write:.1f}s "
+        "after the last write"
+    )
+    # ... and each rule shows where a reader looks
+    feed_of = {i: {p["post_id"] for p in stack.feed(u[i]["token"], limit=100)["items"]} for i in (0, 1, 3, 5)}
+    assert feed_of[1].isdisjoint(posts[0]) and feed_of[0].isdisjoint(posts[1])  # blocked both ways
+    assert feed_of[3].isdisjoint(posts[0]) and set(posts[4]) <= feed_of[3]  # muted, not unfollowed
+    assert feed_of[5].isdisjoint(posts[2]) and set(posts[0]) <= feed_of[5]  # the deleted account's gone
