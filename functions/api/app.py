@@ -152,6 +152,17 @@ def users_page(page: Page[User]) -> dict[str, Any]:
     return {"items": [u.to_public() for u in page.items], "next_cursor": page.next_cursor}
 
 
+def relation_change(
+    user_id: str, change: Callable[[str, str], bool], state: str, now: bool
+) -> dict[str, Any]:
+    """A follow, block or mute made or undone by the caller (a writer) on ``user_id``: the
+    service's ``change(caller, target)`` says whether anything changed (all are idempotent).
+    Answers ``{state: now, "user_id", "changed"}``."""
+    claims = writer()
+    target = user_id_param(user_id)
+    return {state: now, "user_id": target, "changed": change(claims.user_id, target)}
+
+
 def user_id_param(value: str) -> str:
     return validation.entity_id(value, "user")
 
@@ -241,19 +252,13 @@ def get_user_by_name(username: str) -> dict[str, Any]:
 @app.route("/users/{user_id}/follow", methods=["POST"])
 @json_errors
 def follow(user_id: str) -> dict[str, Any]:
-    claims = writer()
-    followee = user_id_param(user_id)
-    created = container.follow_service.follow(claims.user_id, followee)
-    return {"following": True, "user_id": followee, "changed": created}
+    return relation_change(user_id, container.follow_service.follow, "following", True)
 
 
 @app.route("/users/{user_id}/follow", methods=["DELETE"])
 @json_errors
 def unfollow(user_id: str) -> dict[str, Any]:
-    claims = writer()
-    followee = user_id_param(user_id)
-    removed = container.follow_service.unfollow(claims.user_id, followee)
-    return {"following": False, "user_id": followee, "changed": removed}
+    return relation_change(user_id, container.follow_service.unfollow, "following", False)
 
 
 @app.route("/users/{user_id}/followers", methods=["GET"])
@@ -278,37 +283,25 @@ def following(user_id: str) -> dict[str, Any]:
 @app.route("/users/{user_id}/block", methods=["POST"])
 @json_errors
 def block(user_id: str) -> dict[str, Any]:
-    claims = writer()
-    target = user_id_param(user_id)
-    created = container.block_service.block(claims.user_id, target)
-    return {"blocking": True, "user_id": target, "changed": created}
+    return relation_change(user_id, container.block_service.block, "blocking", True)
 
 
 @app.route("/users/{user_id}/block", methods=["DELETE"])
 @json_errors
 def unblock(user_id: str) -> dict[str, Any]:
-    claims = writer()
-    target = user_id_param(user_id)
-    removed = container.block_service.unblock(claims.user_id, target)
-    return {"blocking": False, "user_id": target, "changed": removed}
+    return relation_change(user_id, container.block_service.unblock, "blocking", False)
 
 
 @app.route("/users/{user_id}/mute", methods=["POST"])
 @json_errors
 def mute(user_id: str) -> dict[str, Any]:
-    claims = writer()
-    target = user_id_param(user_id)
-    created = container.block_service.mute(claims.user_id, target)
-    return {"muting": True, "user_id": target, "changed": created}
+    return relation_change(user_id, container.block_service.mute, "muting", True)
 
 
 @app.route("/users/{user_id}/mute", methods=["DELETE"])
 @json_errors
 def unmute(user_id: str) -> dict[str, Any]:
-    claims = writer()
-    target = user_id_param(user_id)
-    removed = container.block_service.unmute(claims.user_id, target)
-    return {"muting": False, "user_id": target, "changed": removed}
+    return relation_change(user_id, container.block_service.unmute, "muting", False)
 
 
 @app.route("/me/blocks", methods=["GET"])

@@ -50,6 +50,18 @@ def _commit_counted(tx: Transaction, follower_id: str, followee_id: str, delta: 
     return True
 
 
+def _edge_removal(follower_id: str, followee_id: str) -> Transaction:
+    """A transaction removing the edge (named "edge", which must exist) and its inverse."""
+    tx = Transaction()
+    tx.delete(
+        "edge",
+        FollowModel(follower_id=follower_id, followee_id=followee_id),
+        condition=FollowModel.followee_id.exists(),
+    )
+    tx.delete("inverse_edge", FollowerModel(followee_id=followee_id, follower_id=follower_id))
+    return tx
+
+
 class FollowRepository:
     def follow(self, follower_id: str, followee_id: str) -> bool:
         """Create the edge; False if it already existed. NotFoundError if the followee is gone;
@@ -71,13 +83,7 @@ class FollowRepository:
 
     def unfollow(self, follower_id: str, followee_id: str) -> bool:
         """Remove the edge; False if there was none."""
-        tx = Transaction()
-        tx.delete(
-            "edge",
-            FollowModel(follower_id=follower_id, followee_id=followee_id),
-            condition=FollowModel.followee_id.exists(),
-        )
-        tx.delete("inverse_edge", FollowerModel(followee_id=followee_id, follower_id=follower_id))
+        tx = _edge_removal(follower_id, followee_id)
         return _commit_counted(tx, follower_id, followee_id, -1)
 
     def sever(self, follower_id: str, followee_id: str, erased_id: str) -> bool:
@@ -90,13 +96,7 @@ class FollowRepository:
             if erased_id == follower_id
             else (follower_id, UserModel.following_count)
         )
-        tx = Transaction()
-        tx.delete(
-            "edge",
-            FollowModel(follower_id=follower_id, followee_id=followee_id),
-            condition=FollowModel.followee_id.exists(),
-        )
-        tx.delete("inverse_edge", FollowerModel(followee_id=followee_id, follower_id=follower_id))
+        tx = _edge_removal(follower_id, followee_id)
         tx.update(
             "other", UserModel(user_id=other), actions=[counter.add(-1)], condition=UserModel.user_id.exists()
         )
