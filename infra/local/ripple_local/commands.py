@@ -274,7 +274,10 @@ def resolve_services(args: argparse.Namespace, root: Path) -> tuple[Endpoints, s
 def _require_stack(endpoints: Endpoints, stack_name: str) -> None:
     """Refuse to run against an emulator that lacks the stack (prepare() would create it empty)."""
     try:
-        tables = client("dynamodb", endpoints).list_tables().get("TableNames", [])
+        # Every page: ListTables answers at most 100 names, and an emulator (or an account)
+        # holding several stacks of 14 tables has more.
+        pages = client("dynamodb", endpoints).get_paginator("list_tables").paginate()
+        tables = [name for page in pages for name in page.get("TableNames", [])]
     except (BotoCoreError, ClientError) as error:
         raise OperatorError(
             f"no DynamoDB answers at {endpoints.dynamodb} ({one_line(error)}); is the stack up?"
