@@ -210,7 +210,7 @@ def logout() -> Response:
 @app.route("/me", methods=["GET"])
 @json_errors
 def me() -> dict[str, Any]:
-    return container.user_service.get(authenticated().user_id).to_public()
+    return container.user_service.me(authenticated().user_id).to_public()
 
 
 @app.route("/me", methods=["PATCH"])

@@ -269,3 +269,48 @@ def test_if_redis_misses_the_forget_the_users_stream_repairs_it(
     assert not container.known_users.is_known(leaver["id"])
     r = http("GET", "/me", leaver["token"])
     assert r.status_code == 401 and error_code(r) == "invalid_token"
+
+
+def test_concurrent_deletions_of_one_account_delete_and_audit_it_once(
+    http: Http, container: Container, stack: LocalStack
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    leaver = http.user("leaver")
+
+    def attempt(_: int) -> str:
+        try:
+            container.accounts.delete(leaver["id"], PASSWORD)
+        except AuthenticationError as exc:
+            return exc.code
+        return "deleted"
+
+    with ThreadPoolExecutor(6) as pool:
+        outcomes = list(pool.map(attempt, range(6)))
+    assert outcomes.count("deleted") == 1 and set(outcomes) == {"deleted", "invalid_token"}, outcomes
+    stack.drain()
+
+
+def test_a_deleted_accounts_token_is_a_401_on_every_write_never_a_429(http: Http, stack: LocalStack) -> None:
+    leaver = http.user("leaver")
+    assert delete_me(http, leaver).status_code == 204
+    limit = 40  # RATE_LIMIT_WRITES_PER_MINUTE in the integration environment (conftest)
+    statuses = {
+        http("POST", "/posts", leaver["token"], {"text": "ghost"}).status_code for _ in range(limit + 5)
+    }
+    assert statuses == {401}
+    stack.drain()
+
+
+def test_an_own_profile_read_or_edit_racing_the_deletion_is_a_401(
+    http: Http, container: Container, stack: LocalStack
+) -> None:
+    # The token passed its check; the account went before the profile was read or written.
+    leaver = http.user("leaver")
+    assert delete_me(http, leaver).status_code == 204
+    for call in (lambda: container.user_service.me(leaver["id"]),
+                 lambda: container.user_service.update_profile(leaver["id"], "x", None)):  # fmt: skip
+        with pytest.raises(AuthenticationError) as raised:
+            call()
+        assert raised.value.code == "invalid_token"
+    stack.drain()

@@ -204,6 +204,25 @@ def test_blocked_parties_see_none_of_each_others_posts_and_cannot_like_them(
     assert http("POST", f"/posts/{posts[a['id']]}/like", b["token"]).status_code == 200
 
 
+def test_no_other_route_shows_a_blocked_party_the_post(http: Http, container: Container) -> None:
+    # The fresh-clone review read a blocked party's post through the unlike route's answer,
+    # and told it exists from a delete's 403.
+    author, liker = http.user(), http.user()
+    post_id = container.post_service.create(author["id"], "seen before the block").post_id
+    assert http("POST", f"/posts/{post_id}/like", liker["token"]).status_code == 200
+    http("POST", f"/users/{liker['id']}/block", author["token"])
+    later = container.post_service.create(author["id"], "made after the block").post_id
+
+    for pid in (post_id, later):
+        unliked = http("DELETE", f"/posts/{pid}/like", liker["token"])
+        assert (unliked.status_code, error_code(unliked)) == (404, "not_found"), unliked.json
+        assert "block" not in unliked.body.decode()  # no text of the post
+        deleted = http("DELETE", f"/posts/{pid}", liker["token"])
+        assert (deleted.status_code, error_code(deleted)) == (404, "not_found")
+    # The caller's own like is removed all the same, and the post stays
+    assert http("GET", f"/posts/{post_id}", author["token"]).json["like_count"] == 0
+
+
 # ------------------------------------------------------------------ feeds
 def test_the_feed_hides_blocked_and_muted_authors_at_once_even_cached_and_before_fan_out(
     stack: LocalStack, container: Container
@@ -423,3 +442,31 @@ def test_erase_user_removes_every_block_and_mute_row_both_ways(container: Contai
         assert gone not in relations.hidden_authors() | relations.hidden_readers()
     assert container.blocks.relations(a).blocks == frozenset({b})
     assert container.blocks.erase_user(gone) == 0  # idempotent
+
+
+@pytest.mark.parametrize("moves", [4, 5])
+def test_a_block_rebuilds_itself_while_the_follows_keep_moving_then_gives_a_503(
+    container: Container, monkeypatch: pytest.MonkeyPatch, moves: int
+) -> None:
+    # The fresh-clone review got a 503 from a block while the other side toggled a follow:
+    # the block's transaction is now built again after a jittered backoff, up to 5 times.
+    from ripple.repositories.blocks import BLOCK_ATTEMPTS, BlockRepository
+    from ripple.repositories.transactions import ConditionFailed, TransactionConflictError
+
+    a = container.accounts.signup(f"blk_{uuid.uuid4().hex[:8]}", "password123").user.user_id
+    b = container.accounts.signup(f"blk_{uuid.uuid4().hex[:8]}", "password123").user.user_id
+    real, calls = BlockRepository._block_once, []
+
+    def moving(self: BlockRepository, user_id: str, target_id: str) -> bool:
+        calls.append(user_id)
+        if len(calls) <= moves:
+            raise ConditionFailed("follow_edge")  # a follow committed in between
+        return real(self, user_id, target_id)
+
+    monkeypatch.setattr(BlockRepository, "_block_once", moving)
+    if moves < BLOCK_ATTEMPTS:
+        assert container.blocks.block(a, b) is True
+    else:
+        with pytest.raises(TransactionConflictError):
+            container.blocks.block(a, b)
+    assert len(calls) == min(moves + 1, BLOCK_ATTEMPTS)

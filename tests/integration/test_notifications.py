@@ -229,6 +229,19 @@ def test_unread_count_and_mark_as_read(stack: LocalStack, container: Container) 
     assert top["actors"] == [newer, fan] and top["actor_count"] == 2
 
 
+def test_the_unread_count_stops_at_its_cap_in_one_query(container: Container) -> None:
+    from ripple.repositories.notifications import UNREAD_COUNT_CAP
+
+    recipient, actor = signup(container, "popular"), signup(container, "fan")
+    base = int(time.time() * 1000)
+    for i in range(UNREAD_COUNT_CAP + 1):  # one group per post
+        container.notifications.add(
+            Event(recipient, LIKED, f"01JDQ7Z8M3K2P4R6T8V0W2{i:04d}", actor, base + i)
+        )
+    assert container.notifications.unread_count(recipient, 0) == UNREAD_COUNT_CAP
+    assert unread(container, recipient) == UNREAD_COUNT_CAP
+
+
 def test_a_refusing_may_notify_predicate_produces_nothing(container: Container) -> None:
     author, liker = signup(container, "author"), signup(container, "blocked")
     post = container.post_service.create(author, "guarded")

@@ -32,6 +32,20 @@ def test_json_body_parsing() -> None:
         parse_json_body(b"[" * 100_000 + b"]" * 100_000, 10**6)
 
 
+def test_an_object_that_repeats_a_name_is_refused_without_echoing_it() -> None:
+    # The fresh-clone review deleted an account with {"password": wrong, "password": right}:
+    # the last one won. Any object, at any depth, that repeats a name is a 400 now.
+    for body in (
+        b'{"password": "wrong", "password": "secret-right"}',
+        b'{"text": "a", "nested": {"k": 1, "k": 2}}',
+        b'[{"a": 1, "a": 1}]',
+    ):
+        with pytest.raises(ValidationError) as raised:
+            parse_json_body(body, 1000)
+        assert "repeats a name" in raised.value.message and "secret-right" not in raised.value.message
+    assert parse_json_body(b'{"a": 1, "b": {"a": 2}}', 1000) == {"a": 1, "b": {"a": 2}}
+
+
 def test_bearer_token() -> None:
     assert bearer_token({"authorization": "Bearer abc"}) == "abc"
     for headers in ({}, {"authorization": "Basic abc"}, {"authorization": "Bearer "}):

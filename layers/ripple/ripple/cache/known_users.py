@@ -9,7 +9,7 @@ feed page), and DynamoDB is asked only when the marker is missing.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import redis
 
@@ -38,19 +38,26 @@ class KnownUsers:
         """Queue the check on ``pipe``; its result is 1 (known) or 0."""
         pipe.command("exists", known_user_key(user_id))
 
-    def check(self, user_id: str, limiter: RateLimiter, limits: Sequence[tuple[Limit, str]]) -> bool | None:
-        """One round trip: whether ``user_id`` is known, and ``limits`` counted. None when
-        Redis could not say (the limits then fail open). Raises RateLimitedError (429)."""
+    def check(
+        self, user_id: str, limiter: RateLimiter, limits: Sequence[tuple[Limit, str]]
+    ) -> tuple[bool | None, Callable[[], None]]:
+        """One round trip: whether ``user_id`` is known (None when Redis could not say), and
+        ``limits`` counted. Returns that and the limits' verdict to call once the account is
+        confirmed: it raises RateLimitedError (429) for a refused limit, so a token of a
+        deleted account is a 401, not a 429 (the limits fail open if Redis failed)."""
         pipe = ScriptPipeline(self._redis)
         self.queue_is_known(pipe, user_id)
         pending = limiter.queue(pipe, limits)
         try:
             known, *acquired = pipe.execute()
         except redis.RedisError:
-            return None
-        with contextlib.suppress(redis.RedisError):  # reading a refused window failed: fail open
-            pending.settle(acquired)
-        return bool(known)
+            return None, lambda: None
+
+        def verdict() -> None:
+            with contextlib.suppress(redis.RedisError):  # reading a refused window failed: fail open
+                pending.settle(acquired)
+
+        return bool(known), verdict
 
     @translated
     def remember(self, user_id: str) -> None:

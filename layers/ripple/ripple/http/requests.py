@@ -11,14 +11,33 @@ from ripple.errors import AuthenticationError, PayloadTooLargeError, ValidationE
 MAX_JSON_DEPTH = 8
 
 
+class _RepeatedKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose names are unique. RFC 8259 4: with repeated names "the behavior of
+    software that receives such an object is unpredictable" - parsers keep the first or the
+    last, so two readers of one body could disagree (``{"password": a, "password": b}``)."""
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _RepeatedKey
+        obj[key] = value
+    return obj
+
+
 def parse_json_body(raw: bytes | None, max_bytes: int) -> Any:
-    """Decode a JSON request body, refusing oversize, undecodable or too deeply nested input."""
+    """Decode a JSON request body, refusing oversize, undecodable or too deeply nested input,
+    and objects that repeat a name (ValidationError, 400; the name is not echoed)."""
     if raw is None or raw == b"":
         raise ValidationError("request body is required (JSON)")
     if len(raw) > max_bytes:
         raise PayloadTooLargeError(f"request body exceeds {max_bytes} bytes")
     try:
-        value = json.loads(raw.decode("utf-8"))
+        value = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
+    except _RepeatedKey as exc:
+        raise ValidationError("a JSON object in the body repeats a name") from exc
     except UnicodeDecodeError as exc:
         raise ValidationError("request body must be UTF-8") from exc
     except json.JSONDecodeError as exc:

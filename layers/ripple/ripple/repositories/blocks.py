@@ -21,18 +21,32 @@ import time
 from collections.abc import Iterable
 
 from pynamodb.expressions.update import Action
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from ripple.domain import BLOCK, MUTE, Relations
 from ripple.errors import AuthenticationError, NotFoundError
 from ripple.repositories.batch import batch_get, batch_write, concurrently
 from ripple.repositories.fanout_jobs import FanoutJob, job_row
 from ripple.repositories.models import BlockedByModel, BlockModel, FollowerModel, FollowModel, UserModel
-from ripple.repositories.transactions import ConditionFailed, Transaction, TransactionConflictError
+from ripple.repositories.transactions import (
+    BACKOFF_BASE_SECONDS,
+    BACKOFF_MAX_SECONDS,
+    ConditionFailed,
+    Transaction,
+    TransactionConflictError,
+)
 
 # A block reads the follow edges, then writes in one transaction that requires them unchanged.
 # A follow or unfollow between the two accounts in that instant fails it, and it is built again
-# from a fresh read; three rounds of that within milliseconds is a fight worth a 503 (retry).
-BLOCK_ATTEMPTS = 3
+# from a fresh read after a jittered backoff (as a conflicting transaction is: the constants of
+# ripple.repositories.transactions), so someone toggling a follow to fend off a block (the
+# fresh-clone review got a 503 with three immediate rounds) must win five random races.
+BLOCK_ATTEMPTS = 5
+
+
+def _follows_moved(exc: BaseException) -> bool:
+    """A block's transaction failed because a follow edge between the two changed."""
+    return isinstance(exc, ConditionFailed) and exc.item.startswith("follow")
 
 
 def edge_key(kind: str, other_id: str) -> str:
@@ -61,13 +75,18 @@ class BlockRepository:
         users' counters moved). False if the block existed (nothing changes). NotFoundError if
         the target does not exist; AuthenticationError if the caller's account does not;
         TransactionConflictError (503) if the follow graph between them keeps changing."""
-        for _ in range(BLOCK_ATTEMPTS):
-            try:
-                return self._block_once(user_id, target_id)
-            except ConditionFailed as exc:
-                if not exc.item.startswith("follow"):
-                    raise
-        raise TransactionConflictError(["FollowsChanged"])
+        retrying = Retrying(
+            stop=stop_after_attempt(BLOCK_ATTEMPTS),
+            wait=wait_random_exponential(multiplier=BACKOFF_BASE_SECONDS, max=BACKOFF_MAX_SECONDS),
+            retry=retry_if_exception(_follows_moved),
+            reraise=True,
+        )
+        try:
+            return retrying(self._block_once, user_id, target_id)
+        except ConditionFailed as exc:
+            if not exc.item.startswith("follow"):
+                raise
+            raise TransactionConflictError(["FollowsChanged"]) from exc
 
     def _block_once(self, user_id: str, target_id: str) -> bool:
         now = int(time.time() * 1000)

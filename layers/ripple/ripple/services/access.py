@@ -28,10 +28,11 @@ class AccessGuard:
     def admit(self, user_id: str, limits: Sequence[tuple[Limit, str]] = ()) -> None:
         """Raises AuthenticationError (401 ``invalid_token``) when the account no longer
         exists, RateLimitedError (429) when a limit refuses the request."""
-        known = self._known.check(user_id, self._limiter, limits)
+        known, verdict = self._known.check(user_id, self._limiter, limits)
         if known is None:
             count("CacheErrors")
-        self.confirm(user_id, known)
+        self.confirm(user_id, known)  # a deleted account is a 401 before any limit's 429
+        verdict()
 
     def confirm(self, user_id: str, known: bool | None) -> None:
         """The account check, given what Redis said (``known``; None: Redis could not say):

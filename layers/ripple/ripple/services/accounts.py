@@ -142,7 +142,9 @@ class AccountService:
             )
             raise ForbiddenError("the password does not match", code="invalid_credentials")
         now_ms = int(time.time() * 1000)
-        self._users.delete(found.user, now_ms + self._quarantine_ms, erasure_of(user_id, now_ms))
+        if not self._users.delete(found.user, now_ms + self._quarantine_ms, erasure_of(user_id, now_ms)):
+            # A concurrent deletion of the same account won: it is audited once, by that one.
+            raise AuthenticationError("your account no longer exists", code="invalid_token")
         try:
             self._known_users.forget(user_id)
         except CacheError:

@@ -92,10 +92,16 @@ class PostService:
         return self._after_like_change(post_id)
 
     def unlike(self, user_id: str, post_id: str) -> Post:
+        """Idempotent. NotFoundError if the post is gone, or if the reader and its author are
+        blocked either way: a like from before the block is still removed (it is the
+        caller's), but the post is not shown to them, as ``get`` does not."""
         post = self._load(post_id)
         if self._likes.unlike(user_id, post.author_id, post_id):
             count("LikesRemoved")
         self._record_like(user_id, post_id, liked=False)
+        if self._blocked(user_id, post.author_id):
+            self._evict(post_id)
+            raise NotFoundError(f"post {post_id!r} not found")
         return self._after_like_change(post_id)
 
     def _record_like(self, user_id: str, post_id: str, liked: bool) -> None:
@@ -112,6 +118,8 @@ class PostService:
         post = self._load(post_id)
         is_admin = ADMIN_ROLE in roles
         if post.author_id != user_id and not is_admin:
+            if self._blocked(user_id, post.author_id):  # 403 would say the post exists
+                raise NotFoundError(f"post {post_id!r} not found")
             raise ForbiddenError("you can only delete your own posts")
         if not self._posts.delete(post.author_id, post.post_id):
             raise NotFoundError(f"post {post_id!r} not found")
