@@ -95,10 +95,12 @@ class FanoutService:
 
         ``pushes`` are new posts (``after == ""``: the author's own item too, then the first
         page) and continuation jobs (the page after ``after``). Whatever the batch holds, it
-        costs about five round trips, not five per post: which authors are pulled (one
+        costs about seven round trips, not seven per post: which authors are pulled (one
         BatchGetItem), their follower pages (one Query per distinct author and page, sent at
-        once), the feed items (BatchWriteItem calls sent at once), and a check that the posts
-        still exist. Returns the number of feed items written.
+        once), who blocks or mutes the authors (two Queries per author, at once; again after
+        the write, to undo a block that committed meanwhile), the feed items (BatchWriteItem
+        calls sent at once), and a check that the posts still exist. Returns the number of
+        feed items written.
 
         A new post by an author marked high-follower at least ``pull_grace_ms`` before it is
         not pushed: readers learn of the mark only when their container reloads the registry
