@@ -139,7 +139,9 @@ class Run:
             pairs = [(self.tokens[u], self.user_ids[v]) for u, v in edges]
             done = in_processes(setup_worker, split(pairs, processes), url, "follow")
             statuses = [status for chunk, _ in done for status in chunk]
-            self.stack.wait_idle(self.config.idle_quiet_s, timeout_s=300)  # the follows' backfill
+            ok = sum(s == 200 for s in statuses)  # each a Follows INSERT: backfill and notification
+            self.stack.wait_delivered("FanoutFunction", "FollowsStream", ok, timeout_s=600)
+            self.stack.wait_idle(self.config.idle_quiet_s, timeout_s=300)
         setup = {"signup_retries": signup_retries, "follow_retries": sum(r for _, r in done),
                  "follow_errors": sum(s != 200 for s in statuses)}  # fmt: skip
         self.results.update(graph=graph.describe(self.following), follower_counts=self.counts, setup=setup)

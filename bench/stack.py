@@ -141,6 +141,19 @@ class StackProcess(ManagedProcess):
                 last, quiet_since = now, time.monotonic()
         return time.monotonic() - start
 
+    def wait_delivered(self, function: str, event_source: str, records: int, timeout_s: float) -> float:
+        """Block until one mapping has delivered ``records`` records (a known backlog, e.g. the
+        setup's follows: a busy lane can deliver nothing for longer than :meth:`wait_idle`'s
+        quiet window, which then ends early); returns seconds waited."""
+        start, labels = time.monotonic(), {"function": function, "event_source": event_source}
+        name = "ripple_stream_records_delivered_total"
+        while time.monotonic() - start < timeout_s:
+            samples = [s for s in self.metrics() if s.name == name and labels.items() <= s.labels.items()]
+            if sum(sample.value for sample in samples) >= records:
+                break
+            time.sleep(0.5)
+        return time.monotonic() - start
+
     def runner_pids(self) -> dict[str, int]:
         """The stack's stream runner processes (``up`` runs a process per function), by name:
         ``runners-FanoutFunction``. Looked up each time: one that died is started again."""
