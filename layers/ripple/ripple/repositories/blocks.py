@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable
 
 from pynamodb.expressions.update import Action
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import retry_if_exception
 
 from ripple.domain import BLOCK, MUTE, Relations
 from ripple.errors import AuthenticationError, NotFoundError
@@ -29,11 +29,10 @@ from ripple.repositories.batch import batch_get, batch_write, concurrently
 from ripple.repositories.fanout_jobs import FanoutJob, job_row
 from ripple.repositories.models import BlockedByModel, BlockModel, FollowerModel, FollowModel, UserModel
 from ripple.repositories.transactions import (
-    BACKOFF_BASE_SECONDS,
-    BACKOFF_MAX_SECONDS,
     ConditionFailed,
     Transaction,
     TransactionConflictError,
+    conflict_retrying,
 )
 
 # A block reads the follow edges, then writes in one transaction that requires them unchanged.
@@ -75,14 +74,10 @@ class BlockRepository:
         users' counters moved). False if the block existed (nothing changes). NotFoundError if
         the target does not exist; AuthenticationError if the caller's account does not;
         TransactionConflictError (503) if the follow graph between them keeps changing."""
-        retrying = Retrying(
-            stop=stop_after_attempt(BLOCK_ATTEMPTS),
-            wait=wait_random_exponential(multiplier=BACKOFF_BASE_SECONDS, max=BACKOFF_MAX_SECONDS),
-            retry=retry_if_exception(_follows_moved),
-            reraise=True,
-        )
         try:
-            return retrying(self._block_once, user_id, target_id)
+            return conflict_retrying(BLOCK_ATTEMPTS, retry_if_exception(_follows_moved))(
+                self._block_once, user_id, target_id
+            )
         except ConditionFailed as exc:
             if not exc.item.startswith("follow"):
                 raise

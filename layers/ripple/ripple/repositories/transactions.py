@@ -29,7 +29,13 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+from tenacity import (
+    Retrying,
+    retry_base,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 from ripple.errors import ServiceUnavailableError
 from ripple.repositories.models import UserModel
@@ -81,6 +87,18 @@ class _Item:
     actions: tuple[Action, ...] = ()
 
 
+def conflict_retrying(attempts: int, retry: retry_base) -> Retrying:
+    """Up to ``attempts`` tries of a write that lost a race, each after a jittered exponential
+    backoff (``BACKOFF_*``), the last failure re-raised: for transactions and the writes built
+    from one (a block rebuilt when the follows moved, ``ripple.repositories.blocks``)."""
+    return Retrying(
+        stop=stop_after_attempt(attempts),
+        wait=wait_random_exponential(multiplier=BACKOFF_BASE_SECONDS, max=BACKOFF_MAX_SECONDS),
+        retry=retry,
+        reraise=True,
+    )
+
+
 @dataclass
 class Transaction:
     """Named writes committed atomically: ``tx.save("edge", row, condition=...)``, then
@@ -124,14 +142,8 @@ class Transaction:
         TransactionConflictError when conflicts persist past MAX_ATTEMPTS; other DynamoDB
         errors (throttling of the whole request after botocore's retries included) propagate.
         """
-        retrying = Retrying(
-            stop=stop_after_attempt(MAX_ATTEMPTS),
-            wait=wait_random_exponential(multiplier=BACKOFF_BASE_SECONDS, max=BACKOFF_MAX_SECONDS),
-            retry=retry_if_exception_type(_Retryable),
-            reraise=True,
-        )
         try:
-            retrying(self._attempt)
+            conflict_retrying(MAX_ATTEMPTS, retry_if_exception_type(_Retryable))(self._attempt)
         except _Retryable as exc:
             raise TransactionConflictError(exc.reasons) from exc
 
