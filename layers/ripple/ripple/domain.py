@@ -50,6 +50,11 @@ class Post:
     created_at: int  # epoch milliseconds
     like_count: int = 0
     liked_by_me: bool | None = None  # None when the reader is unknown
+    repost_count: int = 0
+    # In a home feed, when the item is there because an account the reader follows reposted
+    # the post: who (the newest such repost) and when (epoch ms).
+    reposted_by: str | None = None
+    reposted_at: int | None = None
 
     def to_public(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -58,9 +63,13 @@ class Post:
             "text": self.text,
             "created_at": self.created_at,
             "like_count": self.like_count,
+            "repost_count": self.repost_count,
         }
         if self.liked_by_me is not None:
             body["liked_by_me"] = self.liked_by_me
+        if self.reposted_by is not None:
+            body["reposted_by"] = self.reposted_by
+            body["reposted_at"] = self.reposted_at
         return body
 
     def to_cache(self) -> dict[str, Any]:
@@ -70,6 +79,7 @@ class Post:
             "text": self.text,
             "created_at": self.created_at,
             "like_count": self.like_count,
+            "repost_count": self.repost_count,
         }
 
     @classmethod
@@ -80,21 +90,37 @@ class Post:
             text=str(data["text"]),
             created_at=int(data["created_at"]),
             like_count=int(data.get("like_count", 0)),
+            repost_count=int(data.get("repost_count", 0)),
         )
 
     def for_reader(self, liked: bool) -> Post:
         return replace(self, liked_by_me=liked)
 
+    def placed_by(self, reposted_by: str | None, reposted_at: int | None) -> Post:
+        """The post as a feed shows it: brought by ``reposted_by``'s repost, or not (None)."""
+        return replace(self, reposted_by=reposted_by, reposted_at=reposted_at if reposted_by else None)
+
 
 @dataclass(frozen=True, order=True)
 class FeedEntry:
     """One post in one reader's home feed. Key (user_id, post_id) is deterministic,
-    so writing the same entry twice is a no-op: this is what makes fan-out idempotent."""
+    so writing the same entry twice is a no-op: this is what makes fan-out idempotent, and
+    a feed hold a post once however many of the reader's followees repost it.
+
+    ``placed`` is where the item sits in the feed (feeds are read newest ``placed`` first):
+    the post's own id, or the id of the repost that brought it (``reposted_by``; a ULID of
+    the repost's time), the newest such repost winning (``ripple.services.placement``)."""
 
     user_id: str
     post_id: str
     author_id: str
-    created_at: int
+    created_at: int  # the post's (epoch ms)
+    placed: str = ""  # "" is normalised to post_id
+    reposted_by: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.placed:
+            object.__setattr__(self, "placed", self.post_id)
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,7 @@ class PostModel(Model):
     text = UnicodeAttribute()
     created_at = NumberAttribute()
     like_count = NumberAttribute(default=0)
+    repost_count = NumberAttribute(default=0)
 
 
 class PostIdModel(Model):
@@ -112,15 +113,34 @@ class FollowerModel(Model):
     created_at = NumberAttribute()  # when the follow was made: fan-out skips later followers
 
 
+class FeedPlacementIndex(LocalSecondaryIndex["FeedItemModel"]):
+    """A reader's items by placement, newest first: the order a feed is read in."""
+
+    class Meta:
+        index_name = "by_placement"
+        projection = AllProjection()
+
+    user_id = UnicodeAttribute(hash_key=True)
+    placed = UnicodeAttribute(range_key=True)
+
+
 class FeedItemModel(Model):
+    """One post in one reader's feed, once, however it came (``ripple.domain.FeedEntry``)."""
+
     class Meta:
         table_name = "feed"
 
     user_id = UnicodeAttribute(hash_key=True)
     post_id = UnicodeAttribute(range_key=True)
     author_id = UnicodeAttribute()
-    created_at = NumberAttribute()
+    created_at = NumberAttribute()  # the post's creation (epoch ms)
+    # Where the item sits (the index's key): the post id, or the id of the newest repost
+    # that brought it, by ``reposted_by``. Every writer sets it; an item without it (written
+    # before reposts existed) is in no page: ``ripple rebuild-feeds`` writes them again.
+    placed = UnicodeAttribute(null=True)
+    reposted_by = UnicodeAttribute(null=True)
     expires_at = NumberAttribute(null=True)  # TTL (epoch seconds); absent: kept for ever
+    by_placement = FeedPlacementIndex()
 
 
 class LikeModel(Model):
@@ -194,6 +214,33 @@ class LikeByUserModel(Model):
     author_id = UnicodeAttribute()  # the liked post's author: its like_count lives there
 
 
+class RepostModel(Model):
+    """One repost: ``user_id`` reposts ``post_id`` (by ``author_id``) at ``created_at``;
+    ``repost_id`` (a ULID of that time) is where the post is placed in the reposter's
+    followers' feeds."""
+
+    class Meta:
+        table_name = "reposts"
+
+    post_id = UnicodeAttribute(hash_key=True)
+    user_id = UnicodeAttribute(range_key=True)
+    repost_id = UnicodeAttribute()
+    author_id = UnicodeAttribute()
+    created_at = NumberAttribute()  # epoch ms
+
+
+class RepostByUserModel(Model):
+    """The inverse of a repost, user -> post, written in the repost's own transaction."""
+
+    class Meta:
+        table_name = "reposts-by-user"
+
+    user_id = UnicodeAttribute(hash_key=True)
+    post_id = UnicodeAttribute(range_key=True)
+    repost_id = UnicodeAttribute()
+    author_id = UnicodeAttribute()
+
+
 class FanoutJobModel(Model):
     """One page of followers still to receive (or lose) a post."""
 
@@ -206,6 +253,7 @@ class FanoutJobModel(Model):
     post_id = UnicodeAttribute()
     created_at = NumberAttribute()
     after = UnicodeAttribute()  # the last follower id already handled
+    ref = UnicodeAttribute(null=True)  # a repost's id (repost jobs: which repost they place)
     expires_at = NumberAttribute()  # TTL (epoch seconds)
 
 
@@ -272,6 +320,8 @@ ALL_MODELS: tuple[type[Model], ...] = (
     FeedItemModel,
     LikeModel,
     LikeByUserModel,
+    RepostModel,
+    RepostByUserModel,
     FanoutJobModel,
     RefreshTokenModel,
     BlockModel,
@@ -292,6 +342,8 @@ def bind_models(settings: Settings) -> None:
         FeedItemModel: settings.feed_table,
         LikeModel: settings.likes_table,
         LikeByUserModel: settings.likes_by_user_table,
+        RepostModel: settings.reposts_table,
+        RepostByUserModel: settings.reposts_by_user_table,
         FanoutJobModel: settings.fanout_jobs_table,
         RefreshTokenModel: settings.refresh_tokens_table,
         BlockModel: settings.blocks_table,
