@@ -368,6 +368,20 @@ def unlike(post_id: str) -> dict[str, Any]:
     return container.post_service.unlike(claims.user_id, post_id_param(post_id)).for_reader(False).to_public()
 
 
+@app.route("/posts/{post_id}/repost", methods=["POST"])
+@json_errors
+def repost(post_id: str) -> dict[str, Any]:
+    claims = writer()
+    return container.repost_service.repost(claims.user_id, post_id_param(post_id)).to_public()
+
+
+@app.route("/posts/{post_id}/repost", methods=["DELETE"])
+@json_errors
+def unrepost(post_id: str) -> dict[str, Any]:
+    claims = writer()
+    return container.repost_service.unrepost(claims.user_id, post_id_param(post_id)).to_public()
+
+
 # ------------------------------------------------------------------ feed
 @app.route("/feed", methods=["GET"])
 @json_errors

@@ -92,6 +92,15 @@ class Fakes:
         self.calls["existing"] += 1
         return {p for _, p in keys if p in self.posts}
 
+    def reposted(self, keys: Iterable[tuple[str, str]]) -> set[str]:
+        self.calls["reposted"] += 1
+        return set()
+
+    def repost_counts(self, keys: Iterable[tuple[str, str]]) -> dict[str, int]:
+        """The posts that exist (none reposted): one consistent BatchGetItem, as ``existing``."""
+        self.calls["existing"] += 1
+        return {p: 0 for _, p in keys if p in self.posts}
+
     def recent_by_authors(self, wanted: Sequence[tuple[str, str | None]], limit: int) -> list[list[Post]]:
         self.calls["recent_by_authors"] += 1
         return [
@@ -113,7 +122,7 @@ def fakes() -> Fakes:
 def service(f: Fakes) -> FanoutService:
     any_f: Any = f
     return FanoutService(
-        any_f, any_f, any_f, any_f, any_f, any_f, any_f,
+        any_f, any_f, any_f, any_f, any_f, any_f, any_f, any_f,
         backfill_posts=2, page_size=PAGE, high_follower_threshold=100, pull_grace_ms=GRACE_MS,
     )  # fmt: skip
 
@@ -214,7 +223,7 @@ class RecordingFanout(FanoutService):
     def __init__(self, fakes: Fakes) -> None:
         any_f: Any = fakes
         super().__init__(
-            any_f, any_f, any_f, any_f, any_f, any_f, any_f,
+            any_f, any_f, any_f, any_f, any_f, any_f, any_f, any_f,
             backfill_posts=2, page_size=PAGE, high_follower_threshold=100, pull_grace_ms=GRACE_MS,
         )  # fmt: skip
         self.order: list[str] = []

@@ -84,7 +84,10 @@ NEEDS: dict[str, dict[str, frozenset[str]]] = {
         ),
         # repositories/posts.py: the post id -> author row, written and deleted in the post's
         # transactions, read by author_of (Get).
-        "PostIdsTable": frozenset({"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"}),
+        # repositories/reposts.py: a repost requires the id row (ConditionCheck).
+        "PostIdsTable": frozenset(
+            {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"}
+        ),
         # repositories/follows.py: follow/unfollow (transaction Put/Delete), following (Query),
         # followed_among (BatchGet); repositories/blocks.py: a block reads the edges between
         # the two (BatchGet), deletes them or checks them absent (ConditionCheck).
@@ -97,9 +100,16 @@ NEEDS: dict[str, dict[str, frozenset[str]]] = {
         # repositories/feed.py: page (Query); repositories/posts.py writes the author's own item
         # in the post's transaction (Put); services/health.py: ready (DescribeTable), deep (a
         # probe item put and deleted, BatchWriteItem).
+        # services/feed.py: a pulled post's item in the reader's feed (BatchGet: placed by a
+        # repost?); services/reposts.py: the reposter's own placement (conditional Update).
         "FeedTable": frozenset(
-            {"dynamodb:Query", "dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:DescribeTable"}
+            {"dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:DescribeTable"}
+            | {"dynamodb:BatchGetItem", "dynamodb:UpdateItem"}
         ),
+        "FeedTable/index/by_placement": frozenset({"dynamodb:Query"}),
+        # repositories/reposts.py: repost/unrepost (transaction Put/Delete), row and inverse.
+        "RepostsTable": frozenset({"dynamodb:PutItem", "dynamodb:DeleteItem"}),
+        "RepostsByUserTable": frozenset({"dynamodb:PutItem", "dynamodb:DeleteItem"}),
         # repositories/likes.py: like/unlike (transaction Put/Delete), liked (BatchGet).
         "LikesTable": frozenset({"dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"}),
         # repositories/likes.py: the like's inverse row, in like/unlike's transactions.
@@ -143,8 +153,22 @@ NEEDS: dict[str, dict[str, frozenset[str]]] = {
         # repositories/users.py follower_count, is_high_follower (Get), high_followers_among
         # and inactive_among (BatchGet), mark_high_follower and finish_feed_rebuild (Update).
         "UsersTable": frozenset({"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"}),
-        # repositories/feed.py put_many/delete_many (BatchWriteItem), entries_by_author (Query).
-        "FeedTable": frozenset({"dynamodb:BatchWriteItem", "dynamodb:Query"}),
+        # repositories/feed.py put_many/delete_many (BatchWriteItem), entries_by_author and
+        # entries_reposted_by (Query), get_many (BatchGet), place (conditional Update),
+        # replace_placement (conditional Update or Delete); services/erasure.py reads an erased
+        # account's feed in pages (the by_placement index).
+        "FeedTable": frozenset(
+            {"dynamodb:BatchWriteItem", "dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"}
+            | {"dynamodb:DeleteItem"}
+        ),
+        "FeedTable/index/by_placement": frozenset({"dynamodb:Query"}),
+        # repositories/reposts.py: get, of_post, reposters, has_reposts (Get, Query) to place
+        # and settle; delete_reposts (BatchWriteItem): a deleted post's purge; erase
+        # (transaction Deletes): an erased account's reposts; by_user (the inverse, Query).
+        "RepostsTable": frozenset(
+            {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:BatchWriteItem", "dynamodb:DeleteItem"}
+        ),
+        "RepostsByUserTable": frozenset({"dynamodb:Query", "dynamodb:BatchWriteItem", "dynamodb:DeleteItem"}),
         # repositories/fanout_jobs.py enqueue (conditional Put).
         "FanoutJobsTable": frozenset({"dynamodb:PutItem"}),
         # repositories/likes.py likers (Query) and delete_likes (BatchWriteItem): a deleted
@@ -168,7 +192,7 @@ NEEDS: dict[str, dict[str, frozenset[str]]] = {
             {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem"}
             | {"dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
         ),
-        # The OnFailure destination of its four stream events.
+        # The OnFailure destination of its five stream events.
         "StreamFailureQueue": frozenset({"sqs:SendMessage"}),
     },
     "CacheRefresherFunction": {

@@ -458,8 +458,11 @@ def test_response_schemas_fit_the_domain_objects() -> None:
     tokens = TokenPair("a.b.c", "d.e.f", 900, "id", 0)
 
     assert set(schema("User")["properties"]) == set(user.to_public())
-    assert set(schema("Post")["properties"]) == set(post.for_reader(True).to_public())
+    reposted = post.for_reader(True).placed_by(ULID, 1_732_579_300_000)
+    assert set(schema("Post")["properties"]) == set(reposted.to_public())
     assert "liked_by_me" not in schema("Post")["required"]
+    assert {"reposted_by", "reposted_at"}.isdisjoint(schema("Post")["required"])
+    assert valid(schema("Post"), reposted.to_public())
     assert set(schema("Session")["properties"]) == {"user", *tokens.to_public()}
 
     assert valid(schema("User"), user.to_public())

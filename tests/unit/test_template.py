@@ -167,6 +167,7 @@ PARALLELIZED = {
     ("FanoutFunction", "PostsStream"): "FanoutParallelizationFactor",
     ("FanoutFunction", "FollowsStream"): "FanoutParallelizationFactor",
     ("FanoutFunction", "JobsStream"): "FanoutParallelizationFactor",
+    ("FanoutFunction", "RepostsStream"): "FanoutParallelizationFactor",
     ("CacheRefresherFunction", "FeedStream"): "CacheRefresherParallelizationFactor",
 }
 

@@ -80,7 +80,9 @@ class Settings:
     likes_table: str = field(default="ripple-likes", metadata=_env("LIKES_TABLE"))
     likes_by_user_table: str = field(default="ripple-likes-by-user", metadata=_env("LIKES_BY_USER_TABLE"))
     reposts_table: str = field(default="ripple-reposts", metadata=_env("REPOSTS_TABLE"))
-    reposts_by_user_table: str = field(default="ripple-reposts-by-user", metadata=_env("REPOSTS_BY_USER_TABLE"))
+    reposts_by_user_table: str = field(
+        default="ripple-reposts-by-user", metadata=_env("REPOSTS_BY_USER_TABLE")
+    )
     fanout_jobs_table: str = field(default="ripple-fanout-jobs", metadata=_env("FANOUT_JOBS_TABLE"))
     refresh_tokens_table: str = field(default="ripple-refresh-tokens", metadata=_env("REFRESH_TOKENS_TABLE"))
     blocks_table: str = field(default="ripple-blocks", metadata=_env("BLOCKS_TABLE"))

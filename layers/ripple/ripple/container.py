@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from ripple.repositories.notifications import NotificationRepository
     from ripple.repositories.posts import PostRepository
     from ripple.repositories.refresh_tokens import RefreshTokenRepository
+    from ripple.repositories.reposts import RepostRepository
     from ripple.repositories.users import UserRepository
     from ripple.services.access import AccessGuard
     from ripple.services.accounts import AccountService
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from ripple.services.health import HealthService
     from ripple.services.notifications import NotificationProducer, NotificationService
     from ripple.services.posts import PostService
+    from ripple.services.reposts import RepostService
     from ripple.services.users import UserService
 
 
@@ -126,6 +128,13 @@ class Container:
         from ripple.repositories.likes import LikeRepository
 
         return LikeRepository()
+
+    @cached_property
+    def reposts(self) -> RepostRepository:
+        self.bind_models()
+        from ripple.repositories.reposts import RepostRepository
+
+        return RepostRepository()
 
     @cached_property
     def blocks(self) -> BlockRepository:
@@ -285,6 +294,12 @@ class Container:
         )
 
     @cached_property
+    def repost_service(self) -> RepostService:
+        from ripple.services.reposts import RepostService
+
+        return RepostService(self.posts, self.reposts, self.feed, self.post_cache, self.feed_cache)
+
+    @cached_property
     def notification_service(self) -> NotificationService:
         from ripple.services.notifications import NotificationService
 
@@ -350,6 +365,7 @@ class Container:
             FanoutJobRepository(),
             self.likes,
             self.blocks,
+            self.reposts,
             backfill_posts=self.settings.backfill_posts,
             page_size=self.settings.fanout_page_size,
             high_follower_threshold=self.settings.high_follower_threshold,
@@ -368,6 +384,7 @@ class Container:
             self.settings.follows_table,
             self.settings.fanout_jobs_table,
             likes_table=self.settings.likes_table,
+            reposts_table=self.settings.reposts_table,
             notifier=self.notification_producer,
         )
 
@@ -386,6 +403,7 @@ class Container:
             self.blocks,
             self.notifications,
             FanoutJobRepository(),
+            self.reposts,
         )
 
     @cached_property

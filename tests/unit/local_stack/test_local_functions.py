@@ -31,13 +31,14 @@ def test_stream_event_sources_list_every_dynamodb_event(template: dict[str, Any]
         ("FanoutFunction", "PostsStream"),
         ("FanoutFunction", "JobsStream"),
         ("FanoutFunction", "FollowsStream"),
+        ("FanoutFunction", "RepostsStream"),
         ("FanoutFunction", "LikesStream"),
         ("CacheRefresherFunction", "PostsStream"),
         ("CacheRefresherFunction", "FeedStream"),
         ("CacheRefresherFunction", "LikesStream"),
         ("CacheRefresherFunction", "UsersStream"),
     ]
-    feed = sources[5].properties
+    feed = sources[6].properties
     assert feed["BatchSize"] == 100 and feed["MaximumRetryAttempts"] == 5
     assert feed["Stream"] == {"Fn::GetAtt": ["FeedTable", "StreamArn"]}
 

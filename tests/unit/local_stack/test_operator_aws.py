@@ -39,6 +39,8 @@ TABLES = {
     "FeedTable": "FEED_TABLE",
     "LikesTable": "LIKES_TABLE",
     "LikesByUserTable": "LIKES_BY_USER_TABLE",
+    "RepostsTable": "REPOSTS_TABLE",
+    "RepostsByUserTable": "REPOSTS_BY_USER_TABLE",
     "RefreshTokensTable": "REFRESH_TOKENS_TABLE",
     "FanoutJobsTable": "FANOUT_JOBS_TABLE",
     "BlocksTable": "BLOCKS_TABLE",

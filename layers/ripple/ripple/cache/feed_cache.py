@@ -1,8 +1,10 @@
 """Home feeds in Redis: one sorted set per reader, ``feed:home:{user_id}``.
 
-Members are ``"{post_id}:{author_id}"`` and every score is 0, so Redis orders members
-lexicographically, which for ULID post ids is creation order. That makes paging exact:
-``ZREVRANGEBYLEX`` from a cursor never duplicates or skips, even with equal timestamps.
+Members are ``"{post_id}:{author_id}"``, or ``"{repost_id}:{author_id}:{post_id}:{reposter}"``
+for an item placed by a repost (``FeedRef``), and every score is 0, so Redis orders members
+lexicographically: by placement, the ULID they start with, which is time order. That makes
+paging exact: ``ZREVRANGEBYLEX`` from a cursor (a placement) never duplicates or skips, even
+with equal timestamps.
 
 Invariant: the set holds a *contiguous* newest-first prefix of the reader's DynamoDB feed.
 The member ``"0"`` (lower than any ULID) is a sentinel meaning "and nothing older exists":
@@ -75,22 +77,38 @@ return 1
 
 @dataclass(frozen=True)
 class FeedRef:
-    """What the feed cache stores about an item: enough to fetch the post by its key."""
+    """What the feed cache stores about an item: enough to fetch the post by its key, and
+    where it is placed (a repost's id and its reposter, for an item a repost brought)."""
 
     post_id: str
     author_id: str
+    placed: str = ""  # "" for the post's own place
+    reposted_by: str = ""
+
+    @property
+    def position(self) -> str:
+        """Where the item sits in its feed: what a cursor names."""
+        return self.placed or self.post_id
 
     @property
     def member(self) -> str:
+        if self.reposted_by:
+            return f"{self.placed}:{self.author_id}:{self.post_id}:{self.reposted_by}"
         return f"{self.post_id}:{self.author_id}"
 
     @classmethod
     def from_member(cls, member: str) -> FeedRef:
+        parts = member.split(":")
+        if len(parts) == 4:
+            placed, author_id, post_id, reposted_by = parts
+            return cls(post_id=post_id, author_id=author_id, placed=placed, reposted_by=reposted_by)
         post_id, _, author_id = member.partition(":")
         return cls(post_id=post_id, author_id=author_id)
 
     @classmethod
     def of(cls, entry: FeedEntry) -> FeedRef:
+        if entry.reposted_by:
+            return cls(entry.post_id, entry.author_id, placed=entry.placed, reposted_by=entry.reposted_by)
         return cls(post_id=entry.post_id, author_id=entry.author_id)
 
 

@@ -9,7 +9,8 @@ disabled; the script derives outbox keys from the reader's pulled authors):
 * the reader's pulled authors ``pulled:reader:{id}`` - a hash {``fp``: the registry
   fingerprint it was computed against, ``authors``: ``"id,id"``}; a registry change
   (another fingerprint) or a follow or unfollow (the API deletes the hash) makes it stale;
-* each pulled author's outbox (``feed:outbox:{id}``, the feed cache's rules), merged in.
+* each pulled author's outbox (``feed:outbox:{id}``, the feed cache's rules), merged in;
+  a post shows once, at its newest place (an item a repost placed beats the pulled copy).
 
 It answers the page, or names the one thing missing (``feed``, ``registry``, ``pulled`` or
 ``outbox`` with its author) for the caller to load from DynamoDB and store, or to read
@@ -70,29 +71,48 @@ local function page(key)
   return nil
 end
 
+-- A member's post: "{placed}:{author}:{post}:{reposter}" (placed by a repost) or "{post}:{author}".
+local function post_of(m)
+  local post = string.match(m, '^[^:]*:[^:]*:([^:]*):')
+  return post or string.match(m, '^[^:]*')
+end
+
 local refs = page(KEYS[1])
 if not refs then return {'miss', 'feed', ''} end
+local more = #refs > limit
 redis.call('EXPIRE', KEYS[1], ttl)
 local registry = redis.call('GET', KEYS[2])
 if not registry then return {'miss', 'registry', ''} end
 local bar = string.find(registry, '|', 1, true)
 local fp, listed = string.sub(registry, 1, bar - 1), string.sub(registry, bar + 1)
+-- A post shows once, at its newest place: a pulled copy of a post the feed holds placed by
+-- a repost (newer, maybe on an earlier page) is left out.
+local seen = {}
 if listed ~= '' then
   local pulled = redis.call('HMGET', KEYS[3], 'fp', 'authors')
   if pulled[1] ~= fp then return {'miss', 'pulled', registry} end
+  local any = false
   for author in string.gmatch(pulled[2] or '', '[^,]+') do
-    local more = page(prefix .. author)
-    if not more then return {'miss', 'outbox', author} end
-    for _, m in ipairs(more) do refs[#refs + 1] = m end
+    local outbox = page(prefix .. author)
+    if not outbox then return {'miss', 'outbox', author} end
+    if #outbox > limit then more = true end
+    for _, m in ipairs(outbox) do refs[#refs + 1] = m end
+    any = true
+  end
+  if any and after ~= '' then
+    for _, m in ipairs(redis.call('ZRANGEBYLEX', KEYS[1], '(' .. after, '+')) do
+      if string.match(m, '^[^:]*:[^:]*:[^:]*:') then seen[post_of(m)] = true end
+    end
   end
 end
 table.sort(refs, function(a, b) return a > b end)
-local merged, last = {}, nil
+local merged = {}
 for _, m in ipairs(refs) do
-  if m ~= last then merged[#merged + 1] = m end
-  last = m
+  local post = post_of(m)
+  if not seen[post] then merged[#merged + 1] = m end
+  seen[post] = true
 end
-local result = {'ok', #merged > limit and 1 or 0}
+local result = {'ok', (more or #merged > limit) and 1 or 0}
 for i = 1, math.min(limit, #merged) do result[#result + 1] = merged[i] end
 return result
 """

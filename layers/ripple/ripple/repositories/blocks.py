@@ -18,7 +18,7 @@ whichever commits second sees the other: no follow edge survives between blocked
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from pynamodb.expressions.update import Action
 from tenacity import retry_if_exception
@@ -69,24 +69,28 @@ def _rows(user_id: str, side: str) -> list[tuple[str, str]]:
 
 class BlockRepository:
     # ------------------------------------------------------------------ writes
-    def block(self, user_id: str, target_id: str) -> bool:
+    def block(self, user_id: str, target_id: str, jobs: Sequence[FanoutJob] = ()) -> bool:
         """``user_id`` blocks ``target_id`` and the follows between them end (both ways, both
-        users' counters moved). False if the block existed (nothing changes). NotFoundError if
-        the target does not exist; AuthenticationError if the caller's account does not;
-        TransactionConflictError (503) if the follow graph between them keeps changing."""
+        users' counters moved); ``jobs`` (the retraction of each one's items from the other's
+        feed) are enqueued in the same transaction. False if the block existed (nothing
+        changes). NotFoundError if the target does not exist; AuthenticationError if the
+        caller's account does not; TransactionConflictError (503) if the follow graph between
+        them keeps changing."""
         try:
             return conflict_retrying(BLOCK_ATTEMPTS, retry_if_exception(_follows_moved))(
-                self._block_once, user_id, target_id
+                self._block_once, user_id, target_id, jobs
             )
         except ConditionFailed as exc:
             if not exc.item.startswith("follow"):
                 raise
             raise TransactionConflictError(["FollowsChanged"]) from exc
 
-    def _block_once(self, user_id: str, target_id: str) -> bool:
+    def _block_once(self, user_id: str, target_id: str, jobs: Sequence[FanoutJob]) -> bool:
         now = int(time.time() * 1000)
         tx = Transaction()
         self._put_pair(tx, BLOCK, user_id, target_id, now)
+        for index, job in enumerate(jobs):
+            tx.save(f"job{index}", job_row(job))
         actions: dict[str, list[Action]] = {user_id: [], target_id: []}
         followed = {
             (row.follower_id, row.followee_id)
@@ -110,9 +114,14 @@ class BlockRepository:
                 tx.check(name, UserModel(user_id=account), UserModel.user_id.exists())
         return self._commit(tx, target_id)
 
-    def unblock(self, user_id: str, target_id: str) -> bool:
-        """Remove the block; False if there was none. (Follows it ended stay ended.)"""
-        return self._delete_pair(BLOCK, user_id, target_id)
+    def unblock(self, user_id: str, target_id: str, jobs: Sequence[FanoutJob] = ()) -> bool:
+        """Remove the block and enqueue ``jobs`` (restoring what each may see of the other) in
+        the same transaction; False if there was none. (Follows it ended stay ended.)"""
+        tx = Transaction()
+        self._delete_rows(tx, BLOCK, user_id, target_id)
+        for index, job in enumerate(jobs):
+            tx.save(f"job{index}", job_row(job))
+        return self._commit(tx, target_id)
 
     def mute(self, user_id: str, target_id: str, job: FanoutJob) -> bool:
         """``user_id`` mutes ``target_id``; ``job`` (the retraction of the target's items from

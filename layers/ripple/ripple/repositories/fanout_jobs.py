@@ -17,18 +17,24 @@ JOB_TTL_SECONDS = 24 * 3600  # long after any retry; TTL sweeps them
 # (author_id is the account, created_at its deletion, post_id the phase: ripple.services.erasure);
 # mute / unmute: a muted author's items leave a reader's feed, or come back (author_id is the
 # muted author, post_id the reader, created_at the mute's time), written in the mute's own
-# transaction (ripple.repositories.blocks).
+# transaction (ripple.repositories.blocks); hide / unhide: the same for a block (both ways)
+# and an unblock; repost / unrepost: a repost placed in (or retracted from) a page of its
+# reposter's followers' feeds (author_id the reposter, ref the repost's id);
+# purge_reposts: a deleted post's reposts, a page of reposters at a time
+# (ripple.services.placement).
 PUSH, RETRACT, PURGE_LIKES, REBUILD, ERASE = "push", "retract", "purge_likes", "rebuild", "erase"
-MUTE, UNMUTE = "mute", "unmute"
+MUTE, UNMUTE, HIDE, UNHIDE = "mute", "unmute", "hide", "unhide"
+REPOST, UNREPOST, PURGE_REPOSTS = "repost", "unrepost", "purge_reposts"
 
 
 @dataclass(frozen=True)
 class FanoutJob:
-    kind: str  # PUSH | RETRACT | PURGE_LIKES | REBUILD | ERASE
+    kind: str  # one of the kinds above
     author_id: str
     post_id: str
     created_at: int
     after: str  # last follower (liker, followee) id already handled
+    ref: str = ""  # a repost's id (REPOST, UNREPOST)
 
     @property
     def job_id(self) -> str:
@@ -36,8 +42,10 @@ class FanoutJob:
             return f"{self.kind}#{self.author_id}#{self.created_at}#{self.after}"
         if self.kind == ERASE:
             return f"{self.kind}#{self.author_id}#{self.post_id}#{self.after}"
-        if self.kind in (MUTE, UNMUTE):  # a mute, unmute and mute again are three jobs
+        if self.kind in (MUTE, UNMUTE, HIDE, UNHIDE):  # a mute, unmute and mute again are three jobs
             return f"{self.kind}#{self.post_id}#{self.author_id}#{self.created_at}"
+        if self.kind in (REPOST, UNREPOST):  # a repost, its undo and a repost again: each its own
+            return f"{self.kind}#{self.post_id}#{self.author_id}#{self.ref}#{self.after}"
         return f"{self.kind}#{self.post_id}#{self.after}"
 
 
@@ -51,6 +59,7 @@ def job_row(job: FanoutJob) -> FanoutJobModel:
         post_id=job.post_id,
         created_at=job.created_at,
         after=job.after,
+        ref=job.ref or None,
         expires_at=int(time.time()) + JOB_TTL_SECONDS,
     )
 

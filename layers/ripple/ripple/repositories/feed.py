@@ -1,31 +1,55 @@
-"""Home feed items in DynamoDB: the durable truth the Redis feed cache is derived from."""
+"""Home feed items in DynamoDB: the durable truth the Redis feed cache is derived from.
+
+One item per (reader, post). Where it sits, ``placed``, is the post's id or the id of the
+repost that brought it (``ripple.services.placement`` keeps the newest); pages are read
+through the ``by_placement`` local index, newest first.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable
 
+from pynamodb.exceptions import DeleteError, UpdateError
+from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.update import Action
+
 from ripple.domain import FeedEntry
-from ripple.repositories.batch import batch_write
+from ripple.repositories.batch import batch_get, batch_write
 from ripple.repositories.models import FeedItemModel
 
 
 def _to_entry(m: FeedItemModel) -> FeedEntry:
     return FeedEntry(
-        user_id=m.user_id, post_id=m.post_id, author_id=m.author_id, created_at=int(m.created_at)
+        user_id=m.user_id,
+        post_id=m.post_id,
+        author_id=m.author_id,
+        created_at=int(m.created_at),
+        placed=m.placed or "",
+        reposted_by=m.reposted_by or None,
     )
+
+
+def _expiry(ttl_seconds: int) -> int | None:
+    return int(time.time()) + ttl_seconds if ttl_seconds else None
 
 
 def feed_item_row(entry: FeedEntry, ttl_seconds: int) -> FeedItemModel:
     """The feed table's item for ``entry``, expiring ``ttl_seconds`` from now (DynamoDB TTL,
-    epoch seconds; 0: never). Every writer of feed items builds them here."""
+    epoch seconds; 0: never). Every writer of whole feed items builds them here."""
     return FeedItemModel(
         user_id=entry.user_id,
         post_id=entry.post_id,
         author_id=entry.author_id,
         created_at=entry.created_at,
-        expires_at=int(time.time()) + ttl_seconds if ttl_seconds else None,
+        placed=entry.placed,
+        reposted_by=entry.reposted_by,
+        expires_at=_expiry(ttl_seconds),
     )
+
+
+def _condition_failed(exc: Exception) -> bool:
+    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
 
 
 class FeedRepository:
@@ -33,8 +57,10 @@ class FeedRepository:
         self._ttl = item_ttl_seconds
 
     def put_many(self, entries: Iterable[FeedEntry]) -> int:
-        """Write feed items (25 per BatchWriteItem), each expiring ``item_ttl_seconds`` from
-        now; re-writing an item changes nothing but its expiry."""
+        """Write feed items as given (25 per BatchWriteItem), each expiring
+        ``item_ttl_seconds`` from now; re-writing an item changes nothing but its expiry. A
+        plain put replaces a repost's placement: writers of original items ask
+        ``ripple.services.placement`` to settle posts that have reposts afterwards."""
         return batch_write(FeedItemModel, puts=[feed_item_row(e, self._ttl) for e in entries])
 
     def delete_many(self, keys: Iterable[tuple[str, str]]) -> int:
@@ -42,15 +68,96 @@ class FeedRepository:
         delete_keys = [{"user_id": {"S": u}, "post_id": {"S": p}} for u, p in dict.fromkeys(keys)]
         return batch_write(FeedItemModel, delete_keys=delete_keys)
 
+    def place(self, entry: FeedEntry) -> bool:
+        """Place ``entry`` (a repost's: ``placed`` is the repost's id) unless the reader's item
+        of that post is already placed as new or newer: the newest placement wins whatever the
+        order writers arrive in, so concurrent reposts converge. One conditional UpdateItem;
+        True if it wrote."""
+        item = FeedItemModel(user_id=entry.user_id, post_id=entry.post_id)
+        actions: list[Action] = [
+            FeedItemModel.author_id.set(entry.author_id),
+            FeedItemModel.created_at.set(entry.created_at),
+            FeedItemModel.placed.set(entry.placed),
+            (
+                FeedItemModel.reposted_by.set(entry.reposted_by)
+                if entry.reposted_by
+                else FeedItemModel.reposted_by.remove()
+            ),
+        ]
+        expires = _expiry(self._ttl)
+        actions.append(
+            FeedItemModel.expires_at.set(expires) if expires else FeedItemModel.expires_at.remove()
+        )
+        try:
+            item.update(
+                actions=actions,
+                condition=FeedItemModel.placed.does_not_exist() | (FeedItemModel.placed < entry.placed),
+            )
+        except UpdateError as exc:
+            if _condition_failed(exc):
+                return False
+            raise
+        return True
+
+    def replace_placement(self, current: FeedEntry, replacement: FeedEntry | None) -> bool:
+        """Move the reader's item of a post from ``current``'s placement to ``replacement``'s
+        (None: delete the item), only if it is still placed as ``current`` (a newer repost may
+        have moved it meanwhile, and then it stays). True if it changed."""
+        condition: Condition = FeedItemModel.placed == current.placed
+        condition &= (
+            FeedItemModel.reposted_by == current.reposted_by
+            if current.reposted_by
+            else FeedItemModel.reposted_by.does_not_exist()
+        )
+        item = FeedItemModel(user_id=current.user_id, post_id=current.post_id)
+        try:
+            if replacement is None:
+                item.delete(condition=condition)
+            else:
+                expires = _expiry(self._ttl)
+                item.update(
+                    actions=[
+                        FeedItemModel.placed.set(replacement.placed),
+                        (
+                            FeedItemModel.reposted_by.set(replacement.reposted_by)
+                            if replacement.reposted_by
+                            else FeedItemModel.reposted_by.remove()
+                        ),
+                        (
+                            FeedItemModel.expires_at.set(expires)
+                            if expires
+                            else FeedItemModel.expires_at.remove()
+                        ),
+                    ],
+                    condition=condition,
+                )
+        except (UpdateError, DeleteError) as exc:
+            if _condition_failed(exc):
+                return False
+            raise
+        return True
+
+    def get_many(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], FeedEntry]:
+        """The items at these (user_id, post_id) keys that exist (strongly consistent; one
+        BatchGetItem per 100 keys)."""
+        rows = batch_get(FeedItemModel, list(dict.fromkeys(keys)), consistent_read=True)
+        return {(m.user_id, m.post_id): _to_entry(m) for m in rows}
+
     def page(self, user_id: str, limit: int, after: str | None = None) -> list[FeedEntry]:
-        """Up to ``limit`` entries newest first, strictly older than ``after`` if given."""
-        condition = FeedItemModel.post_id < after if after else None
-        query = FeedItemModel.query(
+        """Up to ``limit`` entries newest placement first, placed strictly below ``after``
+        if given (the cursor names a placement: a post's id, or a repost's)."""
+        condition = FeedItemModel.placed < after if after else None
+        query = FeedItemModel.by_placement.query(
             user_id, range_key_condition=condition, scan_index_forward=False, limit=limit
         )
         return [_to_entry(m) for m in query]
 
     def entries_by_author(self, user_id: str, author_id: str) -> list[FeedEntry]:
-        """A reader's entries from one author (for retraction on unfollow)."""
+        """A reader's items of one author's posts, however placed (unfollow, mute)."""
         query = FeedItemModel.query(user_id, filter_condition=FeedItemModel.author_id == author_id)
+        return [_to_entry(m) for m in query]
+
+    def entries_reposted_by(self, user_id: str, reposter_id: str) -> list[FeedEntry]:
+        """A reader's items placed by one account's reposts (unfollow, mute of the reposter)."""
+        query = FeedItemModel.query(user_id, filter_condition=FeedItemModel.reposted_by == reposter_id)
         return [_to_entry(m) for m in query]

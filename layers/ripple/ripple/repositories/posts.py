@@ -25,6 +25,7 @@ def _to_post(m: PostModel) -> Post:
         text=m.text,
         created_at=int(m.created_at),
         like_count=int(m.like_count or 0),
+        repost_count=int(m.repost_count or 0),
     )
 
 
@@ -88,6 +89,17 @@ class PostRepository:
         delete committed before the call is seen (keys only: one BatchGetItem per 100)."""
         rows = batch_get(PostModel, list(keys), attributes=[], consistent_read=True)
         return {row.post_id for row in rows}
+
+    def repost_counts(self, keys: Iterable[tuple[str, str]]) -> dict[str, int]:
+        """The ``repost_count`` of each of these (author_id, post_id) posts that exists now
+        (strongly consistent, so a delete or repost committed before the call is seen; one
+        BatchGetItem per 100)."""
+        rows = batch_get(PostModel, list(keys), attributes=["repost_count"], consistent_read=True)
+        return {row.post_id: int(row.repost_count or 0) for row in rows}
+
+    def reposted(self, keys: Iterable[tuple[str, str]]) -> set[str]:
+        """Which of these posts exist and have reposts now (:meth:`repost_counts` above 0)."""
+        return {post_id for post_id, n in self.repost_counts(keys).items() if n}
 
     def recent_by_author(self, author_id: str, limit: int, before: str | None = None) -> list[Post]:
         """The author's newest posts (ids below ``before`` if given), newest first."""

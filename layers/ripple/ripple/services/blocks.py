@@ -1,14 +1,15 @@
 """Blocks and mutes (README, "Blocks and mutes").
 
 A block of B by A: B cannot follow A, nor A follow B (403 ``blocked``); the follows between
-them end, both ways, in the block's transaction (the follows stream then retracts each
-one's posts from the other's feed); neither sees the other's posts in a feed, a posts list,
-``GET /posts/{id}`` (404) or a followers/following list, and neither can like the other's
-posts (403 ``blocked``). A mute of B by A: B's posts leave A's feed (a fan-out job written
-in the mute's transaction retracts them; an unmute's job restores them) and A keeps
-following B. Both apply at fan-out (no item is written for a reader who blocks or mutes the
-author) and at read (:class:`RelationsReader`), so they take effect at once, before fan-out
-has caught up, also on a cached feed.
+them end, both ways, in the block's transaction (the follows stream then retracts each one's
+posts from the other's feed, and a hide job per side, written in the same transaction, what
+reposts placed there; an unblock's jobs place such reposts again); neither sees the other's
+posts in a feed, a posts list, ``GET /posts/{id}`` (404) or a followers/following list, and
+neither can like or repost the other's posts (403 ``blocked``). A mute of B by A: B's posts
+leave A's feed (a fan-out job written in the mute's transaction retracts them; an unmute's
+job restores them) and A keeps following B. Both apply at fan-out (no item is written for a
+reader who blocks or mutes the author) and at read (:class:`RelationsReader`), so they take
+effect at once, before fan-out has caught up, also on a cached feed.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from ripple.domain import BLOCK, MUTE, Page, Relations, User
 from ripple.errors import NotFoundError, ValidationError
 from ripple.observability import count, logger
 from ripple.repositories.blocks import BlockRepository
+from ripple.repositories.fanout_jobs import HIDE as HIDE_JOB
 from ripple.repositories.fanout_jobs import MUTE as MUTE_JOB
+from ripple.repositories.fanout_jobs import UNHIDE as UNHIDE_JOB
 from ripple.repositories.fanout_jobs import UNMUTE as UNMUTE_JOB
 from ripple.repositories.fanout_jobs import FanoutJob
 from ripple.repositories.users import UserRepository
@@ -77,7 +80,8 @@ class BlockService:
         """Idempotent: True if the block was made now. ValidationError
         (``cannot_block_self``) for yourself, NotFoundError for an unknown user."""
         self._not_self(user_id, target_id, "block")
-        created = self._blocks.block(user_id, target_id)
+        jobs = [self._job(HIDE_JOB, user_id, target_id), self._job(HIDE_JOB, target_id, user_id)]
+        created = self._blocks.block(user_id, target_id, jobs)
         if created:
             count("BlocksCreated")
             self._written_through(BLOCK, user_id, target_id, added=True)
@@ -89,7 +93,8 @@ class BlockService:
         """Idempotent: True if a block was removed now. Follows it ended stay ended."""
         self._not_self(user_id, target_id, "block")
         self._require_user(target_id)
-        removed = self._blocks.unblock(user_id, target_id)
+        jobs = [self._job(UNHIDE_JOB, user_id, target_id), self._job(UNHIDE_JOB, target_id, user_id)]
+        removed = self._blocks.unblock(user_id, target_id, jobs)
         if removed:
             count("BlocksRemoved")
             self._written_through(BLOCK, user_id, target_id, added=False)
@@ -127,6 +132,7 @@ class BlockService:
 
     @staticmethod
     def _job(kind: str, user_id: str, target_id: str) -> FanoutJob:
+        """A job about ``target_id``'s items in ``user_id``'s feed (post_id names the reader)."""
         return FanoutJob(kind, target_id, user_id, int(time.time() * 1000), after="")
 
     @staticmethod

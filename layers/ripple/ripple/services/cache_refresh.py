@@ -18,8 +18,9 @@ DynamoDB holds the truth.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ripple.cache.errors import translated
 from ripple.cache.feed_cache import FeedCache, FeedRef
@@ -52,6 +53,13 @@ class RefreshTargets:
     liked_posts: LikedPosts
     known_users: KnownUsers
     tables: RefresherTables
+
+
+def _feed_ref(row: Mapping[str, Any]) -> FeedRef:
+    """The cached member of a feed item's stream image (its placement included)."""
+    reposted_by = str(row.get("reposted_by") or "")
+    placed = str(row.get("placed") or "") if reposted_by else ""
+    return FeedRef(str(row["post_id"]), str(row["author_id"]), placed=placed, reposted_by=reposted_by)
 
 
 class CacheRefresher:
@@ -120,8 +128,13 @@ class RefreshBatch:
     def _feed_change(self, change: StreamChange) -> None:
         row = change.image
         user_id = str(row["user_id"])
-        ref = FeedRef(post_id=str(row["post_id"]), author_id=str(row["author_id"]))
+        ref = _feed_ref(row)
         if change.event in (INSERT, MODIFY):
+            if change.event == MODIFY and change.old_image:
+                # A repost moved the item (or its undo moved it back): its old member goes.
+                old = _feed_ref(change.old_image)
+                if old.member != ref.member:
+                    self._feed_cache.queue_remove(self._pipe, user_id, old)
             self._feed_cache.queue_add(self._pipe, user_id, ref)
             if change.event == INSERT and "created_at" in row:
                 self._lags_ms.append(max(0.0, time.time() * 1000 - float(row["created_at"])))
@@ -148,5 +161,6 @@ class RefreshBatch:
                 text=str(row["text"]),
                 created_at=int(row["created_at"]),
                 like_count=int(row.get("like_count", 0)),
+                repost_count=int(row.get("repost_count", 0)),
             )
             self._post_cache.queue_put(self._pipe, post)

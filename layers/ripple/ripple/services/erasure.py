@@ -8,15 +8,17 @@ up to ``ERASE_PAGE`` rows and enqueues the next step, so no invocation runs long
 the account holds, and each step is retried on its own. The phases, in order:
 
 - ``posts``: their posts. Each REMOVE takes the path of any deleted post: fan-out retracts
-  it from every feed and purges its likes, the cache refresher evicts it.
+  it from every feed and purges its likes and reposts, the cache refresher evicts it.
 - ``likes``: their likes (the inverse rows, ``LikeByUserModel``); each post's
   ``like_count`` is corrected.
+- ``reposts``: their reposts (``RepostByUserModel``); each post's ``repost_count`` is
+  corrected, and each REMOVE retracts the repost from feeds as an undo does.
 - ``following`` / ``followers``: their follows, both ways; the other side's counter is
   corrected, and each REMOVE retracts feed items as an unfollow does.
 - ``blocks``: their blocks and mutes, made by them or naming them (both rows of each).
 - ``feed``: their home feed items.
 - ``notifications``: their notifications (their part in others' groups leaves with their
-  likes and follows: each REMOVE takes an actor out of its group).
+  likes, reposts and follows: each REMOVE takes an actor out of its group).
 - ``tokens``: their refresh tokens (a refresh already fails: it needs the account).
 
 Every step is idempotent (deleting what is gone changes nothing), so a redelivered record
@@ -39,8 +41,9 @@ from ripple.repositories.likes import LikeRepository
 from ripple.repositories.notifications import NotificationRepository
 from ripple.repositories.posts import PostRepository
 from ripple.repositories.refresh_tokens import RefreshTokenRepository
+from ripple.repositories.reposts import RepostRepository
 
-PHASES = ("posts", "likes", "following", "followers", "blocks", "feed", "notifications", "tokens")
+PHASES = ("posts", "likes", "reposts", "following", "followers", "blocks", "feed", "notifications", "tokens")
 # Rows per step: a page of posts is four BatchWriteItem calls; a page of likes or follows is
 # as many small transactions, sent at once on the container's pool. Well inside an invocation.
 ERASE_PAGE = 100
@@ -62,7 +65,9 @@ class AccountErasure:
         blocks: BlockRepository,
         notifications: NotificationRepository,
         jobs: FanoutJobRepository,
+        reposts: RepostRepository,
     ) -> None:
+        self._reposts = reposts
         self._blocks = blocks
         self._notifications = notifications
         self._posts = posts
@@ -74,6 +79,7 @@ class AccountErasure:
         self._phases: dict[str, Callable[[str, str | None], list[str]]] = {
             "posts": self._erase_posts,
             "likes": self._erase_likes,
+            "reposts": self._erase_reposts,
             "following": self._erase_following,
             "followers": self._erase_followers,
             "blocks": self._erase_blocks,
@@ -112,6 +118,11 @@ class AccountErasure:
         concurrently(lambda like: self._likes.erase(user_id, like[0], like[1]), page)
         return [post_id for post_id, _ in page]
 
+    def _erase_reposts(self, user_id: str, after: str | None) -> list[str]:
+        page = self._reposts.by_user(user_id, ERASE_PAGE, after)
+        concurrently(lambda repost: self._reposts.erase(user_id, repost.post_id, repost.author_id), page)
+        return [repost.post_id for repost in page]
+
     def _erase_following(self, user_id: str, after: str | None) -> list[str]:
         followees = [f for f, _ in self._follows.following_since(user_id, ERASE_PAGE, after)]
         concurrently(lambda followee: self._follows.sever(user_id, followee, user_id), followees)
@@ -134,7 +145,7 @@ class AccountErasure:
     def _erase_feed(self, user_id: str, after: str | None) -> list[str]:
         entries = self._feed.page(user_id, ERASE_PAGE, after)
         self._feed.delete_many((e.user_id, e.post_id) for e in entries)
-        return [e.post_id for e in entries]
+        return [e.placed for e in entries]  # the page's cursor is a placement
 
     def _erase_tokens(self, user_id: str, after: str | None) -> list[str]:
         return self._refresh_tokens.revoke(user_id, ERASE_PAGE)

@@ -24,11 +24,16 @@ from ripple.observability import count
 from ripple.repositories.blocks import BlockRepository
 from ripple.repositories.fanout_jobs import (
     ERASE,
+    HIDE,
     PURGE_LIKES,
+    PURGE_REPOSTS,
     PUSH,
     REBUILD,
+    REPOST,
     RETRACT,
+    UNHIDE,
     UNMUTE,
+    UNREPOST,
     FanoutJob,
     FanoutJobRepository,
 )
@@ -39,9 +44,11 @@ from ripple.repositories.feed import FeedRepository
 from ripple.repositories.follows import FollowRepository
 from ripple.repositories.likes import LikeRepository
 from ripple.repositories.posts import PostRepository
+from ripple.repositories.reposts import Repost, RepostRepository
 from ripple.repositories.users import UserRepository
 from ripple.services.erasure import AccountErasure
 from ripple.services.notifications import NotificationProducer
+from ripple.services.placement import RepostPlacement
 from ripple.stream_processing import PartialCommit
 from ripple.streams import INSERT, REMOVE, StreamChange
 
@@ -60,6 +67,7 @@ class FanoutService:
         jobs: FanoutJobRepository,
         likes: LikeRepository,
         blocks: BlockRepository,
+        reposts: RepostRepository,
         *,
         backfill_posts: int,
         page_size: int,
@@ -79,6 +87,18 @@ class FanoutService:
         self._threshold = high_follower_threshold
         self._pull_grace_ms = pull_grace_ms
         self._inactive_after_ms = inactive_after_ms  # 0: push to every follower
+        self.placement = RepostPlacement(
+            feed,
+            reposts,
+            follows,
+            posts,
+            users,
+            blocks,
+            jobs,
+            page_size=page_size,
+            backfill_posts=backfill_posts,
+            away=self._away,
+        )
 
     # ------------------------------------------------------------------ posts
     def post_created(self, post: Post) -> int:
@@ -136,14 +156,16 @@ class FanoutService:
             ]
         written = self._feed.put_many(entries)
         written -= self._undo_newly_hidden(entries[len(new) :])
-        existing = self._posts.existing({(p.author_id, p.post_id) for p in pushes})
-        gone = {p.post_id for p in pushes if p.post_id not in existing}
+        reposts = self._posts.repost_counts({(p.author_id, p.post_id) for p in pushes})
+        gone = {p.post_id for p in pushes if p.post_id not in reposts}
         if gone:
             # Deleted while we wrote: the retraction may already have passed these readers,
             # so undo our own writes (the retraction handles the rest).
             self._feed.delete_many((e.user_id, e.post_id) for e in entries if e.post_id in gone)
             count("FanoutRacesUndone", len(gone))
             written -= sum(1 for e in entries if e.post_id in gone)
+        # A post reposted already: our plain puts may have moved a repost's placement back.
+        self.placement.settle([e for e in entries if reposts.get(e.post_id)])
         for push in to_push:
             if push.post_id not in gone:
                 self._continue(push, [f for f, _ in pages[(push.author_id, push.after or None)]])
@@ -189,10 +211,12 @@ class FanoutService:
 
     def post_deleted(self, author_id: str, post_id: str) -> int:
         """Retract the post from the author's feed and, page by page, every follower's; and
-        delete its likes, page by page (a like can only be made while the post exists: the
-        like's transaction requires it, so every like is committed before this runs)."""
+        delete its likes and its reposts, page by page (a like or repost can only be made
+        while the post exists: its transaction requires it, so every one is committed before
+        this runs; each repost's removal retracts it from its reposter's followers' feeds)."""
         removed = self._feed.delete_many([(author_id, post_id)])
         self._purge_likes_page(FanoutJob(PURGE_LIKES, author_id, post_id, 0, after=""))
+        self.placement.run(self.placement.purge_of(author_id, post_id))
         return removed + self._retract_page(FanoutJob(RETRACT, author_id, post_id, 0, after=""))
 
     def run_job(self, job: FanoutJob) -> int:
@@ -203,43 +227,55 @@ class FanoutService:
             return self._purge_likes_page(job)
         if job.kind == REBUILD:
             return self._rebuild_page(job)
-        if job.kind == MUTE_JOB:
+        if job.kind in (MUTE_JOB, HIDE):
             return self.muted(job.post_id, job.author_id)
-        if job.kind == UNMUTE:
+        if job.kind in (UNMUTE, UNHIDE):
             return self.unmuted(job.post_id, job.author_id)
+        if job.kind in (REPOST, UNREPOST, PURGE_REPOSTS):
+            return self.placement.run(job)
         return self.push_many([job])
 
     # ------------------------------------------------------------------ mutes
     def muted(self, reader_id: str, author_id: str) -> int:
-        """A mute's job: the author's items leave the reader's feed, if the mute still holds
-        (an unmute since has its own job). Should an unmute commit while this runs, what it
-        removed is put back (:meth:`unmuted`), so the two converge in either order. Returns
-        the number of items removed."""
-        if not self._blocks.holds(MUTE, reader_id, author_id):
+        """A mute's (or a block's) job: the author's items leave the reader's feed, and items
+        placed by the author's reposts move to what else brings their post (or leave), if the
+        reader still hides the author (an unmute since has its own job). Should an unmute
+        commit while this runs, what it removed is put back (:meth:`unmuted`), so the two
+        converge in either order. Returns the number of items removed or moved."""
+        if not self._hides(reader_id, author_id):
             return 0
         entries = self._feed.entries_by_author(reader_id, author_id)
         removed = self._feed.delete_many((e.user_id, e.post_id) for e in entries)
+        removed += self.placement.hidden_now(reader_id, author_id)
         count("MuteItemsRetracted", removed)
-        if not self._blocks.holds(MUTE, reader_id, author_id):
+        if not self._hides(reader_id, author_id):
             self.unmuted(reader_id, author_id)
         return removed
 
+    def _hides(self, reader_id: str, author_id: str) -> bool:
+        return author_id in self._blocks.relations(reader_id).hidden_authors()
+
     def unmuted(self, reader_id: str, author_id: str) -> int:
-        """An unmute's job: the author's items come back to the reader's feed as the feed's
-        definition has them (posts since the follow, plus the backfill from before it), if
-        the reader follows the author and neither blocks nor mutes hide them now. A hide that
+        """An unmute's (or an unblock's) job: the author's items come back to the reader's
+        feed as the feed's definition has them (posts since the follow, plus the backfill
+        from before it, if the reader follows the author), and so do the placements of the
+        reposts the author made and of the author's posts reposted by the reader's followees
+        (``RepostPlacement.unhidden``), if neither blocks nor mutes hide them now. A hide that
         commits while this writes is undone here too. Returns the number of items written."""
         if author_id in self._blocks.relations(reader_id).hidden_authors():
             return 0
+        written = 0
         followed_at = self._follows.followed_at(reader_id, author_id)
-        if followed_at is None or self._users.is_high_follower(author_id):
-            return 0  # nothing pushed to restore (not followed, or pulled at read time)
-        floor = ulid_floor(followed_at)
-        posts = self._posts.since(author_id, floor)
-        posts += self._posts.recent_by_author(author_id, self._backfill_posts, before=floor)
-        entries = [self._entry(reader_id, p.post_id, p.author_id, p.created_at) for p in posts]
-        written = self._feed.put_many(entries)
-        written -= self._undo_newly_hidden(entries)
+        # Nothing pushed to restore if not followed, or pulled at read time.
+        if followed_at is not None and not self._users.is_high_follower(author_id):
+            floor = ulid_floor(followed_at)
+            posts = self._posts.since(author_id, floor)
+            posts += self._posts.recent_by_author(author_id, self._backfill_posts, before=floor)
+            entries = [self._entry(reader_id, p.post_id, p.author_id, p.created_at) for p in posts]
+            written = self._feed.put_many(entries)
+            written -= self._undo_newly_hidden(entries)
+            self.placement.settle_reposted(entries)
+        written += self.placement.unhidden(reader_id, author_id)
         count("UnmuteItemsRestored", written)
         return written
 
@@ -260,9 +296,11 @@ class FanoutService:
             if f not in marked and f not in hidden
         ]
         recent = self._posts.recent_by_authors(wanted, self._backfill_posts)
-        written = self._feed.put_many(
+        entries = [
             self._entry(reader, p.post_id, p.author_id, p.created_at) for posts in recent for p in posts
-        )
+        ]
+        written = self._feed.put_many(entries)
+        self.placement.settle_reposted(entries)
         count("FeedRebuildItemsWritten", written)
         if len(page) == self.REBUILD_PAGE:
             self._jobs.enqueue(replace(job, after=page[-1][0]))
@@ -310,15 +348,19 @@ class FanoutService:
         entries = [self._entry(follower_id, p.post_id, p.author_id, p.created_at) for p in recent]
         written = self._feed.put_many(entries)
         written -= self._undo_newly_hidden(entries)
+        self.placement.settle_reposted(entries)
         count("BackfillItemsWritten", written)
         return written
 
     def follow_removed(self, follower_id: str, followee_id: str) -> int:
-        """Remove the followee's posts from the follower's feed.
+        """Remove the followee's posts from the follower's feed (those a repost by another
+        followee placed stay), and move items the followee's reposts placed to what else
+        brings their post (or remove them).
 
         If the follower has followed again since (the stream delivers this old unfollow
         late), keep what the current follow owns: posts since it, and its backfill."""
-        entries = self._feed.entries_by_author(follower_id, followee_id)
+        moved = self.placement.settle(self._feed.entries_reposted_by(follower_id, followee_id))
+        entries = [e for e in self._feed.entries_by_author(follower_id, followee_id) if e.reposted_by is None]
         refollowed_at = self._follows.followed_at(follower_id, followee_id)
         if refollowed_at is not None:
             floor = ulid_floor(refollowed_at)
@@ -329,7 +371,7 @@ class FanoutService:
             entries = [e for e in entries if e.post_id < floor and e.post_id not in backfill]
         removed = self._feed.delete_many((e.user_id, e.post_id) for e in entries)
         count("FanoutItemsRetracted", removed)
-        return removed
+        return removed + moved
 
     @staticmethod
     def _entry(reader_id: str, post_id: str, author_id: str, created_at: int) -> FeedEntry:
@@ -353,8 +395,10 @@ class FanoutConsumer:
         jobs_table: str,
         *,
         likes_table: str | None = None,
+        reposts_table: str | None = None,
         notifier: NotificationProducer | None = None,
     ) -> None:
+        self._reposts_table = reposts_table
         self._fanout = fanout
         self._erasure = erasure
         self._posts_table = posts_table
@@ -419,6 +463,8 @@ class FanoutConsumer:
             if change.event == INSERT:
                 return lambda: int(notifier.liked(liker, post_id, recipient, liked_at))
             return lambda: int(notifier.unliked(liker, post_id, recipient, liked_at))
+        if self._reposts_table is not None and change.table == self._reposts_table:
+            return self._repost_action(change)
         if change.table == self._jobs_table:
             if change.event != INSERT:
                 return None  # REMOVE is the TTL sweeping a finished job
@@ -428,11 +474,40 @@ class FanoutConsumer:
                 post_id=str(row["post_id"]),
                 created_at=int(row["created_at"]),
                 after=str(row["after"]),
+                ref=str(row.get("ref") or ""),
             )
             if job.kind == ERASE:
                 return lambda: self._erasure.step(job)
             return job if job.kind == PUSH else (lambda: fanout.run_job(job))
         raise ValueError(f"fan-out received a record from an unexpected table: {change.table}")
+
+    def _repost_action(self, change: StreamChange) -> Callable[[], int] | None:
+        """A repost placed in its reposter's followers' feeds (and its notification), or an
+        undone or purged one retracted (and its notification withdrawn)."""
+        if change.event not in (INSERT, REMOVE):
+            return None
+        row = change.image
+        repost = Repost(
+            post_id=str(row["post_id"]),
+            user_id=str(row["user_id"]),
+            repost_id=str(row["repost_id"]),
+            author_id=str(row["author_id"]),
+            created_at=int(row["created_at"]),
+        )
+        placement, notifier = self._fanout.placement, self._notifier
+
+        def reposted() -> int:
+            if change.event == INSERT:
+                changed = placement.run(placement.push_of(repost))
+                if notifier is not None:
+                    notifier.reposted(repost.user_id, repost.post_id, repost.author_id, repost.created_at)
+                return changed
+            changed = placement.run(placement.retraction_of(repost))
+            if notifier is not None:
+                notifier.unreposted(repost.user_id, repost.post_id, repost.author_id, repost.created_at)
+            return changed
+
+        return reposted
 
 
 class FanoutBatch:

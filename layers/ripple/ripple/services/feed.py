@@ -11,7 +11,8 @@ from ripple.cache.post_cache import PostCache
 from ripple.cache.timeline import TimelineCache, TimelinePage
 from ripple.cache.views import PostViews
 from ripple.cursor import decode_cursor, encode_cursor
-from ripple.domain import Page, Post, Relations
+from ripple.domain import FeedEntry, Page, Post, Relations
+from ripple.ids import is_ulid, ulid_timestamp_ms
 from ripple.observability import count, logger
 from ripple.repositories.feed import FeedRepository
 from ripple.repositories.follows import FollowRepository
@@ -22,6 +23,11 @@ from ripple.services.blocks import RelationsReader
 
 # A cold feed is rebuilt with this many items at once, so the next pages are cache hits.
 WARM_ITEMS = 100
+_ORIGINAL = FeedEntry("", "", "", 0)  # "no item placed by a repost"
+
+
+def _time_of(repost_id: str) -> int | None:
+    return ulid_timestamp_ms(repost_id) if is_ulid(repost_id) else None
 
 
 class PostHydrator:
@@ -59,7 +65,11 @@ class PostHydrator:
                 except CacheError:
                     count("CacheErrors")
         # A post deleted after it was fanned out is skipped (its retraction is on its way).
-        posts = [found[i] for i in ids if i in found]
+        posts = [
+            found[r.post_id].placed_by(r.reposted_by or None, _time_of(r.placed) if r.reposted_by else None)
+            for r in refs
+            if r.post_id in found
+        ]
         if reader_id is None or not posts:
             return posts
         unknown = [p.post_id for p in posts if liked.get(p.post_id) is None]
@@ -184,10 +194,10 @@ class FeedReader:
                 refs, has_more = self._read_refs(user_id, after, limit)
             refs, has_more = self._merge_pulled(user_id, after, limit, refs, has_more)
             relations = self._relations.of(user_id)
-        next_cursor = encode_cursor(refs[-1].post_id) if has_more and refs else None
+        next_cursor = encode_cursor(refs[-1].position) if has_more and refs else None
         hidden = relations.hidden_authors()
         if hidden:
-            shown = [r for r in refs if r.author_id not in hidden]
+            shown = [r for r in refs if r.author_id not in hidden and r.reposted_by not in hidden]
             if len(shown) < len(refs):
                 count("FeedItemsHidden", len(refs) - len(shown))
             refs = shown
@@ -245,10 +255,19 @@ class FeedReader:
         if not authors:
             return refs, has_more
         merged = {r.post_id: r for r in refs}
+        pulled: list[FeedRef] = []
         for author in authors:
-            for post in self._posts.recent_by_author(author, limit + 1, before=after):
-                merged.setdefault(post.post_id, FeedRef(post_id=post.post_id, author_id=author))
-        ordered = [merged[k] for k in sorted(merged, reverse=True)]
+            posts = self._posts.recent_by_author(author, limit + 1, before=after)
+            has_more = has_more or len(posts) > limit
+            pulled += [FeedRef(post_id=p.post_id, author_id=author) for p in posts if p.post_id not in merged]
+        if pulled:
+            # A post shows once, at its newest place: one the feed holds placed by a repost
+            # (newer, maybe on an earlier page) is not shown again where it was made.
+            placed = self._feed.get_many((user_id, r.post_id) for r in pulled)
+            merged.update(
+                {r.post_id: r for r in pulled if not placed.get((user_id, r.post_id), _ORIGINAL).reposted_by}
+            )
+        ordered = sorted(merged.values(), key=lambda r: r.position, reverse=True)
         count("FeedPullMerges")
         return ordered[:limit], has_more or len(ordered) > limit
 

@@ -1,0 +1,83 @@
+"""Reposting (README, "Reposts"): ``POST /posts/{id}/repost`` and its undo.
+
+The repost's transaction (``ripple.repositories.reposts``) is the one write that must
+succeed; the reposter's own feed item is then placed at once (read-your-writes, in DynamoDB
+and, best effort, in the cached feed), and the reposts stream brings the post to the
+reposter's followers (``ripple.services.placement``). An undo is retracted by the same
+stream, the reposter's own feed included, within about a second.
+"""
+
+from __future__ import annotations
+
+from ripple.cache.errors import CacheError
+from ripple.cache.feed_cache import FeedCache, FeedRef
+from ripple.cache.post_cache import PostCache
+from ripple.domain import FeedEntry, Post
+from ripple.errors import NotFoundError, ValidationError
+from ripple.observability import count
+from ripple.repositories.feed import FeedRepository
+from ripple.repositories.posts import PostRepository
+from ripple.repositories.reposts import RepostRepository
+
+
+class RepostService:
+    def __init__(
+        self,
+        posts: PostRepository,
+        reposts: RepostRepository,
+        feed: FeedRepository,
+        post_cache: PostCache,
+        feed_cache: FeedCache,
+    ) -> None:
+        self._posts = posts
+        self._reposts = reposts
+        self._feed = feed
+        self._post_cache = post_cache
+        self._feed_cache = feed_cache
+
+    def repost(self, user_id: str, post_id: str) -> Post:
+        """Repost, idempotently; the post with its new ``repost_count``. NotFoundError if the
+        post is gone; ValidationError (``cannot_repost_own_post``) for your own post;
+        ForbiddenError (``blocked``) if you and its author are blocked, either way."""
+        post = self._load(post_id)
+        if post.author_id == user_id:
+            raise ValidationError("you cannot repost your own post", code="cannot_repost_own_post")
+        made = self._reposts.repost(user_id, post.author_id, post_id)
+        if made is not None:
+            count("RepostsCreated")
+            own = FeedEntry(
+                user_id=user_id,
+                post_id=post_id,
+                author_id=post.author_id,
+                created_at=post.created_at,
+                placed=made.repost_id,
+                reposted_by=user_id,
+            )
+            self._feed.place(own)
+            try:
+                self._feed_cache.add(user_id, FeedRef.of(own))
+            except CacheError:  # the feed stream adds it within a second
+                count("CacheErrors")
+        return self._after_change(post_id)
+
+    def unrepost(self, user_id: str, post_id: str) -> Post:
+        """Undo a repost, idempotently; the post with its new ``repost_count``. NotFoundError
+        if the post is gone (its reposts went with it)."""
+        post = self._load(post_id)
+        if self._reposts.unrepost(user_id, post.author_id, post_id):
+            count("RepostsRemoved")
+        return self._after_change(post_id)
+
+    def _load(self, post_id: str) -> Post:
+        post = self._posts.get(post_id)
+        if post is None:
+            raise NotFoundError(f"post {post_id!r} not found")
+        return post
+
+    def _after_change(self, post_id: str) -> Post:
+        """The post as it is now; the cached body is evicted (the posts stream refreshes it)."""
+        try:
+            self._post_cache.delete(post_id)
+        except CacheError:
+            count("CacheErrors")
+        return self._load(post_id)
