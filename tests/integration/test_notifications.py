@@ -1,9 +1,11 @@
 """Notifications end to end on the real emulator: the services write follows and likes, the
 local event source mappings deliver the follows and likes streams to the fan-out function
-(the producer), and the notification service reads the groups back."""
+(the producer), and the notification service reads the groups back. Reposts: the rows are
+put directly and the producer called as fan-out calls it on their stream records."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any
@@ -12,8 +14,11 @@ import pytest
 
 from ripple.container import Container
 from ripple.cursor import encode_cursor
+from ripple.domain import Post
 from ripple.errors import ValidationError
-from ripple.notifications import FOLLOWED, LIKED, MAX_ACTORS
+from ripple.ids import new_ulid
+from ripple.notifications import FOLLOWED, GROUP_WINDOW_MS, LIKED, MAX_ACTORS, REPOSTED, group_key
+from ripple.repositories.models import RepostModel
 from ripple.repositories.notifications import Event
 from ripple.services.notifications import NotificationProducer
 from ripple_local.stack import LocalStack
@@ -369,3 +374,231 @@ def test_the_sample_like_events_notify_the_author_and_take_it_back(
     assert group["updated_at"] == int(ids[SAMPLE_CREATED_AT])
     assert fanout_handler(load_event("fanout/likes_remove.json", **ids)) == {"batchItemFailures": []}
     assert everything(container, author) == []
+
+
+# ------------------------------------------------------------------ reposts
+# The Reposts stream reaches the producer through fan-out (INSERT -> reposted, REMOVE ->
+# unreposted); here the rows are put with the model and the producer is called as that
+# consumer calls it, with the row's values.
+def repost(reposter: str, post: Post, at: int) -> RepostModel:
+    """A repost row as the write path leaves it (made at ``at``, epoch ms)."""
+    row = RepostModel(
+        post_id=post.post_id,
+        user_id=reposter,
+        repost_id=new_ulid(at),
+        author_id=post.author_id,
+        created_at=at,
+    )
+    row.save()
+    return row
+
+
+def moment() -> int:
+    """Now (epoch ms), moved a second away from a UTC midnight: acts a few ms apart share a day."""
+    now = int(time.time() * 1000)
+    into_day = now % GROUP_WINDOW_MS
+    return now + 1000 if into_day < 1000 else now - 1000 if into_day > GROUP_WINDOW_MS - 1000 else now
+
+
+def reposted(container: Container, row: RepostModel) -> bool:
+    """The row's INSERT record, delivered."""
+    return container.notification_producer.reposted(
+        row.user_id, row.post_id, row.author_id, int(row.created_at)
+    )
+
+
+def unreposted(container: Container, row: RepostModel) -> bool:
+    """The row deleted (an undo, its post's purge, its reposter's erasure) and its REMOVE
+    record (the old image: the repost's own time) delivered."""
+    row.delete()
+    return container.notification_producer.unreposted(
+        row.user_id, row.post_id, row.author_id, int(row.created_at)
+    )
+
+
+def test_reposts_of_a_post_are_one_group_per_day_shaped_like_likes_and_served_by_the_api(
+    stack: LocalStack, container: Container
+) -> None:
+    from chalice.test import Client
+
+    with Client(stack.handler("ApiFunction")) as api:
+        name = f"author_{uuid.uuid4().hex[:8]}"
+        signed = api.http.post(
+            "/auth/signup",
+            headers={"Content-Type": "application/json"},
+            body=json.dumps({"username": name, "password": "password123"}).encode(),
+        )
+        author, token = json.loads(signed.body)["user"]["user_id"], json.loads(signed.body)["access_token"]
+        post = container.post_service.create(author, "repost me")
+        now = moment()
+        yesterday = now - GROUP_WINDOW_MS
+        today_reposters = [signup(container, f"r{i}") for i in range(MAX_ACTORS + 1)]
+        earlier_reposters = [signup(container, f"y{i}") for i in range(2)]
+        for i, reposter in enumerate(earlier_reposters):
+            assert reposted(container, repost(reposter, post, yesterday + i))
+        for i, reposter in enumerate(today_reposters):
+            assert reposted(container, repost(reposter, post, now + i))
+        liker = signup(container, "liker")
+        assert container.notification_producer.liked(liker, post.post_id, author, now - 1)
+
+        today, liked, earlier = everything(container, author)  # newest activity first
+        assert today["notification_id"] == group_key(REPOSTED, post.post_id, now)
+        assert today["kind"] == REPOSTED and today["post_id"] == post.post_id
+        assert today["actor_count"] == MAX_ACTORS + 1
+        assert today["actors"] == list(reversed(today_reposters))[:MAX_ACTORS]
+        assert today["updated_at"] == now + MAX_ACTORS
+        assert liked["kind"] == LIKED and liked["actors"] == [liker]
+        assert earlier["notification_id"] == group_key(REPOSTED, post.post_id, yesterday)
+        assert earlier["kind"] == REPOSTED and earlier["post_id"] == post.post_id
+        assert earlier["actors"] == list(reversed(earlier_reposters)) and earlier["actor_count"] == 2
+        assert set(today) == set(earlier) == set(liked)  # one shape for both post kinds
+        assert unread(container, author) == 3
+
+        served = api.http.get("/notifications", headers={"Authorization": f"Bearer {token}"})
+        assert served.status_code == 200
+        assert json.loads(served.body) == {
+            "items": [today, liked, earlier],
+            "next_cursor": None,
+            "unread_count": 3,
+        }
+
+
+def test_an_unrepost_takes_its_actor_out_of_the_group_its_repost_joined(container: Container) -> None:
+    author, again, other = signup(container, "author"), signup(container, "again"), signup(container, "o")
+    post = container.post_service.create(author, "undo me")
+    now = moment()
+    first = repost(again, post, now - GROUP_WINDOW_MS)  # yesterday's
+    assert reposted(container, first)
+    assert reposted(container, repost(other, post, now))
+    assert [n["actors"] for n in everything(container, author)] == [[other], [again]]
+
+    # The undo names yesterday's membership (the removed row's time): that group empties and
+    # leaves the list; today's is untouched.
+    assert unreposted(container, first)
+    assert [n["actors"] for n in everything(container, author)] == [[other]]
+    # A repost again today joins today's group; its undo takes out that membership only.
+    second = repost(again, post, now + 1)
+    assert reposted(container, second)
+    [group] = everything(container, author)
+    assert group["actors"] == [again, other] and group["actor_count"] == 2
+    assert unreposted(container, second)
+    [group] = everything(container, author)
+    assert group["actors"] == [other] and group["actor_count"] == 1
+    assert not container.notification_producer.unreposted(again, post.post_id, author, now - GROUP_WINDOW_MS)
+
+
+def test_a_redelivered_repost_counts_once_and_a_redelivered_unrepost_uncounts_once(
+    container: Container,
+) -> None:
+    author, reposter, other = (signup(container, n) for n in ("author", "reposter", "o"))
+    post = container.post_service.create(author, "twice")
+    now = moment()
+    row = repost(reposter, post, now)
+    assert [reposted(container, row) for _ in range(3)] == [True, False, False]  # at-least-once
+    assert reposted(container, repost(other, post, now - 5))
+    [group] = everything(container, author)
+    assert group["actor_count"] == 2 and group["actors"] == [reposter, other]
+
+    producer = container.notification_producer
+    assert unreposted(container, row)
+    assert not producer.unreposted(reposter, post.post_id, author, now)  # the REMOVE again
+    [group] = everything(container, author)
+    assert group["actor_count"] == 1 and group["actors"] == [other]
+
+
+def test_reposting_your_own_post_notifies_nobody(container: Container) -> None:
+    from ripple_local.notification_check import check_notifications
+
+    author = signup(container, "self")
+    post = container.post_service.create(author, "mine")
+    row = repost(author, post, moment())
+    assert not reposted(container, row)
+    assert everything(container, author) == [] and unread(container, author) == 0
+    assert check_notifications([author]).ok  # expected nowhere either
+    assert not unreposted(container, row)
+
+
+def test_reposts_by_blocked_or_muted_accounts_produce_no_notification(container: Container) -> None:
+    from ripple_local.notification_check import check_notifications
+
+    alice, muted, blocked, blocker, friend, earlier = (
+        signup(container, n) for n in ("alice", "muted", "blocked", "blocker", "friend", "earlier")
+    )
+    post = container.post_service.create(alice, "notify me")
+    now = moment()
+    before = repost(earlier, post, now - 10)
+    assert reposted(container, before)  # produced before the mute: it stays
+    container.block_service.mute(alice, muted)
+    container.block_service.mute(alice, earlier)
+    container.block_service.block(alice, blocked)
+    container.block_service.block(blocker, alice)
+    for actor in (muted, blocked, blocker):
+        assert not reposted(container, repost(actor, post, now))
+    assert reposted(container, repost(friend, post, now + 1))
+    [group] = everything(container, alice)
+    assert group["kind"] == REPOSTED and group["actors"] == [friend, earlier]
+    # ... the check judges none of the hidden accounts' reposts ...
+    report = check_notifications([alice])
+    assert report.ok, report.summary()
+    # ... and removals never ask: a muted account's undo takes it out.
+    assert unreposted(container, before)
+    assert [n["actors"] for n in everything(container, alice)] == [[friend]]
+
+
+def test_check_notifications_reports_reposts_not_yet_notified_and_notifications_of_undone_ones(
+    container: Container,
+) -> None:
+    from ripple_local.notification_check import check_notifications
+
+    author, fans = signup(container, "checked"), [signup(container, f"rf{i}") for i in range(2)]
+    post = container.post_service.create(author, "checked")
+    now = moment()
+    rows = [repost(fan, post, now + i) for i, fan in enumerate(fans)]
+    [check] = check_notifications([author]).users  # the records not delivered yet
+    key = group_key(REPOSTED, post.post_id, now)
+    assert check.missing == [(key, now, fans[0]), (key, now + 1, fans[1])]
+    assert check.extra == [] and check.bad_groups == []
+
+    for row in rows:
+        reposted(container, row)
+    report = check_notifications([author, *fans])
+    assert report.ok, report.summary()
+
+    rows[1].delete()  # an undo whose REMOVE record has not arrived
+    [check] = check_notifications([author]).users
+    assert check.extra == [(key, now + 1, fans[1])] and check.missing == []
+    assert container.notification_producer.unreposted(fans[1], post.post_id, author, now + 1)
+    assert check_notifications([author]).ok
+
+
+def test_an_erased_accounts_reposts_leave_the_groups_they_joined(container: Container) -> None:
+    """Erasure removes the account's reposts (their REMOVE records reach ``unreposted``) and
+    its own notifications (``erase_user``), reposted groups among them."""
+    from ripple.repositories.models import RepostByUserModel
+    from ripple_local.notification_check import check_notifications
+
+    erased, stays = signup(container, "erased"), signup(container, "stays")
+    authors = [signup(container, f"a{i}") for i in range(2)]
+    posts = [container.post_service.create(a, "reposted by the erased") for a in authors]
+    own = container.post_service.create(erased, "the erased one's")
+    now = moment()
+    rows = []
+    for post in posts:
+        rows.append(repost(erased, post, now))
+        RepostByUserModel(
+            user_id=erased, post_id=post.post_id, repost_id=rows[-1].repost_id, author_id=post.author_id
+        ).save()
+        assert reposted(container, rows[-1])
+        assert reposted(container, repost(stays, post, now - 1))
+    assert reposted(container, repost(stays, own, now))
+    assert [n["actors"] for n in everything(container, erased)] == [[stays]]
+
+    for inverse in RepostByUserModel.query(erased, consistent_read=True):  # the erasure's reposts phase
+        unreposted(container, RepostModel.get(inverse.post_id, erased, consistent_read=True))
+        inverse.delete()
+    for author in authors:
+        assert [n["actors"] for n in everything(container, author)] == [[stays]]
+    assert container.notifications.erase_user(erased) == 2  # the group and its membership
+    assert everything(container, erased) == []
+    report = check_notifications(authors)
+    assert report.ok, report.summary()

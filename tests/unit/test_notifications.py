@@ -1,6 +1,7 @@
 """Notification grouping and the producer's rules, without I/O: keys, windows and the
-activity order; self-notification, the "may notify" seam, the recipient lookup; and the
-fan-out consumer's routing of follows and likes to the producer."""
+activity order; follows, likes and reposts as events, self-notification, the "may notify"
+seam, the recipient lookup; and the fan-out consumer's routing of follows and likes to the
+producer."""
 
 from __future__ import annotations
 
@@ -104,10 +105,34 @@ def test_follows_and_likes_become_events_for_the_followee_and_the_author() -> No
     ]
 
 
+def test_reposts_become_events_for_the_author_in_the_day_of_the_repost() -> None:
+    repo = FakeRepository()
+    p = producer(repo)  # the repost row names the author: nothing is looked up
+    carol = "01JDQ0000000000000000CCCCC"
+    assert p.reposted(BOB, POST, ALICE, DAY_START + 1)
+    assert p.reposted(carol, POST, ALICE, DAY_START + GROUP_WINDOW_MS)  # the next day
+    assert repo.added == [
+        Event(ALICE, REPOSTED, POST, BOB, DAY_START + 1),
+        Event(ALICE, REPOSTED, POST, carol, DAY_START + GROUP_WINDOW_MS),
+    ]
+    assert [e.group for e in repo.added] == [f"reposted#20000#{POST}", f"reposted#20001#{POST}"]
+    # The removed row's time names the membership its repost made.
+    assert p.unreposted(BOB, POST, ALICE, DAY_START + 1)
+    assert repo.removed == [Event(ALICE, REPOSTED, POST, BOB, DAY_START + 1)]
+    assert repo.removed[0].group == repo.added[0].group
+
+
 def test_nobody_is_notified_of_their_own_like() -> None:
     repo = FakeRepository()
     p = producer(repo, {POST: ALICE})
     assert not p.liked(ALICE, POST, ALICE, DAY_START) and not p.unliked(ALICE, POST, None, DAY_START)
+    assert repo.added == [] and repo.removed == []
+
+
+def test_nobody_is_notified_of_their_own_repost() -> None:
+    repo = FakeRepository()
+    p = producer(repo)
+    assert not p.reposted(ALICE, POST, ALICE, DAY_START) and not p.unreposted(ALICE, POST, ALICE, DAY_START)
     assert repo.added == [] and repo.removed == []
 
 
@@ -128,9 +153,11 @@ def test_a_refusing_may_notify_predicate_produces_nothing_but_removals_still_app
     p = NotificationProducer(repo, lambda _: ALICE, may_notify)  # type: ignore[arg-type]
     assert not p.followed(BOB, ALICE, DAY_START)
     assert not p.liked(BOB, POST, None, DAY_START)
-    assert repo.added == [] and asked == [(BOB, ALICE), (BOB, ALICE)]
+    assert not p.reposted(BOB, POST, ALICE, DAY_START)
+    assert repo.added == [] and asked == [(BOB, ALICE)] * 3
     # Taking an actor out never asks: what was produced before a block must be retractable.
-    assert p.unliked(BOB, POST, ALICE, DAY_START) and len(repo.removed) == 1 and len(asked) == 2
+    assert p.unliked(BOB, POST, ALICE, DAY_START) and p.unreposted(BOB, POST, ALICE, DAY_START)
+    assert len(repo.removed) == 2 and len(asked) == 3
 
 
 # ------------------------------------------------------------------ routing (fan-out)

@@ -483,6 +483,19 @@ def test_response_schemas_fit_the_domain_objects() -> None:
     assert valid(response_schema("/openapi.json", "GET", "200"), SPEC)
 
 
+def test_the_notification_schema_knows_every_kind_and_fits_the_post_kinds() -> None:
+    from ripple.notifications import KINDS, POST_KINDS, Notification
+
+    notification = schema("Notification")
+    assert notification["properties"]["kind"]["enum"] == list(KINDS)
+    for kind in sorted(POST_KINDS):  # liked, reposted: the same shape, post_id set
+        item = Notification(f"{kind}#20054#{ULID}", kind, ULID, (ULID,), 1, 1_732_579_200_000).to_public()
+        assert set(notification["properties"]) == set(item)
+        assert valid(notification, item), kind
+        assert valid(schema("NotificationPage"), {"items": [item], "next_cursor": None, "unread_count": 1})
+        assert not valid(notification, {**item, "kind": "poked"})
+
+
 def test_success_statuses_match_the_handlers() -> None:
     created = {("/auth/signup", "POST"), ("/posts", "POST")}
     no_content = {("/auth/logout", "POST"), ("/posts/{post_id}", "DELETE"), ("/me", "DELETE")}

@@ -1,4 +1,5 @@
-"""Do every user's notifications hold exactly what the follows and likes say they should?
+"""Do every user's notifications hold exactly what the follows, likes and reposts say they
+should?
 
 The expected notifications of recipient U are a function of the truth tables alone, as
 ``ripple.services.notifications`` produces them:
@@ -7,6 +8,8 @@ The expected notifications of recipient U are a function of the truth tables alo
   the follow's ``created_at``);
 * a membership per liker L of each of U's posts, L != U (the Likes table: ``liked`` group of
   the post and of the day of the like's ``created_at``);
+* a membership per reposter R of each of U's posts, R != U (the Reposts table: ``reposted``
+  group of the post and of the day of the repost's ``created_at``);
 
 and each group's summary (``actor_count``, the newest ``MAX_ACTORS`` actors newest first,
 ``updated_at``, listed only while it has actors) follows from its memberships. The check
@@ -14,8 +17,10 @@ reports memberships missing or extra, and groups whose summary disagrees with th
 memberships. Likes and follows made before notifications were deployed were never produced
 (the streams did not carry them then): on an older stack they show as missing.
 
-The "may notify" seam allows everything today; once blocks and mutes answer it, refused
-memberships must be left out of the expectation here too.
+An actor the recipient blocks or mutes, or who blocks the recipient, is not judged (the "may
+notify" seam refuses their follows, likes and reposts from the moment of the block or mute,
+and what they produced before stays); after an unmute or unblock, an act made during it shows
+as missing.
 
 Operator code (``ripple check-notifications``), not deployed. A point-in-time comparison:
 while the streams are busy it reports lag as differences.
@@ -27,9 +32,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ripple.notifications import FOLLOWED, LIKED, MAX_ACTORS, activity_key, group_key
+from ripple.notifications import FOLLOWED, LIKED, MAX_ACTORS, REPOSTED, activity_key, group_key
 from ripple.repositories.blocks import BlockRepository
-from ripple.repositories.models import FollowerModel, LikeModel, NotificationModel
+from ripple.repositories.models import FollowerModel, LikeModel, NotificationModel, RepostModel
 from ripple_local.feed_scan import FeedScanRepository
 
 Membership = tuple[str, int, str]  # (group key, event time ms, actor id)
@@ -85,7 +90,8 @@ class NotificationReport:
 
 
 def expected_memberships(user_id: str, scan: FeedScanRepository) -> set[Membership]:
-    """What the follows and likes of ``user_id`` say its notification memberships are."""
+    """What the follows, likes and reposts of ``user_id`` say its notification memberships
+    are."""
     expected: set[Membership] = set()
     for row in FollowerModel.query(user_id, consistent_read=True):
         at = int(row.created_at)
@@ -95,6 +101,10 @@ def expected_memberships(user_id: str, scan: FeedScanRepository) -> set[Membersh
             if like.user_id != user_id:
                 at = int(like.created_at)
                 expected.add((group_key(LIKED, post.post_id, at), at, like.user_id))
+        for repost in RepostModel.query(post.post_id, consistent_read=True):
+            if repost.user_id != user_id:
+                at = int(repost.created_at)
+                expected.add((group_key(REPOSTED, post.post_id, at), at, repost.user_id))
     return expected
 
 

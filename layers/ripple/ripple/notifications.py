@@ -7,8 +7,8 @@ record delivered twice, late or out of order always lands in the same group, and
 unlike or unfollow (whose stream record carries the old row, with its time) finds the group
 its like or follow joined.
 
-Kinds: ``followed`` (no object), ``liked`` (a post). ``reposted`` (a post) is reserved for
-reposts: it groups exactly like ``liked`` and needs only a producer.
+Kinds: ``followed`` (no object), ``liked`` and ``reposted`` (a post; a repost groups exactly
+like a like).
 """
 
 from __future__ import annotations

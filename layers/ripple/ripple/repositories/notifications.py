@@ -264,7 +264,7 @@ class NotificationRepository:
     def erase_user(self, user_id: str) -> int:
         """Delete every notification row of ``user_id`` as recipient (groups, memberships,
         the read mark); returns how many rows were deleted. Their part as an *actor* in
-        others' groups leaves with their likes and follows (the streams remove them).
+        others' groups leaves with their likes, reposts and follows (the streams remove them).
         Account deletion's erasure calls it (``ripple.services.erasure``)."""
         total = 0
         while True:

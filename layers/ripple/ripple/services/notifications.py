@@ -1,12 +1,12 @@
-"""Notifications: produced from the follows and likes streams (by the fan-out function),
-read and marked read through the API.
+"""Notifications: produced from the follows, likes and reposts streams (by the fan-out
+function), read and marked read through the API.
 
-**Producer** (:class:`NotificationProducer`). A follow notifies the followee, a like the
-post's author; the actor joins the group of its kind, object and day
+**Producer** (:class:`NotificationProducer`). A follow notifies the followee, a like or a
+repost the post's author; the actor joins the group of its kind, object and day
 (``ripple.notifications``), idempotently (``ripple.repositories.notifications``). An
-unfollow or unlike takes the actor out of that group again - the notification never keeps
-claiming what was undone - and a group left without actors is no longer listed or counted.
-Nobody is notified of their own act (liking one's own post).
+unfollow, unlike or unrepost takes the actor out of that group again - the notification
+never keeps claiming what was undone - and a group left without actors is no longer listed
+or counted. Nobody is notified of their own act (liking or reposting one's own post).
 
 **The "may notify" seam.** Before an actor is added, ``may_notify(actor_id, recipient_id)``
 is asked; False produces nothing. Blocks and mutes answer it (:func:`unless_hidden`: "blocked
@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from ripple.cursor import decode_cursor, encode_cursor
-from ripple.notifications import FOLLOWED, LIKED, Notification, activity_key, is_activity_key
+from ripple.notifications import FOLLOWED, LIKED, REPOSTED, Notification, activity_key, is_activity_key
 from ripple.observability import count
 from ripple.repositories.blocks import BlockRepository
 from ripple.repositories.notifications import Event, NotificationRepository
@@ -50,7 +50,7 @@ def unless_hidden(blocks: BlockRepository) -> MayNotify:
 
 
 class NotificationProducer:
-    """Turns follows and likes (as the streams deliver them) into notification groups.
+    """Turns follows, likes and reposts (as the streams deliver them) into notification groups.
 
     ``author_of(post_id)`` finds a post's author (the recipient of a like) when the like row
     does not carry it (likes made before notifications); None if the post is gone."""
@@ -86,6 +86,16 @@ class NotificationProducer:
         if recipient is None:
             return False
         return self._remove(Event(recipient, LIKED, post_id, liker_id, liked_at))
+
+    def reposted(self, reposter_id: str, post_id: str, recipient_id: str, reposted_at_ms: int) -> bool:
+        """A repost made at ``reposted_at_ms`` (the repost row's ``created_at``) of the post
+        ``post_id`` by ``recipient_id`` (the row's ``author_id``). True if counted now."""
+        return self._add(Event(recipient_id, REPOSTED, post_id, reposter_id, reposted_at_ms))
+
+    def unreposted(self, reposter_id: str, post_id: str, recipient_id: str, reposted_at_ms: int) -> bool:
+        """The repost made at ``reposted_at_ms`` was removed (an undo, its post's deletion or
+        the reposter's erasure: the REMOVE image's time names the membership it made)."""
+        return self._remove(Event(recipient_id, REPOSTED, post_id, reposter_id, reposted_at_ms))
 
     def _add(self, event: Event) -> bool:
         if event.actor_id == event.recipient_id:
