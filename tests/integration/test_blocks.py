@@ -335,6 +335,7 @@ def _fanout(container: Container, feed: FeedRepository) -> FanoutService:
         FanoutJobRepository(),
         container.likes,
         container.blocks,
+        container.reposts,
         backfill_posts=settings.backfill_posts,
         page_size=settings.fanout_page_size,
         high_follower_threshold=settings.high_follower_threshold,
@@ -457,11 +458,11 @@ def test_a_block_rebuilds_itself_while_the_follows_keep_moving_then_gives_a_503(
     b = container.accounts.signup(f"blk_{uuid.uuid4().hex[:8]}", "password123").user.user_id
     real, calls = BlockRepository._block_once, []
 
-    def moving(self: BlockRepository, user_id: str, target_id: str) -> bool:
+    def moving(self: BlockRepository, user_id: str, target_id: str, jobs: Any) -> bool:
         calls.append(user_id)
         if len(calls) <= moves:
             raise ConditionFailed("follow_edge")  # a follow committed in between
-        return real(self, user_id, target_id)
+        return real(self, user_id, target_id, jobs)
 
     monkeypatch.setattr(BlockRepository, "_block_once", moving)
     if moves < BLOCK_ATTEMPTS:

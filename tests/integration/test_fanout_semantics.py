@@ -199,6 +199,7 @@ def test_posts_right_after_the_mark_reach_readers_who_do_not_know_of_it_yet(
         FanoutJobRepository(),
         container.likes,
         container.blocks,
+        container.reposts,
         backfill_posts=settings.backfill_posts,
         page_size=settings.fanout_page_size,
         high_follower_threshold=settings.high_follower_threshold,
