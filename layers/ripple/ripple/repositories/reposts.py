@@ -53,7 +53,7 @@ def _commit_counted(tx: Transaction, author_id: str, post_id: str, delta: int) -
     try:
         tx.commit()
     except ConditionFailed as exc:
-        if exc.item in ("post", "post_id"):
+        if exc.item in ("post", "post_id", "author"):  # an author's deletion takes their posts
             raise NotFoundError(f"post {post_id!r} not found") from exc
         if exc.item == "reposter":
             raise AuthenticationError("your account no longer exists", code="invalid_token") from exc
@@ -69,8 +69,9 @@ class RepostRepository:
         """Repost once, now; None if already reposted. In one transaction: the row and its
         inverse, the post's repost_count, and checks that the post still exists (its id row:
         a delete committed first makes this a NotFoundError, and a delete committed after
-        finds this repost when it purges the post's reposts), that the reposter's account
-        does (AuthenticationError), and that no block stands between them (ForbiddenError)."""
+        finds this repost when it purges the post's reposts), and so does its author's account
+        (NotFoundError: its erasure is taking the post), that the reposter's account does
+        (AuthenticationError), and that no block stands between them (ForbiddenError)."""
         now = int(time.time() * 1000)
         row = RepostModel(
             post_id=post_id, user_id=user_id, repost_id=new_ulid(now), author_id=author_id, created_at=now
@@ -83,6 +84,7 @@ class RepostRepository:
         )
         tx.check("post_id", PostIdModel(post_id=post_id), condition=PostIdModel.post_id.exists())
         tx.check("reposter", UserModel(user_id=user_id), condition=UserModel.user_id.exists())
+        tx.check("author", UserModel(user_id=author_id), condition=UserModel.user_id.exists())
         no_block_checks(tx, user_id, author_id)
         return _to_repost(row) if _commit_counted(tx, author_id, post_id, +1) else None
 
