@@ -189,6 +189,7 @@ def test_a_valid_token_for_a_user_that_does_not_exist_is_401_on_every_protected_
             method, path, token, json=_body(method, template)
         ).status_code
     stack.call("DELETE", f"/posts/{victim['post_id']}/like", token)  # undo a ghost like, if any
+    stack.call("DELETE", f"/posts/{victim['post_id']}/repost", token)  # ... and a ghost repost
     wrong = [f"{method} {path} -> {status}" for (method, path), status in outcomes.items() if status != 401]
     assert not wrong, "; ".join(wrong)
 
@@ -224,6 +225,8 @@ def test_every_mutating_route_with_another_users_token_acts_only_as_the_caller(
             None,
             {200},
         ),  # ... removed; the victim's stays
+        ("POST", "/posts/{post_id}/repost", f"/posts/{p}/repost", None, {200}),  # the attacker's repost
+        ("DELETE", "/posts/{post_id}/repost", f"/posts/{p}/repost", None, {200}),  # ... and its undo
         ("POST", "/users/{user_id}/follow", f"/users/{v}/follow", None, {200}),  # the attacker follows
         ("DELETE", "/users/{user_id}/follow", f"/users/{t}/follow", None, {200}),  # not the victim's edge
         ("DELETE", "/users/{user_id}/follow", f"/users/{v}/follow", None, {200}),

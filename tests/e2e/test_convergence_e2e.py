@@ -184,6 +184,10 @@ def test_a_scripted_scenario_mixing_blocks_mutes_and_a_deletion_converges(stack:
             posts[i].append(post["post_id"])
     for liker, author in ((1, 0), (2, 0), (0, 2), (5, 2), (3, 4)):
         ok(stack.call("POST", f"/posts/{posts[author][0]}/like", u[liker]["token"]))
+    # ... and repost: u1 reposts u0's post and u0 u4's (one feed holds each post once), u4
+    # reposts a post of u2's (whose account goes below)
+    for reposter, author, index in ((1, 0, 0), (0, 4, 0), (4, 2, 0), (5, 0, 1)):
+        ok(stack.call("POST", f"/posts/{posts[author][index]}/repost", u[reposter]["token"]))
     for user in u:
         stack.feed(user["token"])  # cached, so the check covers Redis too
 
@@ -194,6 +198,9 @@ def test_a_scripted_scenario_mixing_blocks_mutes_and_a_deletion_converges(stack:
     assert gone.status_code == 204, gone.text
     ok(stack.call("POST", "/posts", u[0]["token"], json={"text": "after the block"}), 201)
     ok(stack.call("POST", f"/posts/{posts[4][1]}/like", u[5]["token"]))
+    ok(stack.call("POST", f"/posts/{posts[5][0]}/repost", u[3]["token"]))
+    ok(stack.call("DELETE", f"/posts/{posts[0][1]}/repost", u[5]["token"]))
+    ok(stack.call("DELETE", f"/posts/{posts[0][1]}", u[0]["token"]), 204)  # reposted before
     last_write = time.monotonic()
 
     # Then the operator's two checks find no difference anywhere once the pipeline settles
@@ -215,4 +222,8 @@ def test_a_scripted_scenario_mixing_blocks_mutes_and_a_deletion_converges(stack:
     feed_of = {i: {p["post_id"] for p in stack.feed(u[i]["token"], limit=100)["items"]} for i in (0, 1, 3, 5)}
     assert feed_of[1].isdisjoint(posts[0]) and feed_of[0].isdisjoint(posts[1])  # blocked both ways
     assert feed_of[3].isdisjoint(posts[0]) and set(posts[4]) <= feed_of[3]  # muted, not unfollowed
-    assert feed_of[5].isdisjoint(posts[2]) and set(posts[0]) <= feed_of[5]  # the deleted account's gone
+    assert feed_of[5].isdisjoint(posts[2]) and posts[0][0] in feed_of[5]  # the deleted account's gone
+    assert posts[0][1] not in feed_of[5]  # deleted, after its repost was undone
+    # u3 mutes u0: u4's post, reposted by u0, shows where u4 made it (u3 follows u4)
+    placed = {p["post_id"]: p.get("reposted_by") for p in stack.feed(u[3]["token"], limit=100)["items"]}
+    assert placed[posts[4][0]] is None

@@ -136,7 +136,7 @@ class FeedItemModel(Model):
     created_at = NumberAttribute()  # the post's creation (epoch ms)
     # Where the item sits (the index's key): the post id, or the id of the newest repost
     # that brought it, by ``reposted_by``. Every writer sets it; an item without it (written
-    # before reposts existed) is in no page: ``ripple rebuild-feeds`` writes them again.
+    # before reposts existed) is in no page: ``ripple rebuild-feed`` writes them again.
     placed = UnicodeAttribute(null=True)
     reposted_by = UnicodeAttribute(null=True)
     expires_at = NumberAttribute(null=True)  # TTL (epoch seconds); absent: kept for ever

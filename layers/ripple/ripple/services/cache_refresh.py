@@ -1,7 +1,8 @@
 """Keeps Redis in step with DynamoDB, from three streams.
 
 Feed stream: INSERT adds the item to the reader's cached feed (if that feed is cached: a
-cold feed is rebuilt from DynamoDB on its next read); REMOVE takes it out.
+cold feed is rebuilt from DynamoDB on its next read); MODIFY (a repost placed the item
+elsewhere, or its undo moved it back) replaces its member; REMOVE takes it out.
 Posts stream: a new post joins its author's cached outbox (kept only for pulled,
 high-follower authors); a changed post (e.g. its like count) replaces the cached body; a
 removed post is evicted from both.
