@@ -126,12 +126,11 @@ def _placement(value: str) -> str:
 
 def _same(a: FeedEntry, b: FeedEntry) -> bool:
     """Same item: post, author, placement and reposter."""
-    return (a.post_id, a.author_id, a.placed, a.reposted_by) == (
-        b.post_id,
-        b.author_id,
-        b.placed,
-        b.reposted_by,
-    )
+    return _identity(a) == _identity(b)
+
+
+def _identity(entry: FeedEntry) -> tuple[str, str, str, str | None]:
+    return (entry.post_id, entry.author_id, entry.placed, entry.reposted_by)
 
 
 @dataclass(frozen=True)
