@@ -2,8 +2,8 @@
 
 Fan-out runs on at-least-once streams with retries, bisection and an on-failure queue, so
 "the feeds converge" needs a definition a program can check. The expected home feed of
-reader U is a function of the truth tables alone (posts, follows, users), mirroring the
-rules ``ripple.services.fanout`` implements:
+reader U is a function of the truth tables alone (posts, follows, users, blocks, reposts),
+mirroring the rules ``ripple.services.fanout`` implements:
 
 * every post of U (the author's own item: written at once, and again by fan-out);
 * for each followee F that is *not* a high-follower account: every post of F made at or
@@ -44,11 +44,9 @@ differences.
 
 A deleted account (``DELETE /me``; its released username names it during the quarantine)
 must leave nothing: no row in any table names it - its posts, their id rows and every feed
-item of them, its likes, its follows both ways, its own feed, its refresh tokens - and
-Redis holds no feed, and no known-account marker, for it (``ErasureCheck``).
-
-A deleted account's reposts, the reposts of its posts (both tables) and the feed items it
-reposted are leftovers too.
+item of them, its likes, its follows both ways, its own feed, its refresh tokens, its
+reposts, the reposts of its posts and the feed items its reposts placed - and Redis holds no
+feed, and no known-account marker, for it (``ErasureCheck``).
 
 The feed table must equal that set. The cached feed in Redis (derived from the table) must
 be a contiguous newest-first prefix of it in placement order, the sentinel member meaning
