@@ -481,7 +481,7 @@ def _report_tables_only(report: ConvergenceReport, target: Target, *, as_json: b
     if not diverged:
         lines.append(f"converged: {len(report.users)} users checked, 0 differences in the feed tables")
     else:
-        differences = sum(len(u.missing) + len(u.extra) + (not u.exists) for u in diverged)
+        differences = sum(u.table_differences + (not u.exists) for u in diverged)
         lines.append(
             f"NOT converged: {len(diverged)} of {len(report.users)} users differ "
             f"({differences} differences in the feed tables)"

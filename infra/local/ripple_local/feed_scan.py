@@ -28,6 +28,8 @@ from ripple.repositories.models import (
     PostIdModel,
     PostModel,
     RefreshTokenModel,
+    RepostByUserModel,
+    RepostModel,
     UserModel,
     UsernameModel,
 )
@@ -46,6 +48,11 @@ RESIDUE_COLUMNS: tuple[tuple[str, type[Any], str], ...] = (
     ("follower_of", FollowerModel, "follower_id"),
     ("feed", FeedItemModel, "user_id"),
     ("feed_items_of_their_posts", FeedItemModel, "author_id"),
+    ("feed_items_they_reposted", FeedItemModel, "reposted_by"),
+    ("reposts", RepostModel, "user_id"),
+    ("reposts_of_their_posts", RepostModel, "author_id"),
+    ("reposts_by_user", RepostByUserModel, "user_id"),
+    ("reposts_by_user_of_their_posts", RepostByUserModel, "author_id"),
     ("refresh_tokens", RefreshTokenModel, "user_id"),
     ("blocks_and_mutes", BlockModel, "user_id"),
     ("blocked_or_muted_by", BlockModel, "target_id"),
@@ -71,6 +78,39 @@ def _created_at(post_id: str, stored: float | None) -> int:
     if stored is not None:
         return int(stored)
     return ulid_timestamp_ms(post_id) if is_ulid(post_id) else 0
+
+
+@dataclass(frozen=True)
+class RepostStamp:
+    """One repost: ``user_id`` reposted ``post_id`` (by ``author_id``) at ``created_at``
+    (epoch ms); ``repost_id`` is where the post is placed in feeds."""
+
+    post_id: str
+    user_id: str
+    repost_id: str
+    author_id: str
+    created_at: int
+
+
+@dataclass(frozen=True)
+class StoredFeed:
+    """A reader's whole feed partition: its items, newest placement first, and the ids of
+    the posts whose item has no ``placed`` attribute (in no page: the index skips it)."""
+
+    entries: tuple[FeedEntry, ...]
+    unplaced: frozenset[str]
+
+
+def _entry(m: FeedItemModel) -> FeedEntry:
+    """The item as a FeedEntry (an item without ``placed`` reads as placed at its post)."""
+    return FeedEntry(
+        user_id=m.user_id,
+        post_id=m.post_id,
+        author_id=m.author_id,
+        created_at=int(m.created_at),
+        placed=m.placed or "",
+        reposted_by=m.reposted_by,
+    )
 
 
 @dataclass(frozen=True)
@@ -125,25 +165,21 @@ class FeedScanRepository:
         values = [getattr(row, name) for name in names]
         return ReaderState(*(int(v) if v is not None else None for v in values))
 
+    def stored_feed(self, user_id: str) -> StoredFeed:
+        """A reader's whole feed partition (a Query of the table, not of the placement index,
+        so items without ``placed`` are read too)."""
+        rows = list(FeedItemModel.query(user_id, consistent_read=True))
+        entries = sorted((_entry(m) for m in rows), key=lambda e: (e.placed, e.post_id), reverse=True)
+        return StoredFeed(tuple(entries), frozenset(m.post_id for m in rows if not m.placed))
+
     def feed_entries(self, user_id: str) -> list[FeedEntry]:
-        """A reader's whole feed partition, newest first."""
-        query = FeedItemModel.query(user_id, scan_index_forward=False, consistent_read=True)
-        return [
-            FeedEntry(
-                user_id=m.user_id, post_id=m.post_id, author_id=m.author_id, created_at=int(m.created_at)
-            )
-            for m in query
-        ]
+        """A reader's whole feed partition, newest placement first."""
+        return list(self.stored_feed(user_id).entries)
 
     def newest_feed_entries(self, user_id: str, limit: int) -> list[FeedEntry]:
-        """A reader's ``limit`` newest feed items (the top of :meth:`feed_entries`)."""
+        """A reader's ``limit`` items with the newest post ids (the table's own order)."""
         query = FeedItemModel.query(user_id, scan_index_forward=False, consistent_read=True, limit=limit)
-        return [
-            FeedEntry(
-                user_id=m.user_id, post_id=m.post_id, author_id=m.author_id, created_at=int(m.created_at)
-            )
-            for m in query
-        ]
+        return [_entry(m) for m in query]
 
     def count_followers(self, user_id: str) -> int:
         """Rows in the user's Followers partition (what ``follower_count`` counts)."""
@@ -166,3 +202,15 @@ class FeedScanRepository:
             attributes_to_get=["author_id", "post_id", "created_at"],
         )
         return [PostStamp(m.post_id, m.author_id, _created_at(m.post_id, m.created_at)) for m in query]
+
+    def reposts(self) -> dict[str, list[RepostStamp]]:
+        """Every repost, by post id, newest first (a Scan of the reposts table)."""
+        by_post: dict[str, list[RepostStamp]] = {}
+        for m in RepostModel.scan(consistent_read=True):
+            stamp = RepostStamp(
+                m.post_id, m.user_id, m.repost_id, m.author_id, _created_at(m.repost_id, m.created_at)
+            )
+            by_post.setdefault(m.post_id, []).append(stamp)
+        for stamps in by_post.values():
+            stamps.sort(key=lambda r: r.repost_id, reverse=True)
+        return by_post

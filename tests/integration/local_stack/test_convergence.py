@@ -4,14 +4,40 @@ reported precisely and repaired by rebuild_feed / rebuild_cache."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from ripple.cache.feed_cache import SENTINEL, FeedRef, feed_key
 from ripple.cache.post_cache import post_key
 from ripple.container import Container
-from ripple.domain import FeedEntry
+from ripple.domain import BLOCK, MUTE, FeedEntry
 from ripple.ids import new_ulid
-from ripple_local.convergence import BACKFILL, FOLLOWED, OWN, ConvergenceChecker
+from ripple.repositories.blocks import edge_key
+from ripple.repositories.models import (
+    BlockedByModel,
+    BlockModel,
+    FeedItemModel,
+    FollowerModel,
+    FollowModel,
+    PostIdModel,
+    PostModel,
+    RepostByUserModel,
+    RepostModel,
+    UserModel,
+    UsernameModel,
+)
+from ripple_local.convergence import (
+    BACKFILL,
+    FOLLOWED,
+    OWN,
+    REPOSTED,
+    CacheCheck,
+    ConvergenceChecker,
+    Misplaced,
+    member,
+)
+from ripple_local.feed_scan import PostStamp
 from ripple_local.stack import LocalStack
 from tests.integration.support import TEST_HIGH_FOLLOWER_THRESHOLD, ensure_users
 
@@ -212,3 +238,302 @@ def test_a_dropped_feed_is_not_recreated_with_a_gap(
     # ... and the first page is the newest post, rebuilt from DynamoDB.
     assert container.feed_reader.home(b, 1).items[0].post_id == newest
     assert checker.check([b]).ok
+
+
+# ---------------------------------------------------------------------- reposts
+# Truth rows and feed items written directly (no pipeline runs): each test states a rule of
+# the checker and shows a feed that breaks it being reported.
+
+MINUTE = 60_000
+
+
+def ms(minutes_ago: float) -> int:
+    return int(time.time() * 1000) - int(minutes_ago * MINUTE)
+
+
+def follow_at(follower: str, followee: str, at: int) -> None:
+    FollowModel(follower_id=follower, followee_id=followee, created_at=at).save()
+    FollowerModel(followee_id=followee, follower_id=follower, created_at=at).save()
+
+
+def post_at(author: str, at: int) -> PostStamp:
+    post = PostStamp(new_ulid(at), author, at)
+    PostModel(author_id=author, post_id=post.post_id, text="t", created_at=at).save()
+    PostIdModel(post_id=post.post_id, author_id=author).save()
+    return post
+
+
+def repost_at(post: PostStamp, reposter: str, at: int) -> str:
+    repost_id = new_ulid(at)
+    RepostModel(
+        post_id=post.post_id, user_id=reposter, repost_id=repost_id, author_id=post.author_id, created_at=at
+    ).save()
+    RepostByUserModel(
+        user_id=reposter, post_id=post.post_id, repost_id=repost_id, author_id=post.author_id
+    ).save()
+    return repost_id
+
+
+def hide(kind: str, user_id: str, target_id: str) -> None:
+    """``user_id`` blocks or mutes ``target_id`` (both rows, as the repository writes them)."""
+    now = ms(0)
+    BlockModel(
+        user_id=user_id, edge=edge_key(kind, target_id), target_id=target_id, kind=kind, created_at=now
+    ).save()
+    BlockedByModel(
+        target_id=target_id, edge=edge_key(kind, user_id), user_id=user_id, kind=kind, created_at=now
+    ).save()
+
+
+def item(reader: str, post: PostStamp, placed: str = "", reposted_by: str | None = None) -> FeedEntry:
+    return FeedEntry(reader, post.post_id, post.author_id, post.created_at, placed, reposted_by)
+
+
+def store(*entries: FeedEntry, unplaced: bool = False) -> None:
+    """Feed items as their writers store them (``unplaced``: without ``placed``, as before
+    reposts existed)."""
+    for e in entries:
+        FeedItemModel(
+            user_id=e.user_id,
+            post_id=e.post_id,
+            author_id=e.author_id,
+            created_at=e.created_at,
+            placed=None if unplaced else e.placed,
+            reposted_by=e.reposted_by,
+        ).save()
+
+
+def test_a_followees_repost_places_the_item_at_the_repost(
+    container: Container, checker: ConvergenceChecker
+) -> None:
+    r, k, a = users(container, 3)
+    follow_at(r, k, ms(10))
+    post = post_at(a, ms(9))
+    rid = repost_at(post, k, ms(8))
+
+    # The reader who follows the reposter (not the author), and the reposter themself
+    assert checker.expected(r).entries == {post.post_id: item(r, post, rid, k)}
+    assert checker.expected(r).reasons == {post.post_id: REPOSTED}
+    assert checker.expected(k).entries[post.post_id] == item(k, post, rid, k)
+
+    result = checker.check([r]).for_user(r)
+    assert [(e.placed, e.reposted_by) for e in result.missing] == [(rid, k)]
+    assert f"{post.post_id}(reposted, reposted by {k})" in result.describe()
+    store(item(r, post))  # the post, at its own place
+    result = checker.check([r]).for_user(r)
+    assert result.missing == () and result.extra == ()
+    assert result.misplaced == (Misplaced(item(r, post), item(r, post, rid, k)),)
+    assert "misplaced" in result.describe() and not result.ok
+    store(item(r, post, rid, k))
+    assert checker.check([r]).ok
+
+
+def test_the_newest_of_two_reposts_wins(container: Container, checker: ConvergenceChecker) -> None:
+    r, k1, k2, a = users(container, 4)
+    follow_at(r, k1, ms(10))
+    follow_at(r, k2, ms(10))
+    post = post_at(a, ms(9))
+    older = repost_at(post, k1, ms(8))
+    newer = repost_at(post, k2, ms(7))
+
+    store(item(r, post, older, k1))
+    result = checker.check([r]).for_user(r)
+    assert [(m.stored.placed, m.expected.placed, m.expected.reposted_by) for m in result.misplaced] == [
+        (older, newer, k2)
+    ]
+    assert not result.ok
+    store(item(r, post, newer, k2))
+    assert checker.check([r]).ok
+
+
+def test_the_authors_own_feed_keeps_the_original(container: Container, checker: ConvergenceChecker) -> None:
+    a, k = users(container, 2)
+    follow_at(a, k, ms(10))  # the author follows the reposter
+    post = post_at(a, ms(9))
+    repost_at(post, k, ms(8))
+
+    assert checker.expected(a).entries == {post.post_id: item(a, post)}
+    assert checker.expected(a).reasons == {post.post_id: OWN}
+    store(item(a, post))
+    assert checker.check([a]).ok
+
+
+def test_a_follow_after_the_repost_brings_no_placement(
+    container: Container, checker: ConvergenceChecker
+) -> None:
+    fan, late, k, a = users(container, 4)
+    follow_at(fan, a, ms(10))  # fan follows the author, so the original is expected
+    post = post_at(a, ms(9))
+    rid = repost_at(post, k, ms(8))
+    follow_at(fan, k, ms(7))  # both follow the reposter only after the repost
+    follow_at(late, k, ms(7))
+
+    assert checker.expected(fan).entries == {post.post_id: item(fan, post)}
+    assert post.post_id not in checker.expected(late).entries
+    store(item(fan, post), item(late, post, rid, k))
+    report = checker.check([fan, late])
+    assert report.for_user(fan).ok
+    assert report.for_user(late).extra == (item(late, post, rid, k),)
+
+
+def test_hiding_the_reposter_or_the_author_hides_the_repost(
+    container: Container, checker: ConvergenceChecker
+) -> None:
+    muter, blocker, author_muter, k, a = users(container, 5)
+    for reader in (muter, blocker, author_muter):
+        follow_at(reader, k, ms(10))
+    follow_at(muter, a, ms(10))
+    post = post_at(a, ms(9))
+    rid = repost_at(post, k, ms(8))
+    hide(MUTE, muter, k)  # the original, through the author, still applies
+    hide(BLOCK, blocker, a)
+    hide(MUTE, author_muter, a)
+
+    assert checker.expected(muter).entries == {post.post_id: item(muter, post)}
+    assert post.post_id not in checker.expected(blocker).entries
+    assert post.post_id not in checker.expected(author_muter).entries
+    store(item(muter, post), *(item(reader, post, rid, k) for reader in (blocker, author_muter)))
+    report = checker.check([muter, blocker, author_muter])
+    assert report.for_user(muter).ok
+    assert report.for_user(blocker).extra == (item(blocker, post, rid, k),)
+    assert report.for_user(author_muter).extra == (item(author_muter, post, rid, k),)
+
+
+def test_a_repost_of_a_deleted_post_places_nothing(container: Container, checker: ConvergenceChecker) -> None:
+    r, k, a = users(container, 3)
+    follow_at(r, k, ms(10))
+    post = post_at(a, ms(9))
+    rid = repost_at(post, k, ms(8))
+    store(item(r, post, rid, k))
+    assert checker.check([r]).ok
+
+    # The post is deleted; its repost (purged by the pipeline) and the item are still there
+    PostModel(author_id=a, post_id=post.post_id).delete()
+    assert checker.expected(r).entries == {}
+    assert checker.check([r]).for_user(r).extra == (item(r, post, rid, k),)
+
+
+def test_an_item_without_a_placement_is_reported_and_rebuilt(
+    container: Container, checker: ConvergenceChecker
+) -> None:
+    r, a = users(container, 2)
+    follow_at(r, a, ms(10))
+    post = post_at(a, ms(9))
+    store(item(r, post), unplaced=True)  # as written before reposts: in no page
+
+    result = checker.check([r]).for_user(r)
+    assert result.unplaced == (item(r, post),) and not result.ok
+    assert result.missing == () and result.extra == ()
+    assert f"unplaced [{post.post_id}(by {a})]" in result.describe()
+    assert checker.rebuild_feed(r).written == 1
+    assert checker.check([r]).ok
+    assert FeedItemModel.get(r, post.post_id, consistent_read=True).placed == post.post_id
+
+
+def test_the_cached_prefix_is_judged_in_placement_order(
+    container: Container, checker: ConvergenceChecker
+) -> None:
+    r, k, a = users(container, 3)
+    follow_at(r, a, ms(10))
+    follow_at(r, k, ms(10))
+    old, new = post_at(a, ms(9)), post_at(a, ms(8))
+    rid = repost_at(old, k, ms(7))  # the old post is placed above the new one
+    store(item(r, old, rid, k), item(r, new))
+    reposted, original = f"{rid}:{a}:{old.post_id}:{k}", f"{new.post_id}:{a}"
+    assert member(item(r, old, rid, k)) == reposted and member(item(r, new)) == original
+    key = feed_key(r)
+
+    def cache(members: dict[str, float]) -> CacheCheck:
+        container.redis.delete(key)
+        container.redis.zadd(key, members)
+        return checker.check([r]).for_user(r).cache
+
+    # The repost's member above an older post's, complete or as a prefix: fine
+    assert cache({reposted: 0, original: 0, SENTINEL: 0}).ok
+    assert cache({reposted: 0}).ok
+    # A prefix that skips the newest placement (the old post's), or misordered: reported
+    assert cache({original: 0}).missing == (reposted,)
+    assert cache({reposted: 0, original: 7, SENTINEL: 0}).misordered == (reposted,)
+    container.redis.delete(key)
+
+
+def test_rebuild_feed_writes_placements_the_check_accepts(
+    container: Container, checker: ConvergenceChecker
+) -> None:
+    r, k1, k2, a = users(container, 4)
+    for followee in (a, k1, k2):
+        follow_at(r, followee, ms(10))
+    p1, p2, p3 = post_at(a, ms(9)), post_at(a, ms(9)), post_at(a, ms(9))
+    repost_at(p1, k1, ms(8))
+    rid = repost_at(p1, k2, ms(7))
+    rid3 = repost_at(p3, k1, ms(6))
+    store(item(r, p1))  # misplaced
+    store(item(r, p2), unplaced=True)  # unplaced; p3's is missing
+    assert not checker.check([r]).ok
+
+    repair = checker.rebuild_feed(r)
+    assert (repair.written, repair.deleted) == (3, 0)
+    assert checker.check([r]).ok
+    rows = {m.post_id: (m.placed, m.reposted_by) for m in FeedItemModel.query(r, consistent_read=True)}
+    assert rows == {p1.post_id: (rid, k2), p2.post_id: (p2.post_id, None), p3.post_id: (rid3, k1)}
+
+
+def test_an_item_placed_by_a_recent_repost_of_an_old_post_may_not_expire(
+    container: Container, checker: ConvergenceChecker
+) -> None:
+    r, k, old_k, a = users(container, 4)
+    ttl_minutes = container.settings.feed_item_ttl_days * 24 * 60
+    follow_at(r, k, ms(ttl_minutes + 30))
+    follow_at(r, old_k, ms(ttl_minutes + 30))
+    old, older = post_at(a, ms(ttl_minutes + 20)), post_at(a, ms(ttl_minutes + 20))
+    repost_at(old, k, ms(1))  # placed now: required
+    repost_at(older, old_k, ms(ttl_minutes + 10))  # placed before the TTL: may have expired
+
+    missing = checker.check([r]).for_user(r).missing
+    assert [e.post_id for e in missing] == [old.post_id]
+
+
+def test_reposts_from_before_a_feed_rebuild_are_optional(
+    container: Container, checker: ConvergenceChecker
+) -> None:
+    r, k, a, b = users(container, 4)
+    follow_at(r, k, ms(30))
+    follow_at(r, b, ms(30))
+    by_a, by_b = post_at(a, ms(25)), post_at(b, ms(25))
+    rid_a, rid_b = repost_at(by_a, k, ms(20)), repost_at(by_b, k, ms(20))  # while r was away
+    UserModel(user_id=r).update(actions=[UserModel.feed_rebuilt_at.set(ms(10))])
+
+    # Without an item, or at the repost: by_a (r does not follow a) is fine both ways
+    store(item(r, by_b))  # b's post: the original (the rebuild's copy) ...
+    assert checker.check([r]).ok
+    store(item(r, by_a, rid_a, k), item(r, by_b, rid_b, k))  # ... or placed by the repost
+    assert checker.check([r]).ok
+    FeedItemModel(user_id=r, post_id=by_b.post_id).delete()  # but b's post must be there
+    assert [e.post_id for e in checker.check([r]).for_user(r).missing] == [by_b.post_id]
+
+
+def test_a_deleted_reposters_reposts_are_residue(container: Container, checker: ConvergenceChecker) -> None:
+    r, a = users(container, 2)
+    gone = new_ulid()  # a deleted account: only its released username claim names it
+    claim = UsernameModel(username=f"gone{gone.lower()}", user_id=gone, released_at=ms(0))
+    claim.save()
+    theirs = post_at(a, ms(9))
+    rid = repost_at(theirs, gone, ms(8))
+    store(item(r, theirs, rid, gone))
+    try:
+        [erased] = checker.check([gone]).erased
+        assert dict(erased.leftovers) == {"reposts": 1, "reposts_by_user": 1, "feed_items_they_reposted": 1}
+        # ... and the reposts of a deleted author's posts
+        RepostModel(post_id=theirs.post_id, user_id=gone).delete()
+        RepostByUserModel(user_id=gone, post_id=theirs.post_id).delete()
+        FeedItemModel(user_id=r, post_id=theirs.post_id).delete()
+        PostModel(author_id=a, post_id=theirs.post_id).delete()
+        mine = PostStamp(new_ulid(), gone, ms(5))
+        repost_at(mine, r, ms(4))
+        [erased] = checker.check([gone]).erased
+        assert dict(erased.leftovers) == {"reposts_of_their_posts": 1, "reposts_by_user_of_their_posts": 1}
+        RepostModel(post_id=mine.post_id, user_id=r).delete()
+        RepostByUserModel(user_id=r, post_id=mine.post_id).delete()
+        assert checker.check([gone]).ok
+    finally:
+        claim.delete()

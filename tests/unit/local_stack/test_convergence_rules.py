@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from ripple.cache.feed_cache import SENTINEL
-from ripple_local.convergence import check_cached_feed
+from ripple.domain import FeedEntry
+from ripple_local.convergence import check_cached_feed, member, member_post_id
 from ripple_local.esm import MappingConfig, lane_of
 from ripple_local.replay import FailedBatch, FailureReplayer, read_stream_batch
 
@@ -36,6 +37,33 @@ def test_a_cached_feed_must_be_a_contiguous_newest_first_prefix(
     check = check_cached_feed(members, [A, B, C])
     assert (check.missing, check.extra, check.misordered) == (missing, extra, misordered)
     assert check.cached and check.ok == (not (missing or extra or misordered))
+
+
+# Post 01AA by u1, placed by u3's repost 01D: above every other item although its post is older.
+R = "01D:u1:01AA:u3"
+
+
+@pytest.mark.parametrize(
+    ("members", "missing", "misordered"),
+    [
+        pytest.param([R, B, A, SENTINEL], (), (), id="a repost's member above older posts"),
+        pytest.param([R], (), (), id="a prefix of one repost-placed item"),
+        pytest.param([B, A], (R,), (), id="the newest placement is missing"),
+        pytest.param([B, R, A], (), (R,), id="a repost's member out of order"),
+    ],
+)
+def test_a_cached_feed_is_a_prefix_in_placement_order(
+    members: list[str], missing: tuple[str, ...], misordered: tuple[str, ...]
+) -> None:
+    check = check_cached_feed(members, [A, B, R])
+    assert (check.missing, check.extra, check.misordered) == (missing, (), misordered)
+
+
+def test_members_name_the_placement_first() -> None:
+    original = FeedEntry("r", "01AA", "u1", 0)
+    reposted = FeedEntry("r", "01AA", "u1", 0, placed="01D", reposted_by="u3")
+    assert (member(original), member(reposted)) == ("01AA:u1", R)
+    assert member_post_id(member(original)) == member_post_id(R) == "01AA"
 
 
 def test_no_members_means_not_cached() -> None:
