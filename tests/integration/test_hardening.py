@@ -440,10 +440,17 @@ def test_every_dynamodb_call_is_allowed_by_the_calling_functions_policy(h: Harne
         feed_cache=h.api.feed_cache,
         deep_timeout_s=0.3,
     )
+    # A high-follower account with a post: pulled into fan's cold feed below (is it placed by
+    # a repost there? one BatchGetItem on the feed table).
+    celebrity = h.user("lpc")
+    h.call("POST", "/posts", celebrity["token"], {"text": "pulled"})
+    h.api.users.mark_high_follower(celebrity["id"], 0)
+    h.api.__dict__.pop("feed_reader", None)
     for _ in range(2):
         # The API, every route (the feed twice: once from DynamoDB, once from the cache).
         h.proxy.clear()
         star, fan = h.user("lp"), h.user("lpf")
+        h.call("POST", f"/users/{celebrity['id']}/follow", fan["token"])
         # star returns after a long absence: the login enqueues a feed rebuild (a fan-out job)
         UserModel(user_id=star["id"]).update(actions=[UserModel.last_active_at.set(1)])
         login = h.call("POST", "/auth/login", body={"username": star["name"], "password": PASSWORD}).json
@@ -461,6 +468,8 @@ def test_every_dynamodb_call_is_allowed_by_the_calling_functions_policy(h: Harne
         h.call("GET", f"/posts/{post['post_id']}", fan["token"])
         h.call("POST", f"/posts/{post['post_id']}/like", fan["token"])
         h.call("DELETE", f"/posts/{post['post_id']}/like", fan["token"])
+        h.call("POST", f"/posts/{post['post_id']}/repost", fan["token"])
+        h.call("DELETE", f"/posts/{post['post_id']}/repost", fan["token"])
         leaver = h.user("lpx")  # likes, then deletes the account
         h.call("POST", f"/posts/{post['post_id']}/like", leaver["token"])
         h.call("DELETE", "/me", leaver["token"], {"password": PASSWORD})
@@ -511,10 +520,16 @@ def test_every_dynamodb_call_is_allowed_by_the_calling_functions_policy(h: Harne
     LikeModel(post_id=pushed["post_id"], user_id=big["id"], created_at=int(time.time() * 1000)).save()
     doomed = h.call("POST", "/posts", author["token"], {"text": "deleted before fan-out"}).json
     h.call("POST", f"/posts/{doomed['post_id']}/like", readers[0]["token"])  # its likes are purged
+    # ... and its reposts: the reposter's own item, left with nothing to place, is deleted
+    h.call("POST", f"/posts/{doomed['post_id']}/repost", readers[-1]["token"])
     h.call("DELETE", f"/posts/{doomed['post_id']}", author["token"])
     for reader in readers:
         h.call("POST", f"/users/{big['id']}/follow", reader["token"])
     h.call("POST", f"/users/{author['id']}/follow", big["token"])  # backfills the author's posts
+    # A repost placed in pages of its reposter's followers; another made and undone (settled).
+    h.call("POST", f"/posts/{pushed['post_id']}/repost", big["token"])
+    h.call("POST", f"/posts/{pushed['post_id']}/repost", readers[2]["token"])
+    h.call("DELETE", f"/posts/{pushed['post_id']}/repost", readers[2]["token"])
     h.call("DELETE", f"/users/{author['id']}/follow", readers[0]["token"])
     # An account with a post, a like and follows both ways is deleted: its erasure runs too.
     leaver = h.user("lpl")
@@ -523,11 +538,12 @@ def test_every_dynamodb_call_is_allowed_by_the_calling_functions_policy(h: Harne
     h.call("POST", f"/users/{leaver['id']}/follow", readers[1]["token"])
     liked = h.call("POST", "/posts", author["token"], {"text": "liked by a leaver"}).json
     h.call("POST", f"/posts/{liked['post_id']}/like", leaver["token"])
+    h.call("POST", f"/posts/{liked['post_id']}/repost", leaver["token"])  # its reposts go too
     h.call("POST", f"/users/{big['id']}/mute", leaver["token"])  # its mutes go too
     h.call("DELETE", "/me", leaver["token"], {"password": PASSWORD})
     h.proxy.clear()
     for _ in range(3):
-        for event in ("PostsStream", "FollowsStream", "JobsStream", "LikesStream"):
+        for event in ("PostsStream", "FollowsStream", "JobsStream", "RepostsStream", "LikesStream"):
             h.stack.runner("FanoutFunction", event).drain()
     fanout_observed = _observed(h)
     for action, resource in sorted(fanout_observed):

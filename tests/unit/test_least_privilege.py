@@ -148,7 +148,8 @@ NEEDS: dict[str, dict[str, frozenset[str]]] = {
         # repositories/follows.py followed_at (the table): follow_removed keeps what a newer
         # re-follow owns; followers / followers_since (the Followers table), a page at a time;
         # sever (transaction Deletes): an erased account's follows, both ways.
-        "FollowsTable": frozenset({"dynamodb:Query", "dynamodb:DeleteItem"}),
+        # services/placement.py reads which reposters a reader follows, and since when (BatchGet).
+        "FollowsTable": frozenset({"dynamodb:Query", "dynamodb:DeleteItem", "dynamodb:BatchGetItem"}),
         "FollowersTable": frozenset({"dynamodb:Query", "dynamodb:DeleteItem"}),
         # repositories/users.py follower_count, is_high_follower (Get), high_followers_among
         # and inactive_among (BatchGet), mark_high_follower and finish_feed_rebuild (Update).

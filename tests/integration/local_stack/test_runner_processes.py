@@ -112,6 +112,7 @@ def test_each_functions_runners_run_in_a_process_of_their_own(stack: LocalStack)
         "FanoutFunction.PostsStream",
         "FanoutFunction.JobsStream",
         "FanoutFunction.FollowsStream",
+        "FanoutFunction.RepostsStream",
         "FanoutFunction.LikesStream",
         "CacheRefresherFunction.PostsStream",
         "CacheRefresherFunction.FeedStream",
