@@ -215,6 +215,26 @@ def test_show_feed_puts_the_table_next_to_the_cache(
     assert "2 of 4 rows differ between the table and the cache" in damaged.stdout
 
 
+def test_show_feed_shows_a_reposted_item_at_its_repost(
+    stack: LocalStack, container: Container, ripple: Run
+) -> None:
+    author, reposter, reader = new_user(container), new_user(container), new_user(container)
+    container.follow_service.follow(reader.user_id, author.user_id)
+    container.follow_service.follow(reader.user_id, reposter.user_id)
+    old, newer = (container.post_service.create(author.user_id, t).post_id for t in ("old", "newer"))
+    container.repost_service.repost(reposter.user_id, old)
+    stack.drain()
+    container.feed_reader.home(reader.user_id, 20)  # cached: the table and the cache side by side
+
+    view = json.loads(ripple("show-feed", reader.username, "--json").stdout)
+    assert [(r["post_id"], r.get("reposted_by")) for r in view["rows"]] == [
+        (old, reposter.user_id),  # placed at the repost, above the newer post
+        (newer, None),
+    ]
+    assert view["differences"] == 0 and all(r["in_table"] and r["in_cache"] for r in view["rows"])
+    assert f"reposted by {reposter.username}" in ripple("show-feed", reader.username).stdout
+
+
 def test_show_feed_tells_a_cached_prefix_and_pulled_authors_apart(
     stack: LocalStack, container: Container, redis_server: str, ripple: Run
 ) -> None:

@@ -177,8 +177,10 @@ class FeedScanRepository:
         return list(self.stored_feed(user_id).entries)
 
     def newest_feed_entries(self, user_id: str, limit: int) -> list[FeedEntry]:
-        """A reader's ``limit`` items with the newest post ids (the table's own order)."""
-        query = FeedItemModel.query(user_id, scan_index_forward=False, consistent_read=True, limit=limit)
+        """A reader's ``limit`` items newest placement first (the order feeds are read in)."""
+        query = FeedItemModel.by_placement.query(
+            user_id, scan_index_forward=False, consistent_read=True, limit=limit
+        )
         return [_entry(m) for m in query]
 
     def count_followers(self, user_id: str) -> int:

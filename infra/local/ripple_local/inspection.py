@@ -229,6 +229,7 @@ class FeedRow:
     in_cache: bool
     note: str = ""  # "", "only in the table", "only in the cache", "below the cached prefix", ...
     cached_author_id: str | None = None  # when the cache names another author
+    reposted_by: str | None = None  # placed by this account's repost
 
     @property
     def differs(self) -> bool:
@@ -277,6 +278,8 @@ class FeedView:
             for row in self.rows:
                 cache = "-" if self.cache_state == "unreachable" else ("yes" if row.in_cache else "no")
                 note = f"  {row.note}" if row.note else ""
+                if row.reposted_by:
+                    note = f"  reposted by {self._name(row.reposted_by)}{note}"
                 lines.append(
                     f"  {row.post_id:<26}  {self._name(row.author_id):<20} "
                     f"{'yes' if row.in_table else 'no':<5} {cache:<5}{note}".rstrip()
@@ -311,6 +314,7 @@ class FeedView:
                     "in_cache": None if self.cache_state == "unreachable" else r.in_cache,
                     "note": r.note or None,
                     **({"cached_author_id": r.cached_author_id} if r.cached_author_id else {}),
+                    **({"reposted_by": r.reposted_by} if r.reposted_by else {}),
                 }
                 for r in self.rows
             ],
@@ -324,12 +328,14 @@ def inspect_feed(
 ) -> FeedView:
     """The ``limit`` newest items of the feed table and of the cached feed, side by side.
 
-    The window is the ``limit`` newest post ids of either; within it, membership on both
+    The window is the ``limit`` newest placements of either (a post's id, or the id of the
+    repost that placed it); within it, membership on both
     sides is exact (each side was read at least that deep). An item only in the table is a
     difference unless the cache holds a prefix that ends above it (no sentinel): the cache
     never claims items below its lowest member. ``cache_problem`` set: Redis is not read.
     """
-    table = {e.post_id: e for e in scan.newest_feed_entries(user.user_id, limit)}
+    # Keyed by placement (a post's id, or the repost's that placed it): the order of both.
+    table = {e.placed: e for e in scan.newest_feed_entries(user.user_id, limit)}
     cache_error = cache_problem
     members: list[str] = []
     if cache_problem is None:
@@ -339,8 +345,8 @@ def inspect_feed(
             cache_error = f"Redis unreachable ({str(error) or 'no answer'})"
     refs = [FeedRef.from_member(m) for m in members if m != SENTINEL]
     complete = SENTINEL in members
-    cached = {r.post_id: r for r in refs[:limit]}
-    lowest_cached = refs[-1].post_id if refs else None
+    cached = {r.position: r for r in refs[:limit]}
+    lowest_cached = refs[-1].position if refs else None
     if cache_error is not None:
         state = "unreachable"
     elif not members:
@@ -349,29 +355,35 @@ def inspect_feed(
         state = "complete" if complete else "partial"
 
     rows: list[FeedRow] = []
-    for post_id in sorted(set(table) | set(cached), reverse=True)[:limit]:
-        stored, held = table.get(post_id), cached.get(post_id)
+    for position in sorted(set(table) | set(cached), reverse=True)[:limit]:
+        stored, held = table.get(position), cached.get(position)
         if stored is not None and held is not None:
-            same = held.author_id == stored.author_id
+            same = held.author_id == stored.author_id and held.post_id == stored.post_id
             rows.append(
                 FeedRow(
-                    post_id,
+                    stored.post_id,
                     stored.author_id,
                     True,
                     True,
                     "" if same else "author differs",
                     None if same else held.author_id,
+                    stored.reposted_by,
                 )
             )
         elif held is not None:
-            rows.append(FeedRow(post_id, held.author_id, False, True, "only in the cache"))
+            reposter = held.reposted_by or None
+            rows.append(
+                FeedRow(held.post_id, held.author_id, False, True, "only in the cache", None, reposter)
+            )
         else:
             assert stored is not None
             note = ""
             if state in ("complete", "partial"):
-                below = state == "partial" and lowest_cached is not None and post_id < lowest_cached
+                below = state == "partial" and lowest_cached is not None and position < lowest_cached
                 note = "below the cached prefix" if below else "only in the table"
-            rows.append(FeedRow(post_id, stored.author_id, True, False, note))
+            rows.append(
+                FeedRow(stored.post_id, stored.author_id, True, False, note, None, stored.reposted_by)
+            )
 
     pulled_authors = PulledAuthors(container.users, container.follows).for_reader(user.user_id)
     pulled = sorted(
@@ -383,7 +395,9 @@ def inspect_feed(
         key=lambda ref: ref.post_id,
         reverse=True,
     )[:limit]
-    authors = {row.author_id for row in rows} | set(pulled_authors)
+    authors = (
+        {row.author_id for row in rows} | {r.reposted_by for r in rows if r.reposted_by} | set(pulled_authors)
+    )
     names = {uid: u.username for uid, u in container.users.get_many(sorted(authors)).items()}
     names[user.user_id] = user.username
     return FeedView(
