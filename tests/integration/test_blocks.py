@@ -305,9 +305,6 @@ class _Interleaved(FeedRepository):
     def delete_many(self, keys: Iterable[tuple[str, str]]) -> int:
         return self._inner.delete_many(keys)
 
-    def entries_by_author(self, user_id: str, author_id: str) -> list[FeedEntry]:
-        return self._inner.entries_by_author(user_id, author_id)
-
 
 class _Deleting(FeedRepository):
     def __init__(self, inner: FeedRepository, delete: Any) -> None:
@@ -320,9 +317,6 @@ class _Deleting(FeedRepository):
 
     def delete_many(self, keys: Iterable[tuple[str, str]]) -> int:
         return int(self._delete(keys))
-
-    def entries_by_author(self, user_id: str, author_id: str) -> list[FeedEntry]:
-        return self._inner.entries_by_author(user_id, author_id)
 
 
 def _fanout(container: Container, feed: FeedRepository) -> FanoutService:

@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 import redis
 
-from ripple.cache.feed_cache import FeedRef
+from ripple.cache.feed_cache import SENTINEL, FeedRef
 from ripple.cache.pipelines import ScriptPipeline
 from ripple.container import Container
 from tests.integration.support import SAMPLE_AUTHOR, SAMPLE_FOLLOWER, SAMPLE_POST, fresh_ids, load_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.contract]  # runs on every emulator
+REPOSTER = "01JDQ0000000000000000CCCCC"  # events/cache_refresher/feed_repost_modify.json
 
 
 def test_insert_adds_to_a_cached_feed_idempotently_and_remove_takes_it_out(
@@ -40,6 +41,26 @@ def test_insert_adds_to_a_cached_feed_idempotently_and_remove_takes_it_out(
     assert cache_refresher_handler(remove) == {"batchItemFailures": []}
     after = container.feed_cache.page(reader, None, 10)
     assert after is not None and after.refs == []
+
+
+def test_a_repost_moving_an_item_replaces_its_cached_member(
+    container: Container, cache_refresher_handler: Any
+) -> None:
+    ids = fresh_ids()
+    reader = ids[SAMPLE_FOLLOWER]
+    original = FeedRef(post_id=ids[SAMPLE_POST], author_id=ids[SAMPLE_AUTHOR])
+    container.feed_cache.warm(reader, None, [original], complete=True)
+    moved = load_event("cache_refresher/feed_repost_modify.json", **ids)  # placed by a repost
+
+    assert cache_refresher_handler(moved) == {"batchItemFailures": []}
+    assert cache_refresher_handler(moved) == {"batchItemFailures": []}  # redelivered: the same
+
+    placed = FeedRef(
+        ids[SAMPLE_POST], ids[SAMPLE_AUTHOR], placed="01JDQ8000000000000000RRRRR", reposted_by=REPOSTER
+    )
+    assert [m for m in container.feed_cache.members(reader) if m != SENTINEL] == [placed.member]
+    page = container.feed_cache.page(reader, None, 10)
+    assert page is not None and page.refs == [placed]
 
 
 def test_insert_into_a_cold_feed_leaves_it_cold(container: Container, cache_refresher_handler: Any) -> None:

@@ -154,10 +154,10 @@ NEEDS: dict[str, dict[str, frozenset[str]]] = {
         # repositories/users.py follower_count, is_high_follower (Get), high_followers_among
         # and inactive_among (BatchGet), mark_high_follower and finish_feed_rebuild (Update).
         "UsersTable": frozenset({"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"}),
-        # repositories/feed.py put_many/delete_many (BatchWriteItem), entries_by_author and
-        # entries_reposted_by (Query), get_many (BatchGet), place (conditional Update),
-        # replace_placement (conditional Update or Delete); services/erasure.py reads an erased
-        # account's feed in pages (the by_placement index).
+        # repositories/feed.py put_many/delete_many (BatchWriteItem), entries_involving
+        # (Query), get_many (BatchGet), place (conditional Update), replace_placement
+        # (conditional Update or Delete); services/erasure.py reads an erased account's feed
+        # in pages (the by_placement index).
         "FeedTable": frozenset(
             {"dynamodb:BatchWriteItem", "dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"}
             | {"dynamodb:DeleteItem"}

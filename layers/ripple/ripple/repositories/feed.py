@@ -152,12 +152,11 @@ class FeedRepository:
         )
         return [_to_entry(m) for m in query]
 
-    def entries_by_author(self, user_id: str, author_id: str) -> list[FeedEntry]:
-        """A reader's items of one author's posts, however placed (unfollow, mute)."""
-        query = FeedItemModel.query(user_id, filter_condition=FeedItemModel.author_id == author_id)
-        return [_to_entry(m) for m in query]
-
-    def entries_reposted_by(self, user_id: str, reposter_id: str) -> list[FeedEntry]:
-        """A reader's items placed by one account's reposts (unfollow, mute of the reposter)."""
-        query = FeedItemModel.query(user_id, filter_condition=FeedItemModel.reposted_by == reposter_id)
+    def entries_involving(self, user_id: str, other_id: str) -> list[FeedEntry]:
+        """A reader's items of one account's posts, however placed, and those placed by its
+        reposts: one Query of the reader's partition (unfollow, mute, block)."""
+        query = FeedItemModel.query(
+            user_id,
+            filter_condition=(FeedItemModel.author_id == other_id) | (FeedItemModel.reposted_by == other_id),
+        )
         return [_to_entry(m) for m in query]

@@ -244,9 +244,11 @@ class FanoutService:
         converge in either order. Returns the number of items removed or moved."""
         if not self._hides(reader_id, author_id):
             return 0
-        entries = self._feed.entries_by_author(reader_id, author_id)
+        involved = self._feed.entries_involving(reader_id, author_id)
+        entries = [e for e in involved if e.author_id == author_id]
         removed = self._feed.delete_many((e.user_id, e.post_id) for e in entries)
-        removed += self.placement.hidden_now(reader_id, author_id)
+        # Items its reposts placed move to what else brings their post (or leave).
+        removed += self.placement.settle([e for e in involved if e.author_id != author_id])
         count("MuteItemsRetracted", removed)
         if not self._hides(reader_id, author_id):
             self.unmuted(reader_id, author_id)
@@ -359,8 +361,9 @@ class FanoutService:
 
         If the follower has followed again since (the stream delivers this old unfollow
         late), keep what the current follow owns: posts since it, and its backfill."""
-        moved = self.placement.settle(self._feed.entries_reposted_by(follower_id, followee_id))
-        entries = [e for e in self._feed.entries_by_author(follower_id, followee_id) if e.reposted_by is None]
+        involved = self._feed.entries_involving(follower_id, followee_id)
+        moved = self.placement.settle([e for e in involved if e.reposted_by == followee_id])
+        entries = [e for e in involved if e.author_id == followee_id and e.reposted_by is None]
         refollowed_at = self._follows.followed_at(follower_id, followee_id)
         if refollowed_at is not None:
             floor = ulid_floor(refollowed_at)

@@ -282,11 +282,6 @@ class RepostPlacement:
         )
 
     # ------------------------------------------------------------------ hides
-    def hidden_now(self, reader_id: str, other_id: str) -> int:
-        """The reader now hides ``other_id`` (a mute or a block): items placed by its reposts
-        move to the best placement left (the caller removes items of its posts)."""
-        return self.settle(self._feed.entries_reposted_by(reader_id, other_id))
-
     def unhidden(self, reader_id: str, other_id: str) -> int:
         """The reader no longer hides ``other_id``: its reposts (those the reader follows it
         for) and the reposts of its posts by the reader's followees place again. Reads every
