@@ -6,8 +6,8 @@ The rules are AWS's (DynamoDB developer guide, "Read/write capacity mode"):
   consistent; GetItem/BatchGetItem round each item up, Query rounds the sum of the items it
   returns; a read of a missing item, or a Query that returns nothing, still costs the
   minimum; GSI queries are eventually consistent;
-* writes: 1 unit per 1 KB (rounded up) per item; each global secondary index whose item is
-  created, changed or deleted costs its own write; transactional reads and writes cost
+* writes: 1 unit per 1 KB (rounded up) per item; each secondary index (global or local)
+  whose item is created, changed or deleted costs its own write; transactional reads and writes cost
   twice the standard units on the table (index writes are standard).
 
 UpdateItem only names the changed attributes, so an update is charged 1 KB (every item
@@ -77,7 +77,8 @@ class Charger:
         infos = {}
         for logical_id, name in physical.items():
             props = template["Resources"][logical_id]["Properties"]
-            keys = [props["KeySchema"], *(i["KeySchema"] for i in props.get("GlobalSecondaryIndexes") or [])]
+            indexes = props.get("GlobalSecondaryIndexes", []) + props.get("LocalSecondaryIndexes", [])
+            keys = [props["KeySchema"], *(i["KeySchema"] for i in indexes)]
             key, *gsis = (tuple(k["AttributeName"] for k in schema) for schema in keys)
             infos[name] = TableInfo(logical_id, key, tuple(gsis))
         return cls(infos)

@@ -48,10 +48,9 @@ def _scratch(client: Any, *logical_ids: str) -> Iterator[list[str]]:
         for logical_id in logical_ids:
             props = resources[logical_id]["Properties"]
             shape = {k: props[k] for k in ("KeySchema", "AttributeDefinitions")}
-            keep = ("IndexName", "KeySchema", "Projection")
-            for kind in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):  # as the template has them
-                if indexes := props.get(kind):
-                    shape[kind] = [{k: i[k] for k in keep} for i in indexes]
+            keep = ("IndexName", "KeySchema", "Projection")  # indexes as the template has them
+            kinds = [k for k in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes") if props.get(k)]
+            shape |= {kind: [{k: i[k] for k in keep} for i in props[kind]] for kind in kinds}
             names.append(f"bench-{logical_id}-{uuid.uuid4().hex[:8]}")
             client.create_table(TableName=names[-1], BillingMode="PAY_PER_REQUEST", **shape)
             client.get_waiter("table_exists").wait(TableName=names[-1])

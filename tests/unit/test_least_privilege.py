@@ -100,10 +100,12 @@ NEEDS: dict[str, dict[str, frozenset[str]]] = {
         # repositories/feed.py: page (Query); repositories/posts.py writes the author's own item
         # in the post's transaction (Put); services/health.py: ready (DescribeTable), deep (a
         # probe item put and deleted, BatchWriteItem).
-        # services/feed.py: a pulled post's item in the reader's feed (BatchGet: placed by a
-        # repost?); services/reposts.py: the reposter's own placement (conditional Update).
+        # repositories/feed.py page: items at their posts (Query of the table) and those
+        # reposts placed (Query of the index); services/feed.py: a pulled post's item in the
+        # reader's feed (BatchGet: placed by a repost?); services/reposts.py: the reposter's
+        # own placement (conditional Update).
         "FeedTable": frozenset(
-            {"dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:DescribeTable"}
+            {"dynamodb:Query", "dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:DescribeTable"}
             | {"dynamodb:BatchGetItem", "dynamodb:UpdateItem"}
         ),
         "FeedTable/index/by_placement": frozenset({"dynamodb:Query"}),

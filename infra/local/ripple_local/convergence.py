@@ -38,8 +38,10 @@ blocked by). U's item of P is then:
 * the TTL rule reads the placement's time: an item placed by a recent repost is required
   even if its post is old.
 
-An item is compared by post, author, ``placed`` and ``reposted_by``: the right post at the
-wrong place is *misplaced*; an item without ``placed`` is in no page (*unplaced*): both are
+An item is compared by post, author, ``placed`` and ``reposted_by`` (an item at its post
+stores neither: the placement index is sparse): the right post at the wrong place is
+*misplaced*; an item with one of ``placed`` and ``reposted_by`` but not the other is
+malformed (*unplaced*: a page would show it twice, or as the post's own): both are
 differences.
 
 A deleted account (``DELETE /me``; its released username names it during the quarantine)
@@ -81,11 +83,9 @@ from ripple.cache.post_cache import PostCache
 from ripple.config import DAY
 from ripple.domain import FeedEntry
 from ripple.ids import ulid_floor
-from ripple.repositories.batch import batch_write
 from ripple.repositories.blocks import BlockRepository
 from ripple.repositories.feed import FeedRepository
 from ripple.repositories.follows import FollowRepository
-from ripple.repositories.models import FeedItemModel
 from ripple.repositories.posts import PostRepository
 from ripple.repositories.users import UserRepository
 from ripple_local.feed_scan import FeedScanRepository, PostStamp, RepostStamp, StoredFeed
@@ -217,7 +217,7 @@ class UserConvergence:
     exists: bool = True  # False for an id that names no user (a typo must not pass as "ok")
     not_judged: str = ""  # AWAY | REBUILDING: the feed table is not compared
     misplaced: tuple[Misplaced, ...] = ()  # the right post at the wrong place
-    unplaced: tuple[FeedEntry, ...] = ()  # items without ``placed``: in no page
+    unplaced: tuple[FeedEntry, ...] = ()  # malformed placements: ``placed`` xor ``reposted_by``
 
     @property
     def table_ok(self) -> bool:
@@ -662,7 +662,7 @@ class ConvergenceChecker:
         diff = _differences(stored, expected)
         # The cached prefix mirrors the table: the stored items that are right or not judged,
         # and the expected ones in place of the others (unless they may be absent and are
-        # not stored). Unplaced items are in no page, so in no cached feed either.
+        # not stored). Malformed (unplaced) items are judged in the table only.
         visible = {e.post_id: e for e in stored.entries if e.post_id not in stored.unplaced}
         kept = [e for e in visible.values() if expected.holds(e) or not expected.judges(e)]
         kept_ids = {e.post_id for e in kept}
@@ -718,29 +718,11 @@ class ConvergenceChecker:
         writes += [expected.entries[e.post_id] for e in diff.unplaced if e.post_id in expected.entries]
         removals = [*diff.extra, *(e for e in diff.unplaced if e.post_id not in expected.entries)]
         deleted = self._feed.delete_many((user_id, e.post_id) for e in removals)
-        written = self._put(writes)
+        written = self._feed.put_many(writes)  # each placed as expected (a repost's, or at its post)
         if writes:
             alive = self._posts.get_many((e.author_id, e.post_id) for e in writes)
             self._feed.delete_many((user_id, e.post_id) for e in writes if e.post_id not in alive)
         return FeedRepair(user_id, written=written, deleted=deleted, cache_dropped=self._drop_feed(user_id))
-
-    def _put(self, entries: Sequence[FeedEntry]) -> int:
-        """Write whole feed items (``placed`` always set), expiring a TTL from now."""
-        ttl_seconds = self._feed_item_ttl_ms // 1000
-        expires_at = int(time.time()) + ttl_seconds if ttl_seconds else None
-        rows = [
-            FeedItemModel(
-                user_id=e.user_id,
-                post_id=e.post_id,
-                author_id=e.author_id,
-                created_at=e.created_at,
-                placed=e.placed,
-                reposted_by=e.reposted_by,
-                expires_at=expires_at,
-            )
-            for e in entries
-        ]
-        return batch_write(FeedItemModel, puts=rows)
 
     def _drop_feed(self, user_id: str) -> bool:
         try:
@@ -770,7 +752,8 @@ def _differences(stored: StoredFeed, expected: ExpectedFeed) -> _Differences:
     """The judged differences of a feed table partition. An item stored under the wrong
     author is both missing and extra (the key is the post, so a rebuild deletes then
     rewrites it); the right post by the right author at the wrong place is misplaced; an
-    item without ``placed`` is unplaced (and nothing else: a rebuild rewrites or deletes it)."""
+    item with a malformed placement is unplaced (and nothing else: a rebuild rewrites or
+    deletes it)."""
     by_post = {e.post_id: e for e in stored.entries}
     unplaced = [e for e in stored.entries if e.post_id in stored.unplaced and expected.judges(e)]
     placed = [e for e in stored.entries if e.post_id not in stored.unplaced]

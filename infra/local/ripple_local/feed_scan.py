@@ -16,6 +16,7 @@ from typing import Any
 
 from ripple.domain import FeedEntry
 from ripple.ids import is_ulid, ulid_timestamp_ms
+from ripple.repositories.feed import FeedRepository
 from ripple.repositories.models import (
     BlockedByModel,
     BlockModel,
@@ -95,7 +96,9 @@ class RepostStamp:
 @dataclass(frozen=True)
 class StoredFeed:
     """A reader's whole feed partition: its items, newest placement first, and the ids of
-    the posts whose item has no ``placed`` attribute (in no page: the index skips it)."""
+    the posts whose item has a malformed placement (``unplaced``): ``placed`` without
+    ``reposted_by`` (a page would show it twice: from the table and from the index) or
+    ``reposted_by`` without ``placed`` (shown where the post was made, as the post's own)."""
 
     entries: tuple[FeedEntry, ...]
     unplaced: frozenset[str]
@@ -166,11 +169,13 @@ class FeedScanRepository:
         return ReaderState(*(int(v) if v is not None else None for v in values))
 
     def stored_feed(self, user_id: str) -> StoredFeed:
-        """A reader's whole feed partition (a Query of the table, not of the placement index,
-        so items without ``placed`` are read too)."""
+        """A reader's whole feed partition (a Query of the table: the placement index holds
+        only the items reposts placed)."""
         rows = list(FeedItemModel.query(user_id, consistent_read=True))
         entries = sorted((_entry(m) for m in rows), key=lambda e: (e.placed, e.post_id), reverse=True)
-        return StoredFeed(tuple(entries), frozenset(m.post_id for m in rows if not m.placed))
+        return StoredFeed(
+            tuple(entries), frozenset(m.post_id for m in rows if bool(m.placed) != bool(m.reposted_by))
+        )
 
     def feed_entries(self, user_id: str) -> list[FeedEntry]:
         """A reader's whole feed partition, newest placement first."""
@@ -178,10 +183,7 @@ class FeedScanRepository:
 
     def newest_feed_entries(self, user_id: str, limit: int) -> list[FeedEntry]:
         """A reader's ``limit`` items newest placement first (the order feeds are read in)."""
-        query = FeedItemModel.by_placement.query(
-            user_id, scan_index_forward=False, consistent_read=True, limit=limit
-        )
-        return [_entry(m) for m in query]
+        return FeedRepository().page(user_id, limit, consistent=True)
 
     def count_followers(self, user_id: str) -> int:
         """Rows in the user's Followers partition (what ``follower_count`` counts)."""

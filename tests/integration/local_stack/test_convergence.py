@@ -290,15 +290,16 @@ def item(reader: str, post: PostStamp, placed: str = "", reposted_by: str | None
 
 
 def store(*entries: FeedEntry, unplaced: bool = False) -> None:
-    """Feed items as their writers store them (``unplaced``: without ``placed``, as before
-    reposts existed)."""
+    """Feed items as their writers store them: ``placed`` only on items a repost placed
+    (``unplaced``: malformed, ``placed`` on an item at its post, which a page would show
+    twice, from the table and from the placement index)."""
     for e in entries:
         FeedItemModel(
             user_id=e.user_id,
             post_id=e.post_id,
             author_id=e.author_id,
             created_at=e.created_at,
-            placed=None if unplaced else e.placed,
+            placed=e.placed if e.reposted_by or unplaced else None,
             reposted_by=e.reposted_by,
         ).save()
 
@@ -413,13 +414,13 @@ def test_a_repost_of_a_deleted_post_places_nothing(container: Container, checker
     assert checker.check([r]).for_user(r).extra == (item(r, post, rid, k),)
 
 
-def test_an_item_without_a_placement_is_reported_and_rebuilt(
+def test_an_item_with_a_malformed_placement_is_reported_and_rebuilt(
     container: Container, checker: ConvergenceChecker
 ) -> None:
     r, a = users(container, 2)
     follow_at(r, a, ms(10))
     post = post_at(a, ms(9))
-    store(item(r, post), unplaced=True)  # as written before reposts: in no page
+    store(item(r, post), unplaced=True)  # ``placed`` without a reposter: in two places of a page
 
     result = checker.check([r]).for_user(r)
     assert result.unplaced == (item(r, post),) and not result.ok
@@ -427,7 +428,7 @@ def test_an_item_without_a_placement_is_reported_and_rebuilt(
     assert f"unplaced [{post.post_id}(by {a})]" in result.describe()
     assert checker.rebuild_feed(r).written == 1
     assert checker.check([r]).ok
-    assert FeedItemModel.get(r, post.post_id, consistent_read=True).placed == post.post_id
+    assert FeedItemModel.get(r, post.post_id, consistent_read=True).placed is None  # at its post
 
 
 def test_the_cached_prefix_is_judged_in_placement_order(
@@ -475,7 +476,7 @@ def test_rebuild_feed_writes_placements_the_check_accepts(
     assert (repair.written, repair.deleted) == (3, 0)
     assert checker.check([r]).ok
     rows = {m.post_id: (m.placed, m.reposted_by) for m in FeedItemModel.query(r, consistent_read=True)}
-    assert rows == {p1.post_id: (rid, k2), p2.post_id: (p2.post_id, None), p3.post_id: (rid3, k1)}
+    assert rows == {p1.post_id: (rid, k2), p2.post_id: (None, None), p3.post_id: (rid3, k1)}
 
 
 def test_an_item_placed_by_a_recent_repost_of_an_old_post_may_not_expire(

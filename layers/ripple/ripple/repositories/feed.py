@@ -1,8 +1,11 @@
 """Home feed items in DynamoDB: the durable truth the Redis feed cache is derived from.
 
-One item per (reader, post). Where it sits, ``placed``, is the post's id or the id of the
-repost that brought it (``ripple.services.placement`` keeps the newest); pages are read
-through the ``by_placement`` local index, newest first.
+One item per (reader, post). Where it sits is the post's id, or the id of the repost that
+brought it (``placed``, with ``reposted_by``; ``ripple.services.placement`` keeps the
+newest). Only items a repost placed carry ``placed``, so only they are in the
+``by_placement`` local index: an item at its post - nearly every item - costs no index
+write. A page merges the table's items at their posts (newest post id first, those with
+``placed`` filtered out) with the index's (newest repost first).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
 from ripple.domain import FeedEntry
-from ripple.repositories.batch import batch_get, batch_write
+from ripple.repositories.batch import batch_get, batch_write, concurrently
 from ripple.repositories.models import FeedItemModel
 
 
@@ -42,10 +45,29 @@ def feed_item_row(entry: FeedEntry, ttl_seconds: int) -> FeedItemModel:
         post_id=entry.post_id,
         author_id=entry.author_id,
         created_at=entry.created_at,
-        placed=entry.placed,
+        placed=entry.placed if entry.reposted_by else None,
         reposted_by=entry.reposted_by,
         expires_at=_expiry(ttl_seconds),
     )
+
+
+def _placement_actions(entry: FeedEntry, ttl_seconds: int) -> list[Action]:
+    """Updates that place an item as ``entry`` says (at its post: no ``placed``)."""
+    expires = _expiry(ttl_seconds)
+    actions: list[Action]
+    if entry.reposted_by:
+        actions = [FeedItemModel.placed.set(entry.placed), FeedItemModel.reposted_by.set(entry.reposted_by)]
+    else:
+        actions = [FeedItemModel.placed.remove(), FeedItemModel.reposted_by.remove()]
+    actions.append(FeedItemModel.expires_at.set(expires) if expires else FeedItemModel.expires_at.remove())
+    return actions
+
+
+def _placed_as(entry: FeedEntry) -> Condition:
+    """The item is placed as ``entry`` (a repost's placement, or at its post)."""
+    if entry.reposted_by:
+        return (FeedItemModel.placed == entry.placed) & (FeedItemModel.reposted_by == entry.reposted_by)
+    return FeedItemModel.placed.does_not_exist() & FeedItemModel.reposted_by.does_not_exist()
 
 
 def _condition_failed(exc: Exception) -> bool:
@@ -69,30 +91,22 @@ class FeedRepository:
         return batch_write(FeedItemModel, delete_keys=delete_keys)
 
     def place(self, entry: FeedEntry) -> bool:
-        """Place ``entry`` (a repost's: ``placed`` is the repost's id) unless the reader's item
-        of that post is already placed as new or newer: the newest placement wins whatever the
-        order writers arrive in, so concurrent reposts converge. One conditional UpdateItem;
-        True if it wrote."""
+        """Place ``entry`` unless the reader's item of that post is already placed as new or
+        newer (an item at its post is older than any repost of it): the newest placement
+        wins whatever the order writers arrive in, so concurrent reposts converge. One
+        conditional UpdateItem (it creates a missing item); True if it wrote."""
         item = FeedItemModel(user_id=entry.user_id, post_id=entry.post_id)
         actions: list[Action] = [
             FeedItemModel.author_id.set(entry.author_id),
             FeedItemModel.created_at.set(entry.created_at),
-            FeedItemModel.placed.set(entry.placed),
-            (
-                FeedItemModel.reposted_by.set(entry.reposted_by)
-                if entry.reposted_by
-                else FeedItemModel.reposted_by.remove()
-            ),
+            *_placement_actions(entry, self._ttl),
         ]
-        expires = _expiry(self._ttl)
-        actions.append(
-            FeedItemModel.expires_at.set(expires) if expires else FeedItemModel.expires_at.remove()
-        )
+        if entry.reposted_by:
+            condition = FeedItemModel.placed.does_not_exist() | (FeedItemModel.placed < entry.placed)
+        else:  # at its post: only where no repost placed it
+            condition = FeedItemModel.placed.does_not_exist()
         try:
-            item.update(
-                actions=actions,
-                condition=FeedItemModel.placed.does_not_exist() | (FeedItemModel.placed < entry.placed),
-            )
+            item.update(actions=actions, condition=condition)
         except UpdateError as exc:
             if _condition_failed(exc):
                 return False
@@ -103,34 +117,12 @@ class FeedRepository:
         """Move the reader's item of a post from ``current``'s placement to ``replacement``'s
         (None: delete the item), only if it is still placed as ``current`` (a newer repost may
         have moved it meanwhile, and then it stays). True if it changed."""
-        condition: Condition = FeedItemModel.placed == current.placed
-        condition &= (
-            FeedItemModel.reposted_by == current.reposted_by
-            if current.reposted_by
-            else FeedItemModel.reposted_by.does_not_exist()
-        )
         item = FeedItemModel(user_id=current.user_id, post_id=current.post_id)
         try:
             if replacement is None:
-                item.delete(condition=condition)
+                item.delete(condition=_placed_as(current))
             else:
-                expires = _expiry(self._ttl)
-                item.update(
-                    actions=[
-                        FeedItemModel.placed.set(replacement.placed),
-                        (
-                            FeedItemModel.reposted_by.set(replacement.reposted_by)
-                            if replacement.reposted_by
-                            else FeedItemModel.reposted_by.remove()
-                        ),
-                        (
-                            FeedItemModel.expires_at.set(expires)
-                            if expires
-                            else FeedItemModel.expires_at.remove()
-                        ),
-                    ],
-                    condition=condition,
-                )
+                item.update(actions=_placement_actions(replacement, self._ttl), condition=_placed_as(current))
         except (UpdateError, DeleteError) as exc:
             if _condition_failed(exc):
                 return False
@@ -143,14 +135,37 @@ class FeedRepository:
         rows = batch_get(FeedItemModel, list(dict.fromkeys(keys)), consistent_read=True)
         return {(m.user_id, m.post_id): _to_entry(m) for m in rows}
 
-    def page(self, user_id: str, limit: int, after: str | None = None) -> list[FeedEntry]:
+    def page(
+        self, user_id: str, limit: int, after: str | None = None, *, consistent: bool = False
+    ) -> list[FeedEntry]:
         """Up to ``limit`` entries newest placement first, placed strictly below ``after``
-        if given (the cursor names a placement: a post's id, or a repost's)."""
-        condition = FeedItemModel.placed < after if after else None
-        query = FeedItemModel.by_placement.query(
-            user_id, range_key_condition=condition, scan_index_forward=False, limit=limit
-        )
-        return [_to_entry(m) for m in query]
+        if given (the cursor names a placement: a post's id, or a repost's). Two Queries,
+        sent at once: items at their posts (the table; those a repost placed filtered out,
+        paged until ``limit`` pass) and items placed by reposts (the index)."""
+
+        def at_posts() -> list[FeedEntry]:
+            query = FeedItemModel.query(
+                user_id,
+                range_key_condition=FeedItemModel.post_id < after if after else None,
+                filter_condition=FeedItemModel.placed.does_not_exist(),
+                scan_index_forward=False,
+                limit=limit,
+                consistent_read=consistent,
+            )
+            return [_to_entry(m) for m in query]
+
+        def by_reposts() -> list[FeedEntry]:
+            query = FeedItemModel.by_placement.query(
+                user_id,
+                range_key_condition=FeedItemModel.placed < after if after else None,
+                scan_index_forward=False,
+                limit=limit,
+                consistent_read=consistent,
+            )
+            return [_to_entry(m) for m in query]
+
+        own, reposted = concurrently(lambda read: read(), [at_posts, by_reposts])
+        return sorted([*own, *reposted], key=lambda e: e.placed, reverse=True)[:limit]
 
     def entries_involving(self, user_id: str, other_id: str) -> list[FeedEntry]:
         """A reader's items of one account's posts, however placed, and those placed by its

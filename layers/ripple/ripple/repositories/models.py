@@ -134,9 +134,9 @@ class FeedItemModel(Model):
     post_id = UnicodeAttribute(range_key=True)
     author_id = UnicodeAttribute()
     created_at = NumberAttribute()  # the post's creation (epoch ms)
-    # Where the item sits (the index's key): the post id, or the id of the newest repost
-    # that brought it, by ``reposted_by``. Every writer sets it; an item without it (written
-    # before reposts existed) is in no page: ``ripple rebuild-feed`` writes them again.
+    # Where the item sits, when a repost brought it: the id of the newest such repost (the
+    # index's key), by ``reposted_by``. Absent on an item at its post (nearly all of them),
+    # which is then in the table only: the index is sparse, and costs those writes nothing.
     placed = UnicodeAttribute(null=True)
     reposted_by = UnicodeAttribute(null=True)
     expires_at = NumberAttribute(null=True)  # TTL (epoch seconds); absent: kept for ever
