@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import redis
+from chalice.test import Client
 
 from ripple.container import Container
 from ripple.domain import Post, User
@@ -96,3 +98,37 @@ def feed_reader(
         container.users,
         RelationsReader(container.blocks, RelationsCache(r)),
     )
+
+
+class Http:
+    """The API function's routes called in process (Chalice's test client): JSON in, the
+    response with ``.json`` parsed (None for an empty body)."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def __call__(
+        self, method: str, path: str, token: str | None = None, body: Any = None, raw: bytes | None = None
+    ) -> Any:
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        payload = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
+        response = self._client.http.request(method, path, headers=headers, body=payload)
+        response.json = json.loads(response.body) if response.body else None
+        return response
+
+    def user(self, prefix: str = "u") -> dict[str, Any]:
+        """A new user: id, name, access ``token`` and ``refresh`` token."""
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        r = self("POST", "/auth/signup", body={"username": name, "password": "password123"})
+        assert r.status_code == 201, r.body
+        return {"id": r.json["user"]["user_id"], "name": name, "token": r.json["access_token"],
+                "refresh": r.json["refresh_token"]}  # fmt: skip
+
+
+def error_code(response: Any) -> str:
+    """The ``code`` of an error response, which has the one error shape."""
+    assert set(response.json) == {"error"}, response.json
+    assert set(response.json["error"]) == {"code", "message"}
+    return str(response.json["error"]["code"])

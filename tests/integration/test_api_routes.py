@@ -9,7 +9,6 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import jwt
 import pytest
@@ -22,44 +21,16 @@ from ripple.domain import User
 from ripple.errors import RateLimitedError
 from ripple.ids import new_ulid
 from ripple_local.stack import LocalStack
+from tests.integration.support import Http, error_code
 
 pytestmark = [pytest.mark.integration, pytest.mark.contract]  # runs on every emulator
 UNKNOWN_ID = "01JDQ0000000000000000ZZZZZ"
-
-
-class Http:
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
-    def __call__(
-        self, method: str, path: str, token: str | None = None, body: Any = None, raw: bytes | None = None
-    ) -> Any:
-        headers = {"Content-Type": "application/json"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        payload = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
-        response = self._client.http.request(method, path, headers=headers, body=payload)
-        response.json = json.loads(response.body) if response.body else None
-        return response
-
-    def user(self, prefix: str = "u") -> dict[str, Any]:
-        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-        r = self("POST", "/auth/signup", body={"username": name, "password": "password123"})
-        assert r.status_code == 201, r.body
-        return {"id": r.json["user"]["user_id"], "name": name, "token": r.json["access_token"],
-                "refresh": r.json["refresh_token"]}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def http(stack: LocalStack) -> Iterator[Http]:
     with Client(stack.handler("ApiFunction")) as client:
         yield Http(client)
-
-
-def error_code(response: Any) -> str:
-    assert set(response.json) == {"error"}, response.json
-    assert set(response.json["error"]) == {"code", "message"}
-    return str(response.json["error"]["code"])
 
 
 # ------------------------------------------------------------------ auth

@@ -6,7 +6,6 @@ the repository's erasure of a user's rows (for account deletion)."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -24,45 +23,17 @@ from ripple.services.blocks import BlockService
 from ripple.services.fanout import FanoutService
 from ripple_local.convergence import ConvergenceChecker
 from ripple_local.stack import LocalStack
-from tests.integration.support import feed_reader
+from tests.integration.support import Http, error_code, feed_reader
 
 pytestmark = [pytest.mark.integration]
 UNKNOWN_ID = "01JDQ0000000000000000ZZZZZ"
 
 
 # ------------------------------------------------------------------ helpers
-class Http:
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
-    def __call__(self, method: str, path: str, token: str | None = None) -> Any:
-        headers = {"Content-Type": "application/json"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        response = self._client.http.request(method, path, headers=headers, body=b"")
-        response.json = json.loads(response.body) if response.body else None
-        return response
-
-    def user(self, prefix: str = "bk") -> dict[str, Any]:
-        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-        body = json.dumps({"username": name, "password": "password123"}).encode()
-        r = self._client.http.request(
-            "POST", "/auth/signup", headers={"Content-Type": "application/json"}, body=body
-        )
-        assert r.status_code == 201, r.body
-        parsed = json.loads(r.body)
-        return {"id": parsed["user"]["user_id"], "token": parsed["access_token"]}
-
-
 @pytest.fixture(scope="module")
 def http(stack: LocalStack) -> Iterator[Http]:
     with Client(stack.handler("ApiFunction")) as client:
         yield Http(client)
-
-
-def error_code(response: Any) -> str:
-    assert set(response.json) == {"error"} and set(response.json["error"]) == {"code", "message"}
-    return str(response.json["error"]["code"])
 
 
 def signup(container: Container, name: str) -> str:

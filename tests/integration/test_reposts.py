@@ -7,11 +7,9 @@ is fanned out), unfollow, mute and block settling placements, pulled authors, th
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import pytest
 from chalice.test import Client
@@ -23,9 +21,10 @@ from ripple.errors import ForbiddenError, NotFoundError
 from ripple.repositories.fanout_jobs import FanoutJobRepository
 from ripple.repositories.feed import FeedRepository
 from ripple.repositories.reposts import Repost
+from ripple.services.placement import RepostPlacement
 from ripple_local.convergence import ConvergenceChecker
 from ripple_local.stack import LocalStack
-from tests.integration.support import TEST_HIGH_FOLLOWER_THRESHOLD, feed_reader
+from tests.integration.support import TEST_HIGH_FOLLOWER_THRESHOLD, Http, error_code, feed_reader
 
 pytestmark = [pytest.mark.integration]
 UNKNOWN_POST = "01JDQ0000000000000000ZZZZZ"
@@ -75,37 +74,10 @@ def converged(container: Container, *readers: str) -> None:
     assert report.ok, report.summary()
 
 
-class Http:
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
-    def __call__(self, method: str, path: str, token: str | None = None) -> Any:
-        headers = {"Content-Type": "application/json"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        response = self._client.http.request(method, path, headers=headers, body=b"")
-        response.json = json.loads(response.body) if response.body else None
-        return response
-
-    def user(self) -> dict[str, Any]:
-        body = json.dumps({"username": f"rp_{uuid.uuid4().hex[:10]}", "password": "password123"}).encode()
-        r = self._client.http.request(
-            "POST", "/auth/signup", headers={"Content-Type": "application/json"}, body=body
-        )
-        assert r.status_code == 201, r.body
-        parsed = json.loads(r.body)
-        return {"id": parsed["user"]["user_id"], "token": parsed["access_token"]}
-
-
 @pytest.fixture(scope="module")
 def http(stack: LocalStack) -> Iterator[Http]:
     with Client(stack.handler("ApiFunction")) as client:
         yield Http(client)
-
-
-def error_code(response: Any) -> str:
-    assert set(response.json) == {"error"} and set(response.json["error"]) == {"code", "message"}
-    return str(response.json["error"]["code"])
 
 
 # ------------------------------------------------------------------ routes
@@ -113,13 +85,7 @@ def test_repost_and_undo_are_idempotent_and_count_and_refuse_what_they_must(
     http: Http, stack: LocalStack, container: Container
 ) -> None:
     author, reposter, blocked = http.user(), http.user(), http.user()
-    made = http._client.http.request(
-        "POST",
-        "/posts",
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {author['token']}"},
-        body=json.dumps({"text": "worth sharing"}).encode(),
-    )
-    post_id = json.loads(made.body)["post_id"]
+    post_id = http("POST", "/posts", author["token"], {"text": "worth sharing"}).json["post_id"]
     path = f"/posts/{post_id}/repost"
 
     first, again = http("POST", path, reposter["token"]), http("POST", path, reposter["token"])
@@ -258,7 +224,7 @@ def test_deleting_the_original_retracts_every_repost(stack: LocalStack, containe
     converged(container, author, k1, k2, r1, r2)
 
 
-class _DeletingOnFirstPlace(FeedRepository):
+class _ActingOnFirstPlace(FeedRepository):
     """A feed repository that runs ``action`` once, just before the first placement: the post
     is deleted (and its reposts purged) while the repost is being fanned out."""
 
@@ -272,6 +238,23 @@ class _DeletingOnFirstPlace(FeedRepository):
             action, self._action = self._action, None
             action()
         return self._inner.place(entry)
+
+
+def racing_placement(container: Container, action: Callable[[], None]) -> RepostPlacement:
+    """The fan-out's repost placement, with ``action`` run just before its first write."""
+    settings = container.settings
+    return RepostPlacement(
+        _ActingOnFirstPlace(container.feed, action),
+        container.reposts,
+        container.follows,
+        container.posts,
+        container.users,
+        container.blocks,
+        FanoutJobRepository(),
+        page_size=settings.fanout_page_size,
+        backfill_posts=settings.backfill_posts,
+        away=lambda readers: set(),
+    )
 
 
 def test_a_repost_of_a_post_being_deleted_leaves_nothing(stack: LocalStack, container: Container) -> None:
@@ -295,19 +278,7 @@ def test_a_repost_of_a_post_being_deleted_leaves_nothing(stack: LocalStack, cont
         container.fanout.post_deleted(author, post)  # the purge: the repost row goes
         container.fanout.placement.run(container.fanout.placement.retraction_of(repost))
 
-    placement = container.fanout.placement
-    racing = type(placement)(
-        _DeletingOnFirstPlace(container.feed, delete_now),
-        container.reposts,
-        container.follows,
-        container.posts,
-        container.users,
-        container.blocks,
-        FanoutJobRepository(),
-        page_size=container.settings.fanout_page_size,
-        backfill_posts=container.settings.backfill_posts,
-        away=lambda readers: set(),
-    )
+    racing = racing_placement(container, delete_now)
     racing.run(racing.push_of(repost))
 
     # Then the placement written after the retraction passed was undone at once
@@ -439,19 +410,7 @@ def test_a_block_while_a_repost_is_fanned_out_leaves_no_item(stack: LocalStack, 
         container.block_service.block(reader, author)
         container.fanout.muted(reader, author)  # the block's hide job, run before our write
 
-    placement = container.fanout.placement
-    racing = type(placement)(
-        _DeletingOnFirstPlace(container.feed, block_now),
-        container.reposts,
-        container.follows,
-        container.posts,
-        container.users,
-        container.blocks,
-        FanoutJobRepository(),
-        page_size=container.settings.fanout_page_size,
-        backfill_posts=container.settings.backfill_posts,
-        away=lambda readers: set(),
-    )
+    racing = racing_placement(container, block_now)
     racing.run(racing.push_of(repost))
 
     assert item(container, reader, post) is None

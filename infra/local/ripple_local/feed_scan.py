@@ -16,7 +16,7 @@ from typing import Any
 
 from ripple.domain import FeedEntry
 from ripple.ids import is_ulid, ulid_timestamp_ms
-from ripple.repositories.feed import FeedRepository
+from ripple.repositories.feed import FeedRepository, feed_entry
 from ripple.repositories.models import (
     BlockedByModel,
     BlockModel,
@@ -104,18 +104,6 @@ class StoredFeed:
     unplaced: frozenset[str]
 
 
-def _entry(m: FeedItemModel) -> FeedEntry:
-    """The item as a FeedEntry (an item without ``placed`` reads as placed at its post)."""
-    return FeedEntry(
-        user_id=m.user_id,
-        post_id=m.post_id,
-        author_id=m.author_id,
-        created_at=int(m.created_at),
-        placed=m.placed or "",
-        reposted_by=m.reposted_by,
-    )
-
-
 @dataclass(frozen=True)
 class ReaderState:
     """What decides whether fan-out pushed to a reader (``ripple.services.activity``), epoch ms."""
@@ -172,7 +160,7 @@ class FeedScanRepository:
         """A reader's whole feed partition (a Query of the table: the placement index holds
         only the items reposts placed)."""
         rows = list(FeedItemModel.query(user_id, consistent_read=True))
-        entries = sorted((_entry(m) for m in rows), key=lambda e: (e.placed, e.post_id), reverse=True)
+        entries = sorted((feed_entry(m) for m in rows), key=lambda e: (e.placed, e.post_id), reverse=True)
         return StoredFeed(
             tuple(entries), frozenset(m.post_id for m in rows if bool(m.placed) != bool(m.reposted_by))
         )

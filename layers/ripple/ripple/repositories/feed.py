@@ -22,7 +22,8 @@ from ripple.repositories.batch import batch_get, batch_write, concurrently
 from ripple.repositories.models import FeedItemModel
 
 
-def _to_entry(m: FeedItemModel) -> FeedEntry:
+def feed_entry(m: FeedItemModel) -> FeedEntry:
+    """A stored item as a FeedEntry (no ``placed``: at its post)."""
     return FeedEntry(
         user_id=m.user_id,
         post_id=m.post_id,
@@ -133,7 +134,7 @@ class FeedRepository:
         """The items at these (user_id, post_id) keys that exist (strongly consistent; one
         BatchGetItem per 100 keys)."""
         rows = batch_get(FeedItemModel, list(dict.fromkeys(keys)), consistent_read=True)
-        return {(m.user_id, m.post_id): _to_entry(m) for m in rows}
+        return {(m.user_id, m.post_id): feed_entry(m) for m in rows}
 
     def page(
         self, user_id: str, limit: int, after: str | None = None, *, consistent: bool = False
@@ -152,7 +153,7 @@ class FeedRepository:
                 limit=limit,
                 consistent_read=consistent,
             )
-            return [_to_entry(m) for m in query]
+            return [feed_entry(m) for m in query]
 
         def by_reposts() -> list[FeedEntry]:
             query = FeedItemModel.by_placement.query(
@@ -162,7 +163,7 @@ class FeedRepository:
                 limit=limit,
                 consistent_read=consistent,
             )
-            return [_to_entry(m) for m in query]
+            return [feed_entry(m) for m in query]
 
         own, reposted = concurrently(lambda read: read(), [at_posts, by_reposts])
         return sorted([*own, *reposted], key=lambda e: e.placed, reverse=True)[:limit]
@@ -174,4 +175,4 @@ class FeedRepository:
             user_id,
             filter_condition=(FeedItemModel.author_id == other_id) | (FeedItemModel.reposted_by == other_id),
         )
-        return [_to_entry(m) for m in query]
+        return [feed_entry(m) for m in query]
