@@ -18,6 +18,7 @@ from ripple.cache.timeline import REGISTRY_KEY
 from ripple.container import Container
 from ripple.domain import FeedEntry
 from ripple.errors import ForbiddenError, NotFoundError
+from ripple.ids import new_ulid
 from ripple.repositories.fanout_jobs import FanoutJobRepository
 from ripple.repositories.feed import FeedRepository
 from ripple.repositories.reposts import Repost
@@ -240,11 +241,26 @@ class _ActingOnFirstPlace(FeedRepository):
         return self._inner.place(entry)
 
 
-def racing_placement(container: Container, action: Callable[[], None]) -> RepostPlacement:
-    """The fan-out's repost placement, with ``action`` run just before its first write."""
+class _ActingOnFirstReplace(FeedRepository):
+    """A feed repository that runs ``action`` once, just before the first placement change."""
+
+    def __init__(self, inner: FeedRepository, action: Callable[[], None]) -> None:
+        super().__init__()
+        self._inner = inner
+        self._action: Callable[[], None] | None = action
+
+    def replace_placement(self, current: FeedEntry, replacement: FeedEntry | None) -> bool:
+        if self._action is not None:
+            action, self._action = self._action, None
+            action()
+        return self._inner.replace_placement(current, replacement)
+
+
+def racing_placement(container: Container, feed: FeedRepository) -> RepostPlacement:
+    """The fan-out's repost placement on ``feed`` (which runs something in between)."""
     settings = container.settings
     return RepostPlacement(
-        _ActingOnFirstPlace(container.feed, action),
+        feed,
         container.reposts,
         container.follows,
         container.posts,
@@ -278,7 +294,7 @@ def test_a_repost_of_a_post_being_deleted_leaves_nothing(stack: LocalStack, cont
         container.fanout.post_deleted(author, post)  # the purge: the repost row goes
         container.fanout.placement.run(container.fanout.placement.retraction_of(repost))
 
-    racing = racing_placement(container, delete_now)
+    racing = racing_placement(container, _ActingOnFirstPlace(container.feed, delete_now))
     racing.run(racing.push_of(repost))
 
     # Then the placement written after the retraction passed was undone at once
@@ -410,7 +426,7 @@ def test_a_block_while_a_repost_is_fanned_out_leaves_no_item(stack: LocalStack, 
         container.block_service.block(reader, author)
         container.fanout.muted(reader, author)  # the block's hide job, run before our write
 
-    racing = racing_placement(container, block_now)
+    racing = racing_placement(container, _ActingOnFirstPlace(container.feed, block_now))
     racing.run(racing.push_of(repost))
 
     assert item(container, reader, post) is None
@@ -442,6 +458,110 @@ def test_a_pulled_authors_post_shows_once_with_its_repost_on_every_page(
         assert len(ids) == len(set(ids)) == len(posts) + len(fillers), (cold, every)
         assert every[0] == (posts[0], reposter), (cold, every)
     converged(container, reader)
+
+
+def test_pulled_copies_left_out_do_not_skip_posts_on_later_pages(
+    stack: LocalStack, container: Container
+) -> None:
+    """Two pulled posts shown higher up by their reposts take the slots of a page without
+    showing there; the page must not reach below posts of the pulled author not yet read."""
+    star, reposter, reader = (signup(container, n) for n in ("star", "k", "r"))
+    for fan in [signup(container, "fan") for _ in range(TEST_HIGH_FOLLOWER_THRESHOLD)]:
+        follow(container, fan, star)
+    follow(container, reader, star, reposter)
+    stack.drain()
+    assert container.users.is_high_follower(star)
+    fillers = [container.post_service.create(reposter, f"f{i}").post_id for i in range(2)]  # oldest
+    posts = [container.post_service.create(star, f"s{i}").post_id for i in range(4)]
+    for post_id in posts[2:]:  # the two newest of the star's posts: at the top, by the repost
+        container.repost_service.repost(reposter, post_id)
+    stack.drain()
+
+    for cold in (False, True):
+        every = all_pages(container, reader, limit=2, cold=cold)
+        ids = [p for p, _ in every]
+        assert len(ids) == len(set(ids)) and set(ids) == {*posts, *fillers}, (cold, every)
+        assert [by for _, by in every[:2]] == [reposter, reposter], (cold, every)
+
+
+def test_settling_reads_the_truth_again_after_it_writes(stack: LocalStack, container: Container) -> None:
+    """An undo's retraction computes the next placement (k2's repost), then the reader
+    unfollows k2 before it writes it: the write is checked against the truth again."""
+    author, k1, k2, reader = (signup(container, n) for n in ("a", "k1", "k2", "r"))
+    follow(container, reader, k1, k2)
+    post = container.post_service.create(author, "p").post_id
+    older = container.reposts.repost(k2, author, post)
+    newer = container.reposts.repost(k1, author, post)
+    assert older is not None and newer is not None
+    stack.drain()
+    assert shown(container, reader) == [(post, k1)]
+    container.reposts.unrepost(k1, author, post)
+
+    def unfollow_now() -> None:  # committed and handled while the item still shows k1's repost
+        container.follow_service.unfollow(reader, k2)
+        container.fanout.follow_removed(reader, k2)
+
+    racing = racing_placement(container, _ActingOnFirstReplace(container.feed, unfollow_now))
+    racing.run(racing.retraction_of(newer))
+
+    assert item(container, reader, post) is None  # neither repost brings it any more
+    stack.drain()
+    assert shown(container, reader) == []
+    converged(container, reader)
+
+
+def test_an_unfollow_does_not_remove_what_a_repost_placed_meanwhile(
+    stack: LocalStack, container: Container
+) -> None:
+    author, reposter, reader = (signup(container, n) for n in ("a", "k", "r"))
+    follow(container, reader, author, reposter)
+    post = container.post_service.create(author, "p").post_id
+    stack.drain()
+    container.follow_service.unfollow(reader, author)
+    original = container.feed.entries_involving
+
+    def read_then_repost(user_id: str, other_id: str) -> list[FeedEntry]:
+        found = original(user_id, other_id)  # the item at its post, read ...
+        repost = container.reposts.repost(reposter, author, post)  # ... then a repost places it
+        assert repost is not None
+        container.fanout.placement.run(container.fanout.placement.push_of(repost))
+        return found
+
+    container.feed.entries_involving = read_then_repost  # type: ignore[method-assign]
+    try:
+        container.fanout.follow_removed(reader, author)
+    finally:
+        del container.feed.entries_involving
+    assert shown(container, reader) == [(post, reposter)]
+    stack.drain()
+    assert shown(container, reader) == [(post, reposter)]
+    converged(container, reader)
+
+
+def test_a_placement_is_never_written_onto_a_missing_item(container: Container) -> None:
+    reader, author, reposter = (signup(container, n) for n in ("r", "a", "k"))
+    post = container.post_service.create(author, "p")
+    at_post = FeedEntry(reader, post.post_id, author, post.created_at)
+    by_repost = FeedEntry(reader, post.post_id, author, post.created_at, new_ulid(), reposter)
+    assert container.feed.replace_placement(at_post, by_repost) is False
+    assert item(container, reader, post.post_id) is None
+
+
+def test_unmuting_brings_back_the_readers_own_repost_of_the_muted_accounts_post(
+    stack: LocalStack, container: Container
+) -> None:
+    author, reposter = signup(container, "a"), signup(container, "k")
+    post = container.post_service.create(author, "p").post_id
+    container.repost_service.repost(reposter, post)  # the reposter does not follow the author
+    stack.drain()
+    assert shown(container, reposter) == [(post, reposter)]
+    container.block_service.mute(reposter, author)
+    stack.drain()
+    assert item(container, reposter, post) is None
+    container.block_service.unmute(reposter, author)
+    stack.drain()
+    assert shown(container, reposter) == [(post, reposter)]
+    converged(container, reposter)
 
 
 def test_the_repost_path_refuses_a_blocked_pair_in_its_transaction(container: Container) -> None:

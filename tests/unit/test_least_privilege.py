@@ -109,8 +109,9 @@ NEEDS: dict[str, dict[str, frozenset[str]]] = {
             | {"dynamodb:BatchGetItem", "dynamodb:UpdateItem"}
         ),
         "FeedTable/index/by_placement": frozenset({"dynamodb:Query"}),
-        # repositories/reposts.py: repost/unrepost (transaction Put/Delete), row and inverse.
-        "RepostsTable": frozenset({"dynamodb:PutItem", "dynamodb:DeleteItem"}),
+        # repositories/reposts.py: repost/unrepost (transaction Put/Delete), row and inverse;
+        # services/reposts.py reads the repost again after the reposter's own placement (Get).
+        "RepostsTable": frozenset({"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:GetItem"}),
         "RepostsByUserTable": frozenset({"dynamodb:PutItem", "dynamodb:DeleteItem"}),
         # repositories/likes.py: like/unlike (transaction Put/Delete), liked (BatchGet).
         "LikesTable": frozenset({"dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"}),

@@ -295,9 +295,12 @@ class Container:
 
     @cached_property
     def repost_service(self) -> RepostService:
+        from ripple.repositories.fanout_jobs import FanoutJobRepository
         from ripple.services.reposts import RepostService
 
-        return RepostService(self.posts, self.reposts, self.feed, self.post_cache, self.feed_cache)
+        return RepostService(
+            self.posts, self.reposts, self.feed, self.post_cache, self.feed_cache, FanoutJobRepository()
+        )
 
     @cached_property
     def notification_service(self) -> NotificationService:

@@ -105,7 +105,7 @@ class Post:
 class FeedEntry:
     """One post in one reader's home feed. Key (user_id, post_id) is deterministic,
     so writing the same entry twice is a no-op: this is what makes fan-out idempotent, and
-    a feed hold a post once however many of the reader's followees repost it.
+    a feed holds a post once however many of the reader's followees repost it.
 
     ``placed`` is where the item sits in the feed (feeds are read newest ``placed`` first):
     the post's own id, or the id of the repost that brought it (``reposted_by``; a ULID of

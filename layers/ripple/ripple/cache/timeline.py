@@ -106,24 +106,32 @@ if listed ~= '' then
   end
 end
 table.sort(refs, function(a, b) return a > b end)
-local merged = {}
+local merged, last = {}, nil
 for _, m in ipairs(refs) do
-  local post = post_of(m)
-  if not seen[post] then merged[#merged + 1] = m end
+  if m ~= last then merged[#merged + 1] = m end  -- a pushed and a pulled copy of one item
+  last = m
+end
+-- The page is the first `limit` of the merge, as if every member showed (so no source is
+-- read past where another stops); a copy left out still ends the page if it is last (the
+-- cursor names it), as a hidden post does.
+local count = math.min(limit, #merged)
+local result = {'ok', (more or #merged > limit) and 1 or 0, merged[count] or ''}
+for i = 1, count do
+  local post = post_of(merged[i])
+  if not seen[post] then result[#result + 1] = merged[i] end
   seen[post] = true
 end
-local result = {'ok', (more or #merged > limit) and 1 or 0}
-for i = 1, math.min(limit, #merged) do result[#result + 1] = merged[i] end
 return result
 """
 
 
 @dataclass(frozen=True)
 class TimelinePage:
-    """What one read found: ``refs`` and ``has_more`` when ``missing`` is None; otherwise
-    ``missing`` is "feed", "registry", "pulled" (``detail``: the registry value) or
-    "outbox" (``detail``: the author). ``known``: whether the reader's account is known;
-    ``relations``: the reader's blocks and mutes, None when Redis does not hold them complete."""
+    """What one read found: ``refs``, ``has_more`` and ``last`` (where the next page starts:
+    the cursor) when ``missing`` is None; otherwise ``missing`` is "feed", "registry",
+    "pulled" (``detail``: the registry value) or "outbox" (``detail``: the author).
+    ``known``: whether the reader's account is known; ``relations``: the reader's blocks and
+    mutes, None when Redis does not hold them complete."""
 
     known: bool
     refs: list[FeedRef]
@@ -131,6 +139,7 @@ class TimelinePage:
     missing: str | None = None
     detail: str = ""
     relations: Relations | None = None
+    last: str | None = None  # the position the page ends at (its last item, or a copy left out)
 
 
 class TimelineCache:
@@ -165,8 +174,9 @@ class TimelineCache:
             return TimelinePage(
                 bool(known), [], False, missing=str(rest[0]), detail=str(rest[1]), relations=relations
             )
-        refs = [FeedRef.from_member(m) for m in rest[1:]]
-        return TimelinePage(bool(known), refs, bool(int(rest[0])), relations=relations)
+        refs = [FeedRef.from_member(m) for m in rest[2:]]
+        last = FeedRef.from_member(str(rest[1])).position if rest[1] else None
+        return TimelinePage(bool(known), refs, bool(int(rest[0])), relations=relations, last=last)
 
     @translated
     def store_registry(self, author_ids: Sequence[str]) -> str:

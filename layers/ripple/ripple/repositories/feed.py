@@ -65,10 +65,15 @@ def _placement_actions(entry: FeedEntry, ttl_seconds: int) -> list[Action]:
 
 
 def _placed_as(entry: FeedEntry) -> Condition:
-    """The item is placed as ``entry`` (a repost's placement, or at its post)."""
+    """The item exists and is placed as ``entry`` (a repost's placement, or at its post: an
+    update of a missing item would create one holding only the placement)."""
     if entry.reposted_by:
         return (FeedItemModel.placed == entry.placed) & (FeedItemModel.reposted_by == entry.reposted_by)
-    return FeedItemModel.placed.does_not_exist() & FeedItemModel.reposted_by.does_not_exist()
+    return (
+        FeedItemModel.post_id.exists()
+        & FeedItemModel.placed.does_not_exist()
+        & FeedItemModel.reposted_by.does_not_exist()
+    )
 
 
 def _condition_failed(exc: Exception) -> bool:
@@ -166,7 +171,12 @@ class FeedRepository:
             return [feed_entry(m) for m in query]
 
         own, reposted = concurrently(lambda read: read(), [at_posts, by_reposts])
-        return sorted([*own, *reposted], key=lambda e: e.placed, reverse=True)[:limit]
+        # The two reads are not one snapshot: an item moved between them may be in both (then
+        # its newest place counts) or in neither (then the next read has it).
+        newest: dict[str, FeedEntry] = {}
+        for entry in sorted([*own, *reposted], key=lambda e: e.placed, reverse=True):
+            newest.setdefault(entry.post_id, entry)
+        return list(newest.values())[:limit]
 
     def entries_involving(self, user_id: str, other_id: str) -> list[FeedEntry]:
         """A reader's items of one account's posts, however placed, and those placed by its

@@ -125,11 +125,6 @@ class RepostRepository:
         is in it), paged to the end."""
         return [_to_repost(m) for m in RepostModel.query(post_id, consistent_read=True)]
 
-    def has_reposts(self, post_id: str) -> bool:
-        """Whether any repost of the post exists (strongly consistent; one key-only item read)."""
-        query = RepostModel.query(post_id, consistent_read=True, limit=1, attributes_to_get=["post_id"])
-        return next(iter(query), None) is not None
-
     def reposters(self, post_id: str, limit: int, after: str | None = None) -> list[str]:
         """A page of a post's reposters in id order, strictly after ``after``."""
         condition = RepostModel.user_id > after if after else None

@@ -21,6 +21,7 @@ from dataclasses import replace
 from ripple.domain import MUTE, FeedEntry, Post
 from ripple.ids import ulid_floor
 from ripple.observability import count
+from ripple.repositories.batch import concurrently
 from ripple.repositories.blocks import BlockRepository
 from ripple.repositories.fanout_jobs import (
     ERASE,
@@ -372,7 +373,8 @@ class FanoutService:
                 for p in self._posts.recent_by_author(followee_id, self._backfill_posts, before=floor)
             }
             entries = [e for e in entries if e.post_id < floor and e.post_id not in backfill]
-        removed = self._feed.delete_many((e.user_id, e.post_id) for e in entries)
+        # Each only if still at its post: a repost may have placed it since it was read.
+        removed = sum(concurrently(lambda e: self._feed.replace_placement(e, None), entries))
         count("FanoutItemsRetracted", removed)
         return removed + moved
 

@@ -181,7 +181,7 @@ class FeedReader:
         rebuilding = False
         if cached is not None:
             count("FeedCacheHits")
-            refs, has_more, known = cached
+            refs, has_more, known, last = cached
             # Redis answered the page: what it holds of the relations came in the same round
             # trip; if not complete, DynamoDB (then stored), without asking Redis again.
             relations = known if known is not None else self._relations.load(user_id)
@@ -192,9 +192,9 @@ class FeedReader:
                 refs, has_more = self._from_dynamodb(user_id, after, limit, warm=False)
             else:
                 refs, has_more = self._read_refs(user_id, after, limit)
-            refs, has_more = self._merge_pulled(user_id, after, limit, refs, has_more)
+            refs, has_more, last = self._merge_pulled(user_id, after, limit, refs, has_more)
             relations = self._relations.of(user_id)
-        next_cursor = encode_cursor(refs[-1].position) if has_more and refs else None
+        next_cursor = encode_cursor(last) if has_more and last else None
         hidden = relations.hidden_authors()
         if hidden:
             shown = [r for r in refs if r.author_id not in hidden and r.reposted_by not in hidden]
@@ -210,7 +210,7 @@ class FeedReader:
         after: str | None,
         limit: int,
         account_check: Callable[[bool | None], None] | None,
-    ) -> tuple[list[FeedRef], bool, Relations | None] | None:
+    ) -> tuple[list[FeedRef], bool, Relations | None, str | None] | None:
         checked = False
         try:
             for _ in range(self.MAX_FILLS):
@@ -219,7 +219,7 @@ class FeedReader:
                     account_check(page.known)
                     checked = True
                 if page.missing is None:
-                    return page.refs, page.has_more, page.relations
+                    return page.refs, page.has_more, page.relations, page.last
                 if page.missing == "feed" or (page.missing == "outbox" and after is not None):
                     return None  # DynamoDB answers this page (and warms the feed)
                 self._fill(user_id, page)
@@ -250,26 +250,36 @@ class FeedReader:
 
     def _merge_pulled(
         self, user_id: str, after: str | None, limit: int, refs: list[FeedRef], has_more: bool
-    ) -> tuple[list[FeedRef], bool]:
+    ) -> tuple[list[FeedRef], bool, str | None]:
+        """The page merged with the pulled authors' posts: the first ``limit`` of the merge,
+        as if every copy showed (so no source is read past where another stops), then a pulled
+        copy of a post the feed holds placed by a repost (newer, maybe on an earlier page) left
+        out. Returns the refs shown, whether more follow, and the position the page ends at."""
         authors = self._pulled.for_reader(user_id)
         if not authors:
-            return refs, has_more
-        merged = {r.post_id: r for r in refs}
-        pulled: list[FeedRef] = []
+            return refs, has_more, refs[-1].position if refs else None
+        pushed = {(r.position, r.post_id): r for r in refs}
+        merged = dict(pushed)
         for author in authors:
             posts = self._posts.recent_by_author(author, limit + 1, before=after)
             has_more = has_more or len(posts) > limit
-            pulled += [FeedRef(post_id=p.post_id, author_id=author) for p in posts if p.post_id not in merged]
-        if pulled:
-            # A post shows once, at its newest place: one the feed holds placed by a repost
-            # (newer, maybe on an earlier page) is not shown again where it was made.
-            placed = self._feed.get_many((user_id, r.post_id) for r in pulled)
-            merged.update(
-                {r.post_id: r for r in pulled if not placed.get((user_id, r.post_id), _ORIGINAL).reposted_by}
-            )
-        ordered = sorted(merged.values(), key=lambda r: r.position, reverse=True)
+            for post in posts:  # a pushed copy of the same item stays (one item, one place)
+                merged.setdefault(
+                    (post.post_id, post.post_id), FeedRef(post_id=post.post_id, author_id=author)
+                )
+        ordered = [merged[key] for key in sorted(merged, reverse=True)]
+        page, more = ordered[:limit], has_more or len(ordered) > limit
+        pulled = [r for r in page if (r.position, r.post_id) not in pushed]
+        placed = self._feed.get_many((user_id, r.post_id) for r in pulled) if pulled else {}
+        shown: list[FeedRef] = []
+        seen: set[str] = set()
+        for ref in page:
+            elsewhere = ref in pulled and placed.get((user_id, ref.post_id), _ORIGINAL).reposted_by
+            if ref.post_id not in seen and not elsewhere:
+                shown.append(ref)
+            seen.add(ref.post_id)
         count("FeedPullMerges")
-        return ordered[:limit], has_more or len(ordered) > limit
+        return shown, more, page[-1].position if page else None
 
     def _read_refs(self, user_id: str, after: str | None, limit: int) -> tuple[list[FeedRef], bool]:
         try:

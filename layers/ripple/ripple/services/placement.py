@@ -50,6 +50,8 @@ def _placement(entry: FeedEntry | None) -> tuple[str, str | None] | None:
     return (entry.placed, entry.reposted_by) if entry is not None else None
 
 
+# Reads of the truth per settled item at most (each after the previous round's writes).
+SETTLE_ROUNDS = 3
 # Followees per step of an unhide's restore (each one Query of their reposts, sent at once).
 RESTORE_PAGE = 100
 
@@ -135,7 +137,9 @@ class RepostPlacement:
             self.settle(entries)
             count("RepostRacesUndone")
         else:
-            newly_hidden = self._hidden_readers(repost)
+            # ... or the reader hides an account now, or unfollowed the reposter meanwhile.
+            unfollowed = self._unfollowed(reposter, [e.user_id for e in entries if e.user_id != reposter])
+            newly_hidden = self._hidden_readers(repost) | unfollowed
             if newly_hidden:
                 self.settle([e for e in entries if e.user_id in newly_hidden])
         if len(page) == self._page_size:
@@ -176,9 +180,19 @@ class RepostPlacement:
         for entry in current:
             by_post[(entry.author_id, entry.post_id)].append(entry)
         for (author_id, post_id), entries in by_post.items():
-            best = self.best_placements(author_id, post_id, [e.user_id for e in entries])
-            moves = [(e, best[e.user_id]) for e in entries if _placement(best[e.user_id]) != _placement(e)]
-            changed += sum(concurrently(lambda move: self._feed.replace_placement(*move), moves))
+            # What was read may change while this writes (an unfollow, another undo): the
+            # truth is read again after each write, until a round moves nothing. Whatever
+            # commits after that read has its own record, which finds this write.
+            for _ in range(SETTLE_ROUNDS):
+                best = self.best_placements(author_id, post_id, [e.user_id for e in entries])
+                moves = [
+                    (e, best[e.user_id]) for e in entries if _placement(best[e.user_id]) != _placement(e)
+                ]
+                done = concurrently(lambda move: self._feed.replace_placement(*move), moves)
+                changed += sum(done)
+                entries = [new for (_, new), ok in zip(moves, done, strict=True) if ok and new is not None]
+                if not entries:
+                    break
         if changed:
             count("FeedItemsSettled", changed)
         return changed
@@ -201,7 +215,9 @@ class RepostPlacement:
             for author_id, post_id in wanted
             if (entry := self.best_placements(author_id, post_id, [reader_id])[reader_id]) is not None
         ]
-        return sum(concurrently(self._feed.place, entries))
+        placed = [e for e, ok in zip(entries, concurrently(self._feed.place, entries), strict=True) if ok]
+        self.settle(placed)  # a hide, undo or unfollow committed meanwhile moves them again
+        return len(placed)
 
     def best_placements(
         self, author_id: str, post_id: str, readers: Sequence[str]
@@ -265,6 +281,11 @@ class RepostPlacement:
         rows = batch_get(FollowModel, keys, consistent_read=True)
         return {(row.follower_id, row.followee_id): int(row.created_at) for row in rows}
 
+    def _unfollowed(self, followee_id: str, readers: Sequence[str]) -> set[str]:
+        """Which of these readers no longer follow ``followee_id`` (consistent BatchGetItem)."""
+        still = batch_get(FollowModel, [(r, followee_id) for r in readers], consistent_read=True)
+        return set(readers) - {row.follower_id for row in still}
+
     def _hidden_readers(self, repost: Repost) -> frozenset[str]:
         """Readers who hide the author or the reposter, or whom either blocks."""
         relations: dict[str, Relations] = self._blocks.relations_of([repost.author_id, repost.user_id])
@@ -290,7 +311,8 @@ class RepostPlacement:
         if other_id in self._blocks.relations(reader_id).hidden_authors():
             return 0
         keys: list[tuple[str, str]] = []
-        followees = [f for f, _ in self._follows.all_following(reader_id)]
+        # The reader's own reposts too (of the other's posts), and every followee's.
+        followees = [reader_id, *(f for f, _ in self._follows.all_following(reader_id))]
         for reposter, reposts in zip(followees, concurrently(self._all_reposts_by, followees), strict=True):
             keys += [
                 (r.author_id, r.post_id) for r in reposts if reposter == other_id or r.author_id == other_id

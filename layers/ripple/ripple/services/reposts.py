@@ -2,9 +2,10 @@
 
 The repost's transaction (``ripple.repositories.reposts``) is the one write that must
 succeed; the reposter's own feed item is then placed at once (read-your-writes, in DynamoDB
-and, best effort, in the cached feed), and the reposts stream brings the post to the
-reposter's followers (``ripple.services.placement``). An undo is retracted by the same
-stream, the reposter's own feed included, within about a second.
+and, best effort, in the cached feed; an undo that committed meanwhile is retracted again),
+and the reposts stream brings the post to the reposter's followers
+(``ripple.services.placement``). An undo is retracted by the same stream, the reposter's own
+feed included, within about a second.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from ripple.cache.post_cache import PostCache
 from ripple.domain import FeedEntry, Post
 from ripple.errors import NotFoundError, ValidationError
 from ripple.observability import count
+from ripple.repositories.fanout_jobs import FanoutJobRepository
 from ripple.repositories.feed import FeedRepository
 from ripple.repositories.posts import PostRepository
 from ripple.repositories.reposts import RepostRepository
+from ripple.services.placement import RepostPlacement
 
 
 class RepostService:
@@ -28,7 +31,9 @@ class RepostService:
         feed: FeedRepository,
         post_cache: PostCache,
         feed_cache: FeedCache,
+        jobs: FanoutJobRepository,
     ) -> None:
+        self._jobs = jobs
         self._posts = posts
         self._reposts = reposts
         self._feed = feed
@@ -53,11 +58,16 @@ class RepostService:
                 placed=made.repost_id,
                 reposted_by=user_id,
             )
-            self._feed.place(own)
-            try:
-                self._feed_cache.add(user_id, FeedRef.of(own))
-            except CacheError:  # the feed stream adds it within a second
-                count("CacheErrors")
+            if self._feed.place(own):
+                try:
+                    self._feed_cache.add(user_id, FeedRef.of(own))
+                except CacheError:  # the feed stream adds it within a second
+                    count("CacheErrors")
+            again = self._reposts.get(post_id, user_id)
+            if again is None or again.repost_id != made.repost_id:
+                # Undone while this wrote: the undo's retraction may have passed the item
+                # already, so it runs again (the reposter's own item is on its first page).
+                self._jobs.enqueue(RepostPlacement.retraction_of(made))
         return self._after_change(post_id)
 
     def unrepost(self, user_id: str, post_id: str) -> Post:
