@@ -50,6 +50,8 @@ def _placement(entry: FeedEntry | None) -> tuple[str, str | None] | None:
     return (entry.placed, entry.reposted_by) if entry is not None else None
 
 
+# Reposters whose follows are read at once when settling (newest reposts first).
+REPOST_CHUNK = 25
 # Reads of the truth per settled item at most (each after the previous round's writes).
 SETTLE_ROUNDS = 3
 # Followees per step of an unhide's restore (each one Query of their reposts, sent at once).
@@ -222,33 +224,39 @@ class RepostPlacement:
     def best_placements(
         self, author_id: str, post_id: str, readers: Sequence[str]
     ) -> dict[str, FeedEntry | None]:
-        """Per reader, the item the truth gives for this post now (module docstring), or None."""
+        """Per reader, the item the truth gives for this post now (module docstring), or None.
+
+        The post's reposts are tried newest first, ``REPOST_CHUNK`` reposters at a time (one
+        BatchGetItem of the follows of the readers still without one), so a reader is settled
+        by the first eligible repost and a post with many reposts costs readers x reposters
+        follow reads only for readers who follow none of them."""
         if not self._posts.existing({(author_id, post_id)}):
             return dict.fromkeys(readers)
-        reposts = self._reposts.of_post(post_id)
+        reposts = sorted(self._reposts.of_post(post_id), key=lambda r: r.repost_id, reverse=True)
         relations = self._blocks.relations_of(readers)
-        candidates = {r.user_id for r in reposts} | {author_id}
-        followed = self._followed_at(readers, candidates)
-        pulled = self._users.is_high_follower(author_id)
+        hidden = {reader: relations[reader].hidden_authors() for reader in readers}
         best: dict[str, FeedEntry | None] = {}
-        for reader in readers:
-            hidden = relations[reader].hidden_authors()
-            eligible = [
-                r
-                for r in reposts
-                if reader != author_id
-                and author_id not in hidden
-                and r.user_id not in hidden
-                and (
-                    r.user_id == reader or followed.get((reader, r.user_id), r.created_at + 1) <= r.created_at
-                )
-            ]
-            if eligible:
-                newest = max(eligible, key=lambda r: r.repost_id)
-                best[reader] = self._entry_of(newest, reader)
-            elif self._original_holds(
-                reader, author_id, post_id, hidden, followed.get((reader, author_id)), pulled
-            ):
+        pending = [r for r in readers if r != author_id and author_id not in hidden[r]]
+        for start in range(0, len(reposts), REPOST_CHUNK):
+            if not pending:
+                break
+            chunk = reposts[start : start + REPOST_CHUNK]
+            followed = self._followed_at(pending, {r.user_id for r in chunk})
+            for reader in list(pending):
+                for repost in chunk:  # newest first: the first eligible one wins
+                    since = followed.get((reader, repost.user_id))
+                    if repost.user_id not in hidden[reader] and (
+                        repost.user_id == reader or (since is not None and since <= repost.created_at)
+                    ):
+                        best[reader] = self._entry_of(repost, reader)
+                        pending.remove(reader)
+                        break
+        rest = [reader for reader in readers if reader not in best]
+        follows_author = self._followed_at(rest, {author_id})
+        pulled = self._users.is_high_follower(author_id) if rest else False
+        for reader in rest:
+            since = follows_author.get((reader, author_id))
+            if self._original_holds(reader, author_id, post_id, hidden[reader], since, pulled):
                 best[reader] = FeedEntry(reader, post_id, author_id, ulid_timestamp_ms(post_id))
             else:
                 best[reader] = None
