@@ -6,37 +6,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-from ripple.errors import AuthenticationError, ForbiddenError, NotFoundError
+from ripple.errors import NotFoundError
 from ripple.repositories.batch import batch_get, batch_write
 from ripple.repositories.blocks import no_block_checks
 from ripple.repositories.models import LikeByUserModel, LikeModel, PostModel, UserModel
-from ripple.repositories.transactions import ConditionFailed, Transaction
-
-
-def _commit_counted(tx: Transaction, author_id: str, post_id: str, delta: int) -> bool:
-    """Move the post's like_count by ``delta`` in ``tx`` (which holds the like row's write,
-    named "like") and commit. True if it committed; False if the like row's condition failed
-    (a repeated like or unlike, which then changes nothing). NotFoundError if the post is gone;
-    AuthenticationError if the liker's account is (a "liker" check in ``tx``).
-    """
-    tx.update(
-        "post",
-        PostModel(author_id=author_id, post_id=post_id),
-        actions=[PostModel.like_count.add(delta)],
-        condition=PostModel.post_id.exists(),
-    )
-    try:
-        tx.commit()
-    except ConditionFailed as exc:
-        if exc.item == "post":
-            raise NotFoundError(f"post {post_id!r} not found") from exc
-        if exc.item == "liker":
-            raise AuthenticationError("your account no longer exists", code="invalid_token") from exc
-        if exc.item in ("blocked", "blocked_by"):
-            message = "you cannot like this post: one of you blocks the other"
-            raise ForbiddenError(message, code="blocked") from exc
-        return False
-    return True
+from ripple.repositories.posts import commit_counted
+from ripple.repositories.transactions import Transaction
 
 
 def _inverse_keys(post_id: str, user_ids: Iterable[str]) -> list[dict[str, dict[str, str]]]:
@@ -61,14 +36,14 @@ class LikeRepository:
         tx.check("liker", UserModel(user_id=user_id), condition=UserModel.user_id.exists())
         if user_id != author_id:  # nobody blocks themselves (and a key may not appear twice)
             no_block_checks(tx, user_id, author_id)
-        return _commit_counted(tx, author_id, post_id, +1)
+        return commit_counted(tx, author_id, post_id, PostModel.like_count, +1, actor="liker", verb="like")
 
     def unlike(self, user_id: str, author_id: str, post_id: str) -> bool:
         """Remove the like; False if there was none."""
         tx = Transaction()
         tx.delete("like", LikeModel(post_id=post_id, user_id=user_id), condition=LikeModel.user_id.exists())
         tx.delete("inverse", LikeByUserModel(user_id=user_id, post_id=post_id))
-        return _commit_counted(tx, author_id, post_id, -1)
+        return commit_counted(tx, author_id, post_id, PostModel.like_count, -1, actor="liker", verb="like")
 
     def liked_by(self, user_id: str, limit: int, after: str | None = None) -> list[tuple[str, str]]:
         """A page of (post_id, author_id) the user likes, in post id order strictly after
@@ -87,7 +62,7 @@ class LikeRepository:
         tx.delete("like", LikeModel(post_id=post_id, user_id=user_id), condition=LikeModel.user_id.exists())
         tx.delete("inverse", LikeByUserModel(user_id=user_id, post_id=post_id))
         try:
-            if _commit_counted(tx, author_id, post_id, -1):
+            if commit_counted(tx, author_id, post_id, PostModel.like_count, -1, actor="liker", verb="like"):
                 return True
         except NotFoundError:  # the post was deleted (its own purge removes the like row too)
             pass

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from pynamodb.attributes import NumberAttribute
 from pynamodb.exceptions import DoesNotExist
 
 from ripple.domain import FeedEntry, Post
-from ripple.errors import AuthenticationError
+from ripple.errors import AuthenticationError, ForbiddenError, NotFoundError
 from ripple.repositories.batch import batch_get, batch_write, concurrently
 from ripple.repositories.feed import feed_item_row
 from ripple.repositories.models import PostIdModel, PostModel, UserModel
@@ -27,6 +28,43 @@ def _to_post(m: PostModel) -> Post:
         like_count=int(m.like_count or 0),
         repost_count=int(m.repost_count or 0),
     )
+
+
+def commit_counted(
+    tx: Transaction,
+    author_id: str,
+    post_id: str,
+    counter: NumberAttribute,
+    delta: int,
+    *,
+    actor: str,
+    verb: str,
+) -> bool:
+    """Move one of the post's counters (``like_count``, ``repost_count``) by ``delta`` in
+    ``tx`` and commit it. ``tx`` holds the act's own row write, whose condition makes a repeat
+    change nothing, and may hold checks named ``actor`` (the acting account exists),
+    ``blocked`` / ``blocked_by`` (no block either way), ``post_id`` and ``author`` (the post
+    and its author's account exist). True if it committed; False if the act's own condition
+    failed (a repeat). NotFoundError if the post (or its author) is gone; AuthenticationError
+    if the acting account is; ForbiddenError (``blocked``) if a block stands between them."""
+    tx.update(
+        "post",
+        PostModel(author_id=author_id, post_id=post_id),
+        actions=[counter.add(delta)],
+        condition=PostModel.post_id.exists(),
+    )
+    try:
+        tx.commit()
+    except ConditionFailed as exc:
+        if exc.item in ("post", "post_id", "author"):  # an author's deletion takes their posts
+            raise NotFoundError(f"post {post_id!r} not found") from exc
+        if exc.item == actor:
+            raise AuthenticationError("your account no longer exists", code="invalid_token") from exc
+        if exc.item in ("blocked", "blocked_by"):
+            message = f"you cannot {verb} this post: one of you blocks the other"
+            raise ForbiddenError(message, code="blocked") from exc
+        return False
+    return True
 
 
 class PostRepository:

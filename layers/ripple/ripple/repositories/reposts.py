@@ -9,12 +9,13 @@ from dataclasses import dataclass
 
 from pynamodb.exceptions import DoesNotExist
 
-from ripple.errors import AuthenticationError, ForbiddenError, NotFoundError
+from ripple.errors import NotFoundError
 from ripple.ids import new_ulid, ulid_timestamp_ms
 from ripple.repositories.batch import batch_write
 from ripple.repositories.blocks import no_block_checks
 from ripple.repositories.models import PostIdModel, PostModel, RepostByUserModel, RepostModel, UserModel
-from ripple.repositories.transactions import ConditionFailed, Transaction
+from ripple.repositories.posts import commit_counted
+from ripple.repositories.transactions import Transaction
 
 
 @dataclass(frozen=True)
@@ -39,31 +40,6 @@ def _to_repost(m: RepostModel) -> Repost:
     )
 
 
-def _commit_counted(tx: Transaction, author_id: str, post_id: str, delta: int) -> bool:
-    """Move the post's repost_count by ``delta`` in ``tx`` and commit. True if it committed;
-    False if the repost row's condition failed (a repeated repost or undo, which changes
-    nothing). NotFoundError if the post is gone; AuthenticationError if the reposter's
-    account is; ForbiddenError (``blocked``) if a block stands between reposter and author."""
-    tx.update(
-        "post",
-        PostModel(author_id=author_id, post_id=post_id),
-        actions=[PostModel.repost_count.add(delta)],
-        condition=PostModel.post_id.exists(),
-    )
-    try:
-        tx.commit()
-    except ConditionFailed as exc:
-        if exc.item in ("post", "post_id", "author"):  # an author's deletion takes their posts
-            raise NotFoundError(f"post {post_id!r} not found") from exc
-        if exc.item == "reposter":
-            raise AuthenticationError("your account no longer exists", code="invalid_token") from exc
-        if exc.item in ("blocked", "blocked_by"):
-            message = "you cannot repost this post: one of you blocks the other"
-            raise ForbiddenError(message, code="blocked") from exc
-        return False
-    return True
-
-
 class RepostRepository:
     def repost(self, user_id: str, author_id: str, post_id: str) -> Repost | None:
         """Repost once, now; None if already reposted. In one transaction: the row and its
@@ -86,7 +62,10 @@ class RepostRepository:
         tx.check("reposter", UserModel(user_id=user_id), condition=UserModel.user_id.exists())
         tx.check("author", UserModel(user_id=author_id), condition=UserModel.user_id.exists())
         no_block_checks(tx, user_id, author_id)
-        return _to_repost(row) if _commit_counted(tx, author_id, post_id, +1) else None
+        counted = commit_counted(
+            tx, author_id, post_id, PostModel.repost_count, +1, actor="reposter", verb="repost"
+        )
+        return _to_repost(row) if counted else None
 
     def unrepost(self, user_id: str, author_id: str, post_id: str) -> bool:
         """Undo the repost; False if there was none. NotFoundError if the post is gone (its
@@ -96,7 +75,9 @@ class RepostRepository:
             "repost", RepostModel(post_id=post_id, user_id=user_id), condition=RepostModel.user_id.exists()
         )
         tx.delete("inverse", RepostByUserModel(user_id=user_id, post_id=post_id))
-        return _commit_counted(tx, author_id, post_id, -1)
+        return commit_counted(
+            tx, author_id, post_id, PostModel.repost_count, -1, actor="reposter", verb="repost"
+        )
 
     def erase(self, user_id: str, post_id: str, author_id: str) -> bool:
         """Remove a deleted account's repost: both rows and one from the post's repost_count.
