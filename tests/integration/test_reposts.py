@@ -114,8 +114,24 @@ def test_repost_and_undo_are_idempotent_and_count_and_refuse_what_they_must(
     assert undone.status_code == undone_again.status_code == 200
     assert undone.json["repost_count"] == undone_again.json["repost_count"] == 0
     assert container.reposts.of_post(post_id) == []
+    # The answer carries liked_by_me for the caller, as a like's does
+    assert http("POST", f"/posts/{post_id}/like", reposter["token"]).status_code == 200
+    assert http("POST", path, reposter["token"]).json["liked_by_me"] is True
+    assert http("DELETE", path, reposter["token"]).json["liked_by_me"] is True
+    # A blocked party's undo removes its repost but does not show the post (404, as GET does)
+    assert http("POST", path, reposter["token"]).json["repost_count"] == 1
+    assert http("POST", f"/users/{reposter['id']}/block", author["token"]).status_code == 200
+    hidden = http("DELETE", path, reposter["token"])
+    assert (hidden.status_code, error_code(hidden)) == (
+        404,
+        "not_found",
+    ) and "text" not in hidden.body.decode()
+    assert container.reposts.get(post_id, reposter["id"]) is None
+    stranger = http.user()  # blocked without ever reposting: the same 404, nothing shown
+    assert http("POST", f"/users/{author['id']}/block", stranger["token"]).status_code == 200
+    assert error_code(http("DELETE", path, stranger["token"])) == "not_found"
     stack.drain()
-    converged(container, author["id"], reposter["id"], blocked["id"])
+    converged(container, author["id"], reposter["id"], blocked["id"], stranger["id"])
 
 
 # ------------------------------------------------------------------ placement

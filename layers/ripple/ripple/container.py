@@ -299,7 +299,14 @@ class Container:
         from ripple.services.reposts import RepostService
 
         return RepostService(
-            self.posts, self.reposts, self.feed, self.post_cache, self.feed_cache, FanoutJobRepository()
+            self.posts,
+            self.reposts,
+            self.feed,
+            self.post_cache,
+            self.feed_cache,
+            FanoutJobRepository(),
+            self.likes,
+            self.relations,
         )
 
     @cached_property

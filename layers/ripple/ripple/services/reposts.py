@@ -18,8 +18,10 @@ from ripple.errors import NotFoundError, ValidationError
 from ripple.observability import count
 from ripple.repositories.fanout_jobs import FanoutJobRepository
 from ripple.repositories.feed import FeedRepository
+from ripple.repositories.likes import LikeRepository
 from ripple.repositories.posts import PostRepository
 from ripple.repositories.reposts import RepostRepository
+from ripple.services.blocks import RelationsReader
 from ripple.services.placement import RepostPlacement
 
 
@@ -32,7 +34,11 @@ class RepostService:
         post_cache: PostCache,
         feed_cache: FeedCache,
         jobs: FanoutJobRepository,
+        likes: LikeRepository,
+        relations: RelationsReader,
     ) -> None:
+        self._likes = likes
+        self._relations = relations
         self._jobs = jobs
         self._posts = posts
         self._reposts = reposts
@@ -68,15 +74,19 @@ class RepostService:
                 # Undone while this wrote: the undo's retraction may have passed the item
                 # already, so it runs again (the reposter's own item is on its first page).
                 self._jobs.enqueue(RepostPlacement.retraction_of(made))
-        return self._after_change(post_id)
+        return self._after_change(user_id, post_id)
 
     def unrepost(self, user_id: str, post_id: str) -> Post:
         """Undo a repost, idempotently; the post with its new ``repost_count``. NotFoundError
-        if the post is gone (its reposts went with it)."""
+        if the post is gone (its reposts went with it), or if you and its author are blocked,
+        either way: a repost from before the block is still removed (it is yours), but the post
+        is not shown to you, as ``GET /posts/{id}`` does not (``PostService.unlike`` alike)."""
         post = self._load(post_id)
         if self._reposts.unrepost(user_id, post.author_id, post_id):
             count("RepostsRemoved")
-        return self._after_change(post_id)
+        if post.author_id in self._relations.of(user_id).blocked_parties():
+            raise NotFoundError(f"post {post_id!r} not found")
+        return self._after_change(user_id, post_id)
 
     def _load(self, post_id: str) -> Post:
         post = self._posts.get(post_id)
@@ -84,10 +94,11 @@ class RepostService:
             raise NotFoundError(f"post {post_id!r} not found")
         return post
 
-    def _after_change(self, post_id: str) -> Post:
-        """The post as it is now; the cached body is evicted (the posts stream refreshes it)."""
+    def _after_change(self, user_id: str, post_id: str) -> Post:
+        """The post as it is now, with ``liked_by_me`` for the caller; the cached body is
+        evicted (the posts stream refreshes it)."""
         try:
             self._post_cache.delete(post_id)
         except CacheError:
             count("CacheErrors")
-        return self._load(post_id)
+        return self._load(post_id).for_reader(post_id in self._likes.liked(user_id, [post_id]))
