@@ -215,7 +215,8 @@ def test_a_scripted_scenario_mixing_blocks_mutes_and_a_deletion_converges(stack:
     report = json.loads(feeds.stdout)
     assert u[2]["user_id"] in {d["user_id"] for d in report["deleted_accounts"]}
     MEASUREMENTS.append(
-        f"mixed scenario (block, mute, deletion, reposts): both checks clean {time.monotonic() - last_write:.1f}s "
+        "mixed scenario (block, mute, deletion, reposts): both checks clean "
+        f"{time.monotonic() - last_write:.1f}s "
         "after the last write"
     )
     # ... and each rule shows where a reader looks
