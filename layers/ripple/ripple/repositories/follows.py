@@ -11,7 +11,7 @@ that counts nothing twice.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from ripple.errors import AuthenticationError, ForbiddenError, NotFoundError
 from ripple.repositories.batch import batch_get, concurrently
@@ -154,6 +154,14 @@ class FollowRepository:
         """Which of ``candidates`` the follower follows (one BatchGetItem per 100)."""
         keys = [(follower_id, c) for c in dict.fromkeys(candidates) if c != follower_id]
         return {row.followee_id for row in batch_get(FollowModel, keys)}
+
+    def follow_times(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """When each of these (follower, followee) edges was made (epoch ms), for those that
+        exist now (strongly consistent; one BatchGetItem per 100 pairs)."""
+        rows = batch_get(
+            FollowModel, [(a, b) for a, b in dict.fromkeys(pairs) if a != b], consistent_read=True
+        )
+        return {(row.follower_id, row.followee_id): int(row.created_at) for row in rows}
 
     def followed_at(self, follower_id: str, followee_id: str) -> int | None:
         """When the edge was created (epoch ms), or None if there is none."""

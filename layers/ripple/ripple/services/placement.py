@@ -35,12 +35,11 @@ from dataclasses import replace
 from ripple.domain import FeedEntry, Relations
 from ripple.ids import ulid_floor, ulid_timestamp_ms
 from ripple.observability import count
-from ripple.repositories.batch import batch_get, concurrently
+from ripple.repositories.batch import concurrently
 from ripple.repositories.blocks import BlockRepository
 from ripple.repositories.fanout_jobs import PURGE_REPOSTS, REPOST, UNREPOST, FanoutJob, FanoutJobRepository
 from ripple.repositories.feed import FeedRepository
 from ripple.repositories.follows import FollowRepository
-from ripple.repositories.models import FollowModel
 from ripple.repositories.posts import PostRepository
 from ripple.repositories.reposts import Repost, RepostRepository
 from ripple.repositories.users import UserRepository
@@ -285,14 +284,12 @@ class RepostPlacement:
         return any(p.post_id == post_id for p in backfill)
 
     def _followed_at(self, readers: Sequence[str], followees: set[str]) -> dict[tuple[str, str], int]:
-        keys = [(r, f) for r in readers for f in followees if r != f]
-        rows = batch_get(FollowModel, keys, consistent_read=True)
-        return {(row.follower_id, row.followee_id): int(row.created_at) for row in rows}
+        return self._follows.follow_times((r, f) for r in readers for f in followees)
 
     def _unfollowed(self, followee_id: str, readers: Sequence[str]) -> set[str]:
-        """Which of these readers no longer follow ``followee_id`` (consistent BatchGetItem)."""
-        still = batch_get(FollowModel, [(r, followee_id) for r in readers], consistent_read=True)
-        return set(readers) - {row.follower_id for row in still}
+        """Which of these readers no longer follow ``followee_id``."""
+        still = self._follows.follow_times((r, followee_id) for r in readers)
+        return {r for r in readers if (r, followee_id) not in still}
 
     def _hidden_readers(self, repost: Repost) -> frozenset[str]:
         """Readers who hide the author or the reposter, or whom either blocks."""
@@ -315,9 +312,8 @@ class RepostPlacement:
         """The reader no longer hides ``other_id``: its reposts (those the reader follows it
         for) and the reposts of its posts by the reader's followees place again. Reads every
         followee's reposts: an unmute or unblock is rare, and no index maps a post's author
-        to its reposts consistently."""
-        if other_id in self._blocks.relations(reader_id).hidden_authors():
-            return 0
+        to its reposts consistently. The caller has checked that nothing hides ``other_id``
+        (``FanoutService.unmuted``); a hide committed since is undone by the settling."""
         keys: list[tuple[str, str]] = []
         # The reader's own reposts too (of the other's posts), and every followee's.
         followees = [reader_id, *(f for f, _ in self._follows.all_following(reader_id))]
