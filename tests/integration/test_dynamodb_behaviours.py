@@ -66,7 +66,9 @@ def test_a_transaction_conflict_is_retried_with_a_new_token_after_a_backoff(h: H
     h.proxy.plan = FaultPlan.only({"TransactWriteItems"}, pattern="X.")
     like = h.call("POST", f"/posts/{reply.json['post_id']}/like", reader["token"])
     follow = h.call("POST", f"/users/{author['id']}/follow", reader["token"])
+    repost = h.call("POST", f"/posts/{reply.json['post_id']}/repost", reader["token"])
     h.proxy.plan = FaultPlan()
+    assert (repost.status, repost.json["repost_count"]) == (200, 1), repost
     assert (like.status, like.json["like_count"]) == (200, 1), like
     assert follow.status == 200 and follow.json["changed"] is True, follow
     assert h.likers_of(reply.json["post_id"]) == {reader["id"]}
@@ -86,6 +88,7 @@ def test_conflicts_past_the_retries_are_a_503_that_changed_nothing(h: Harness) -
         ("POST", "/posts", author["token"], {"text": "never stored"}),
         ("POST", f"/posts/{post['post_id']}/like", reader["token"], None),
         ("POST", f"/users/{author['id']}/follow", reader["token"], None),
+        ("POST", f"/posts/{post['post_id']}/repost", reader["token"], None),
         ("DELETE", f"/posts/{post['post_id']}", author["token"], None),
         (
             "POST",
@@ -108,6 +111,7 @@ def test_conflicts_past_the_retries_are_a_503_that_changed_nothing(h: Harness) -
     # Then nothing changed: the post is there, unliked, no follow, counters as before
     assert [r["post_id"] for r in h.posts_of(author["id"])] == [post["post_id"]]
     assert h.likers_of(post["post_id"]) == set() and h.following_of(reader["id"]) == set()
+    assert h.posts_of(author["id"])[0].get("repost_count", 0) == 0
     for user in (author, reader):
         assert h.user_row(user["id"]) == before[user["id"]]
         h.assert_counters_match_rows(user["id"])
