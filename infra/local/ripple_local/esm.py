@@ -49,14 +49,15 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import itertools
 import json
 import logging
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -311,6 +312,7 @@ class _Record:
 
     event: dict[str, Any]
     arrival: datetime | None
+    ticket: int = -1  # its place in a _Pipeline's reading order (ParallelizationFactor > 1 only)
 
     @property
     def sequence_number(self) -> str:
@@ -338,8 +340,13 @@ class _Pipeline:
     def __init__(self, lanes: int) -> None:
         self.queues: list[deque[_Record]] = [deque() for _ in range(lanes)]  # read, not yet delivered
         self.busy: list[bool] = [False] * lanes  # a lane thread is delivering this lane's records
-        self.order: deque[str] = deque()  # sequence numbers read and not yet checkpointed, in order
-        self.done: set[str] = set()  # those of ``order`` that are finished
+        # Records are tracked by the order they were read in, not by sequence number: moto
+        # hands out a shard's sequence numbers again after it rolls back a transaction (it
+        # restores the table and its stream from a copy), and a duplicate number must not
+        # stall the checkpoint. On AWS the numbers are unique, and both ways agree.
+        self.order: deque[tuple[int, str]] = deque()  # (ticket, sequence number) not yet checkpointed
+        self.done: set[int] = set()  # tickets of ``order`` that are finished
+        self.tickets = itertools.count()
         self.failure: BaseException | None = None  # a lane failed unexpectedly: dispatch no more
 
     @property
@@ -357,14 +364,20 @@ class _Pipeline:
         """Nothing read is unfinished and no lane is delivering."""
         return not self.order and not any(self.busy)
 
-    def finish(self, sequence_numbers: Sequence[str]) -> str | None:
-        """Mark records finished; the new checkpoint (the last record of the finished prefix
-        of ``order``), or None when the prefix did not move."""
-        self.done.update(sequence_numbers)
+    def read(self, sequence_number: str) -> int:
+        """Note a record read; its ticket."""
+        ticket = next(self.tickets)
+        self.order.append((ticket, sequence_number))
+        return ticket
+
+    def finish(self, tickets: Iterable[int]) -> str | None:
+        """Mark records finished; the new checkpoint (the sequence number of the last record
+        of the finished prefix of ``order``), or None when the prefix did not move."""
+        self.done.update(tickets)
         last = None
-        while self.order and self.order[0] in self.done:
-            last = self.order.popleft()
-            self.done.discard(last)
+        while self.order and self.order[0][0] in self.done:
+            ticket, last = self.order.popleft()
+            self.done.discard(ticket)
         return last
 
 
@@ -561,7 +574,25 @@ class StreamEventSourceMapping:
                 self._wake.wait(self.idle_sleep_s)  # lanes still delivering what was read
                 self._wake.clear()
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.name}: stream still yielding records after {timeout}s")
+                raise TimeoutError(f"{self.name}: not drained after {timeout}s ({self._progress()})")
+
+    def _progress(self) -> str:
+        """Where each shard stands, for the message of a drain that timed out."""
+        parts = []
+        with self._work_lock:
+            for shard in self._shards.values():
+                checkpoint = self.checkpoints.get(self.mapping_id, shard.shard_id)
+                state = f"{shard.shard_id}: checkpoint {checkpoint}"
+                pipeline = shard.pipeline
+                if pipeline is not None:
+                    state += (
+                        f", read to {shard.read_position}, {pipeline.outstanding} unfinished"
+                        f" (first {pipeline.order[0][1] if pipeline.order else None},"
+                        f" {len(pipeline.done)} done out of order), {pipeline.queued} queued,"
+                        f" lanes busy {[i for i, busy in enumerate(pipeline.busy) if busy]}"
+                    )
+                parts.append(state)
+        return "; ".join(parts) or "no shards"
 
     @property
     def in_flight(self) -> bool:
@@ -785,14 +816,14 @@ class StreamEventSourceMapping:
         ]
         shard.read_position = records[-1].sequence_number
         factor = self.config.parallelization_factor
-        filtered: list[str] = []
+        filtered: list[int] = []
         with self._work_lock:
             for record in records:
-                pipeline.order.append(record.sequence_number)
+                ticket = pipeline.read(record.sequence_number)
                 if self.config.delivers(record.event):
-                    pipeline.queues[lane_of(record.event, factor)].append(record)
+                    pipeline.queues[lane_of(record.event, factor)].append(replace(record, ticket=ticket))
                 else:
-                    filtered.append(record.sequence_number)
+                    filtered.append(ticket)
             if filtered:
                 self._finish_locked(shard, pipeline, filtered)
         self._count("filtered", len(filtered))
@@ -838,12 +869,12 @@ class StreamEventSourceMapping:
 
     def _finish(self, shard: _Shard, pipeline: _Pipeline, records: Sequence[_Record]) -> None:
         with self._work_lock:
-            self._finish_locked(shard, pipeline, [record.sequence_number for record in records])
+            self._finish_locked(shard, pipeline, [record.ticket for record in records])
 
-    def _finish_locked(self, shard: _Shard, pipeline: _Pipeline, sequence_numbers: Sequence[str]) -> None:
+    def _finish_locked(self, shard: _Shard, pipeline: _Pipeline, tickets: Sequence[int]) -> None:
         """Records are done; move the checkpoint over the finished prefix (under _work_lock,
         so checkpoints are written in order)."""
-        checkpoint = pipeline.finish(sequence_numbers)
+        checkpoint = pipeline.finish(tickets)
         if checkpoint is not None:
             self.checkpoints.put(self.mapping_id, shard.shard_id, checkpoint)
 
