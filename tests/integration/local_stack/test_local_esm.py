@@ -90,9 +90,37 @@ def seq(record: dict[str, Any]) -> str:
 
 
 def put(aws_client: Callable[[str], Any], stream: Stream, *keys: str) -> None:
+    """Write ``keys`` in this order, each once the previous one's record is in the stream.
+
+    DynamoDB Streams orders records per item only; LocalStack forwards each write's record
+    on a thread pool, so two quick writes of different items can land in either order. The
+    tests below name positions across items, so each write waits for its record first.
+    """
     dynamodb = aws_client("dynamodb")
+    streams = aws_client("dynamodbstreams")
     for key in keys:
+        before = stream_record_count(streams, stream)
         dynamodb.put_item(TableName=stream.table, Item={"pk": {"S": key}, "blob": {"B": b"\x01\x02"}})
+        deadline = time.monotonic() + 10
+        while stream_record_count(streams, stream) <= before:
+            assert time.monotonic() < deadline, f"the record of {key} never reached the stream"
+            time.sleep(0.01)
+
+
+def stream_record_count(streams: Any, stream: Stream) -> int:
+    """How many records the stream holds, over every shard, from TRIM_HORIZON."""
+    count = 0
+    for shard in streams.describe_stream(StreamArn=stream.arn)["StreamDescription"]["Shards"]:
+        iterator = streams.get_shard_iterator(
+            StreamArn=stream.arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while iterator:
+            page = streams.get_records(ShardIterator=iterator)
+            count += len(page["Records"])
+            if not page["Records"]:
+                break
+            iterator = page.get("NextShardIterator")
+    return count
 
 
 def runner_for(
