@@ -43,6 +43,26 @@ def test_insert_adds_to_a_cached_feed_idempotently_and_remove_takes_it_out(
     assert after is not None and after.refs == []
 
 
+def test_a_bare_key_image_before_the_whole_item_is_skipped_not_failed(
+    container: Container, cache_refresher_handler: Any
+) -> None:
+    # moto streams an UpdateItem that creates an item as two INSERTs: the bare key, then the
+    # whole item. The first has nothing to cache; failing it would hold the lane back.
+    ids = fresh_ids()
+    reader = ids[SAMPLE_FOLLOWER]
+    container.feed_cache.warm(reader, None, [], complete=True)
+    insert = load_event("cache_refresher/feed_insert.json", **ids)
+    bare = copy.deepcopy(insert)
+    record = bare["Records"][0]["dynamodb"]
+    record["NewImage"] = dict(record["Keys"])
+    record["SequenceNumber"] = "299999999999999999999"
+
+    both = {"Records": bare["Records"] + insert["Records"]}
+    assert cache_refresher_handler(both) == {"batchItemFailures": []}
+    page = container.feed_cache.page(reader, None, 10)
+    assert page is not None and page.refs == [FeedRef(post_id=ids[SAMPLE_POST], author_id=ids[SAMPLE_AUTHOR])]
+
+
 def test_a_repost_moving_an_item_replaces_its_cached_member(
     container: Container, cache_refresher_handler: Any
 ) -> None:
