@@ -427,8 +427,9 @@ class EmulatorProcess(ManagedProcess):
         return f"http://{self.host}:{self.port}"
 
     def command(self) -> Sequence[str]:
-        """``python -m moto.server`` with this interpreter, so the venv's moto is the one used."""
-        return [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
+        """moto's server with this interpreter (so the venv's moto is the one used), its
+        DynamoDB requests served one at a time (``ripple_local.moto_server`` says why)."""
+        return [sys.executable, "-m", "ripple_local.moto_server", "-H", self.host, "-p", str(self.port)]
 
     def ready(self) -> bool:
         """moto answers HTTP once its app is up."""
