@@ -272,10 +272,8 @@ def test_if_redis_misses_the_forget_the_users_stream_repairs_it(
 
 
 def test_concurrent_deletions_of_one_account_delete_and_audit_it_once(
-    http: Http, container: Container, stack: LocalStack, backend: str
+    http: Http, container: Container, stack: LocalStack
 ) -> None:
-    if backend == "moto":  # runs on DynamoDB Local and LocalStack
-        pytest.skip("stock moto runs concurrent transactions unsafely (README: why DynamoDB Local)")
     from concurrent.futures import ThreadPoolExecutor
 
     leaver = http.user("leaver")

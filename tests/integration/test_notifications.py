@@ -301,13 +301,11 @@ def test_erase_user_removes_every_notification_of_the_user(container: Container)
 
 
 def test_concurrent_changes_to_one_group_converge_to_the_exact_count_and_newest_actors(
-    container: Container, backend: str
+    container: Container,
 ) -> None:
     """Likes of a hot post change one group from several invocations at once (and, across
     shards, in any order): memberships count each actor once, and whichever summary is
     written last was computed from the final version."""
-    if backend == "moto":  # runs on DynamoDB Local and LocalStack
-        pytest.skip("stock moto runs concurrent transactions unsafely (README: why DynamoDB Local)")
     from concurrent.futures import ThreadPoolExecutor
 
     recipient = signup(container, "hot")
