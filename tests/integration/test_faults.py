@@ -169,12 +169,11 @@ def test_feeds_converge_through_a_redis_outage(own_stack: OwnStack) -> None:
     # Given Redis stops mid-run
     own_stack.redis.stop()
 
-    # When posts keep coming, they are accepted, and feeds are served from DynamoDB
-    started = time.monotonic()
+    # When posts keep coming, they are accepted, and feeds are served from DynamoDB (how much
+    # slower is the bench's business, not a wall-clock limit here)
     posted = [container.post_service.create(a, f"during the outage {i}").post_id for i in range(3)]
     assert set(posted) <= {p.post_id for p in container.feed_reader.home(a, 20).items}  # own, at once
     posted.append(container.post_service.create(b, "b too").post_id)
-    assert time.monotonic() - started < 3.0  # four writes and a read, no Redis in the way
     wait_until(
         lambda: {p.post_id for p in container.feed_reader.home(c, 20).items} >= set(posted[:3]),
         "fan-out to reach c's feed while Redis is down",
