@@ -12,7 +12,9 @@ emulator           DynamoDB + DynamoDB Streams                   SQS, Secrets Ma
 Why DynamoDB Local is the default (measured, README "Emulators"): it is the engine AWS ships,
 so transactions, conditions, batch limits, ClientRequestToken idempotency and streams behave
 as DynamoDB's do, and a Query or a transaction costs the same at 1k items as at 50k. Stock
-moto loses writes under concurrent transactions and slows down as tables grow.
+moto loses writes under concurrent transactions and slows down as tables grow; the stack runs
+it through ``ripple_local.moto_server`` (DynamoDB requests in turn, rollbacks that leave the
+stream as DynamoDB would), which fixes the first, not the second.
 """
 
 from __future__ import annotations

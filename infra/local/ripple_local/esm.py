@@ -340,10 +340,11 @@ class _Pipeline:
     def __init__(self, lanes: int) -> None:
         self.queues: list[deque[_Record]] = [deque() for _ in range(lanes)]  # read, not yet delivered
         self.busy: list[bool] = [False] * lanes  # a lane thread is delivering this lane's records
-        # Records are tracked by the order they were read in, not by sequence number: moto
-        # hands out a shard's sequence numbers again after it rolls back a transaction (it
-        # restores the table and its stream from a copy), and a duplicate number must not
-        # stall the checkpoint. On AWS the numbers are unique, and both ways agree.
+        # Records are tracked by the order they were read in, not by sequence number: stock
+        # moto hands out a shard's sequence numbers again after it rolls back a transaction
+        # (ripple_local.moto_server prevents it), and a repeated number must not stall the
+        # checkpoint. On AWS numbers are unique and read in order, and both ways agree; with
+        # numbers out of order the checkpoint can step back, which redelivers, never skips.
         self.order: deque[tuple[int, str]] = deque()  # (ticket, sequence number) not yet checkpointed
         self.done: set[int] = set()  # tickets of ``order`` that are finished
         self.tickets = itertools.count()
@@ -580,7 +581,7 @@ class StreamEventSourceMapping:
         """Where each shard stands, for the message of a drain that timed out."""
         parts = []
         with self._work_lock:
-            for shard in self._shards.values():
+            for shard in list(self._shards.values()):  # the polling thread may add shards
                 checkpoint = self.checkpoints.get(self.mapping_id, shard.shard_id)
                 state = f"{shard.shard_id}: checkpoint {checkpoint}"
                 pipeline = shard.pipeline
@@ -997,7 +998,9 @@ class StreamEventSourceMapping:
         failures = response.get("batchItemFailures")
         if not failures:  # absent, None or empty: complete success
             return _Outcome(None, request_id=request_id)
-        positions = {record.sequence_number: index for index, record in enumerate(records)}
+        positions: dict[str, int] = {}
+        for index, record in enumerate(records):  # a number twice (moto): retry from the first
+            positions.setdefault(record.sequence_number, index)
         indexes = []
         for failure in failures if isinstance(failures, list) else [failures]:
             identifier = failure.get("itemIdentifier") if isinstance(failure, Mapping) else None
