@@ -7,6 +7,8 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from ripple_local.moto_server import SerializedDynamoDB
 
 
@@ -55,3 +57,31 @@ def test_other_requests_keep_their_concurrency() -> None:
         inner = SlowApp()
         run_at_once(SerializedDynamoDB(inner), target)
         assert inner.most > 1
+
+
+def test_a_serialized_response_is_closed_and_an_error_releases_the_lock() -> None:
+    closed: list[bool] = []
+
+    class Body:
+        def __iter__(self) -> Any:
+            yield b"a"
+            yield b"b"
+
+        def close(self) -> None:
+            closed.append(True)
+
+    calls = iter([Body(), RuntimeError("moto failed")])
+
+    def inner(environ: dict[str, Any], start_response: Any) -> Any:
+        outcome = next(calls)
+        if isinstance(outcome, Exception):
+            raise outcome
+        start_response("200 OK", [])
+        return outcome
+
+    app = SerializedDynamoDB(inner)
+    environ = {"HTTP_X_AMZ_TARGET": "DynamoDB_20120810.PutItem"}
+    assert app(dict(environ), lambda *a: None) == [b"a", b"b"] and closed == [True]
+    with pytest.raises(RuntimeError, match="moto failed"):
+        app(dict(environ), lambda *a: None)
+    assert not app.lock.locked()
