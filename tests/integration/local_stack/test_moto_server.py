@@ -6,11 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-import boto3
 import pytest
 
+from ripple_local.aws import client
 from ripple_local.processes import EmulatorProcess
 
 pytestmark = [pytest.mark.integration]
@@ -23,12 +22,6 @@ def moto_server(state_dir: Path) -> Iterator[str]:
         yield process.url
     finally:
         process.stop()
-
-
-def client(service: str, url: str) -> Any:
-    return boto3.client(
-        service, endpoint_url=url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
-    )
 
 
 def test_a_cancelled_transaction_leaves_no_stream_record_and_numbers_stay_unique(tmp_path: Path) -> None:
