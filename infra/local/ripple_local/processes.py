@@ -28,7 +28,7 @@ from typing import IO, Self
 
 import psutil
 
-from ripple_local import tools
+from ripple_local import aws, dynamodb_local, tools
 
 __all__ = [
     "DynamoDBLocalProcess",
@@ -376,7 +376,10 @@ class ManagedProcess:
 
 class DynamoDBLocalProcess(ManagedProcess):
     """DynamoDB Local (AWS's own engine, DynamoDB and DynamoDB Streams on one endpoint), bound
-    to ``host`` only. In memory unless ``db_path`` is given (``up --persist``).
+    to ``host`` only. Its database is kept in ``db_path`` when given (``up --persist``), else
+    in a scratch file on a RAM-backed directory removed at :meth:`stop` (``-inMemory`` where
+    there is none); either file gets the stream-record indexes DynamoDB Local lacks
+    (``ripple_local.dynamodb_local`` says why and what they change).
 
     The jar and its loopback launcher are installed by ``python -m ripple_local.tools install``
     (bootstrap runs it); a missing install raises ToolMissing naming the command to run.
@@ -393,6 +396,8 @@ class DynamoDBLocalProcess(ManagedProcess):
     ) -> None:
         super().__init__(host, port, state_dir)
         self.db_path = Path(db_path) if db_path is not None else None
+        self.scratch_path: Path | None = None  # the unpersisted database's directory, if any
+        self.indexed = False  # True once the stream-record indexes are in place
         self.install = tools.dynamodb_local()
         self.java = tools.find_java("java")
 
@@ -401,14 +406,44 @@ class DynamoDBLocalProcess(ManagedProcess):
         """The endpoint URL of DynamoDB and DynamoDB Streams."""
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def database_dir(self) -> Path | None:
+        """Where the database file is (``db_path`` or the scratch directory); None in memory."""
+        return self.db_path if self.db_path is not None else self.scratch_path
+
     def command(self) -> Sequence[str]:
         if self.db_path is not None:
             self.db_path.mkdir(parents=True, exist_ok=True)
-        return self.install.command(self.java, self.host, self.port, self.db_path)
+        elif self.scratch_path is None:
+            self.scratch_path = dynamodb_local.scratch_dir()
+        return self.install.command(self.java, self.host, self.port, self.database_dir)
 
     def ready(self) -> bool:
         """DynamoDB Local answers any HTTP request (400 without a signature) once it serves."""
         return http_answers(self.url)
+
+    def start(self, timeout: float | None = None) -> Self:
+        """Start as :meth:`ManagedProcess.start` does, then index its database's stream records:
+        a first signed request makes DynamoDB Local create its schema, then the indexes are
+        added before anyone else's traffic. Raises RuntimeError (and stops it) if that fails."""
+        was_running = self.running
+        super().start(timeout)
+        if was_running or self.database_dir is None:
+            return self
+        try:
+            aws.client("dynamodb", self.url).list_tables(Limit=1)
+            self.indexed = dynamodb_local.index_stream_records(self.database_dir / dynamodb_local.DB_FILE)
+        except Exception as error:  # botocore or sqlite3: either way the engine is unusable
+            self.stop()
+            raise RuntimeError(f"{self.name} did not start: indexing its database failed: {error}") from error
+        return self
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop as :meth:`ManagedProcess.stop` does, then remove the scratch database."""
+        super().stop(timeout)
+        scratch, self.scratch_path = self.scratch_path, None
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 class EmulatorProcess(ManagedProcess):

@@ -1,0 +1,105 @@
+"""A real DynamoDB Local as the stack starts it: its database file, indexed, and gone at stop.
+
+(Speed is the bench's business, figure 7 and the README's emulator section; these tests show
+that the engine runs from the file with the indexes and still answers as DynamoDB does.)
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from ripple_local import aws, dynamodb_local
+from ripple_local.processes import DynamoDBLocalProcess
+
+INDEX_NAMES = {name for name, _ in dynamodb_local.STREAM_RECORD_INDEXES}
+
+
+def indexes(db_file: Path) -> set[str]:
+    with sqlite3.connect(db_file) as connection:
+        query = "SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='us'"
+        rows = connection.execute(query).fetchall()
+    return {str(row[0]) for row in rows}
+
+
+def streamed_table(client: object, name: str) -> str:
+    client.create_table(  # type: ignore[attr-defined]
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+    )
+    return str(client.describe_table(TableName=name)["Table"]["LatestStreamArn"])  # type: ignore[attr-defined]
+
+
+def stream_keys(url: str, stream_arn: str) -> list[str]:
+    streams = aws.client("dynamodbstreams", url)
+    deadline = time.monotonic() + 30
+    while True:
+        shards = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]
+        keys: list[str] = []
+        for shard in shards:
+            iterator = streams.get_shard_iterator(
+                StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+            )["ShardIterator"]
+            records = streams.get_records(ShardIterator=iterator, Limit=100)["Records"]
+            keys += [record["dynamodb"]["Keys"]["pk"]["S"] for record in records]
+        if keys or time.monotonic() > deadline:
+            return keys
+        time.sleep(0.2)
+
+
+def test_an_unpersisted_engine_runs_from_an_indexed_scratch_file_removed_at_stop(tmp_path: Path) -> None:
+    process = DynamoDBLocalProcess.start_on_free_port(state_dir=tmp_path)
+    scratch = process.scratch_path
+    try:
+        if scratch is None:
+            pytest.skip("no RAM-backed directory here: DynamoDB Local runs -inMemory, unindexed")
+        # Given the engine as the stack starts it: the database is a file on the RAM disk
+        assert process.indexed
+        db_file = scratch / dynamodb_local.DB_FILE
+        assert indexes(db_file) >= INDEX_NAMES
+
+        # When a streamed table is written
+        client = aws.client("dynamodb", process.url)
+        arn = streamed_table(client, "scratch-streamed")
+        for key in ("a", "b", "c"):
+            client.put_item(TableName="scratch-streamed", Item={"pk": {"S": key}})
+
+        # Then its items and its stream answer as usual
+        assert client.get_item(TableName="scratch-streamed", Key={"pk": {"S": "b"}})["Item"]["pk"]["S"] == "b"
+        assert stream_keys(process.url, arn) == ["a", "b", "c"]
+    finally:
+        process.stop()
+    assert scratch is not None and not scratch.exists()
+
+
+def test_a_persisted_engine_keeps_its_data_and_indexes_across_restarts(tmp_path: Path) -> None:
+    db_path = tmp_path / "dynamodb"
+    first = DynamoDBLocalProcess.start_on_free_port(state_dir=tmp_path / "one")
+    first.stop()  # a scratch engine first: persisting must not depend on one
+    persisted = DynamoDBLocalProcess("127.0.0.1", 0, tmp_path / "two", db_path=db_path)
+    persisted.start_on_any_free_port()
+    try:
+        assert persisted.scratch_path is None and persisted.indexed
+        client = aws.client("dynamodb", persisted.url)
+        streamed_table(client, "kept-streamed")
+        client.put_item(TableName="kept-streamed", Item={"pk": {"S": "kept"}})
+    finally:
+        persisted.stop()
+    assert (db_path / dynamodb_local.DB_FILE).exists()
+
+    again = DynamoDBLocalProcess("127.0.0.1", 0, tmp_path / "three", db_path=db_path)
+    again.start_on_any_free_port()
+    try:
+        assert again.indexed
+        client = aws.client("dynamodb", again.url)
+        item = client.get_item(TableName="kept-streamed", Key={"pk": {"S": "kept"}})["Item"]
+        assert item["pk"]["S"] == "kept"
+        assert indexes(db_path / dynamodb_local.DB_FILE) >= INDEX_NAMES
+    finally:
+        again.stop()

@@ -1,0 +1,118 @@
+"""DynamoDB Local's database file: the stream-record indexes and the scratch directories.
+
+The SQLite statements below are DynamoDB Local 3.3.0's own (read from its jar with javap):
+the stream description's first-record lookup, run on every call on a streamed table, and
+GetRecords' newest-record lookup for its shard. Given the jar's ``us`` table, each is a scan
+of every stream record until the indexes are added.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ripple_local import dynamodb_local
+from ripple_local.dynamodb_local import index_stream_records, reclaim_scratch_dirs, scratch_dir
+
+# The table as DynamoDB Local 3.3.0 creates it (SQLiteDBAccess's CREATE TABLE statement).
+US_TABLE = (
+    "CREATE TABLE IF NOT EXISTS us (StreamID TEXT, ShardID TEXT, SequenceNumber INTEGER,"
+    " CreationDateTime INTEGER, StreamRecord BLOB, OperationType TEXT, PRIMARY KEY(SequenceNumber));"
+)
+FIRST_RECORD_OF_STREAM = "SELECT MIN(SequenceNumber) FROM us WHERE StreamID=?"
+NEWEST_RECORD_OF_SHARD = "SELECT SequenceNumber FROM us WHERE ShardID=? ORDER BY SequenceNumber DESC LIMIT 1"
+RECORDS_AFTER = (
+    "SELECT StreamRecord FROM us WHERE ShardID=? AND SequenceNumber > ? ORDER BY SequenceNumber LIMIT 100"
+)
+
+
+def database(path: Path) -> Path:
+    db_file = path / dynamodb_local.DB_FILE
+    with sqlite3.connect(db_file) as connection:
+        connection.execute(US_TABLE)
+        connection.executemany(
+            "INSERT INTO us VALUES (?, ?, ?, 0, x'00', 'INSERT')",
+            [(f"stream-{n % 3}", f"shard-{n % 3}", n) for n in range(300)],
+        )
+    return db_file
+
+
+def plan(db_file: Path, statement: str, *parameters: object) -> str:
+    with sqlite3.connect(db_file) as connection:
+        rows = connection.execute(f"EXPLAIN QUERY PLAN {statement}", parameters).fetchall()
+    return " | ".join(str(row[-1]) for row in rows)
+
+
+def test_the_engines_stream_lookups_scan_every_record_until_indexed(tmp_path: Path) -> None:
+    # Given DynamoDB Local's stream-record table as the jar creates it
+    db_file = database(tmp_path)
+    assert "INDEX" not in plan(db_file, FIRST_RECORD_OF_STREAM, "stream-1")  # rowid order, filtered
+    assert "INDEX" not in plan(db_file, NEWEST_RECORD_OF_SHARD, "shard-1")
+
+    # When the indexes are added, twice (a restart with --persist finds them there)
+    assert index_stream_records(db_file) is True
+    assert index_stream_records(db_file) is True
+
+    # Then each lookup is a search of one stream's or one shard's records
+    first_record = plan(db_file, FIRST_RECORD_OF_STREAM, "stream-1")
+    assert "USING COVERING INDEX ripple_us_stream_sequence" in first_record
+    assert "ripple_us_shard_sequence" in plan(db_file, NEWEST_RECORD_OF_SHARD, "shard-1")
+    assert "ripple_us_shard_sequence" in plan(db_file, RECORDS_AFTER, "shard-1", 10)
+    # and they answer as before
+    with sqlite3.connect(db_file) as connection:
+        assert connection.execute(FIRST_RECORD_OF_STREAM, ("stream-1",)).fetchone() == (1,)
+        assert connection.execute(NEWEST_RECORD_OF_SHARD, ("shard-1",)).fetchone() == (298,)
+
+
+def test_a_database_of_another_layout_is_left_alone(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    db_file = tmp_path / dynamodb_local.DB_FILE
+    with sqlite3.connect(db_file) as connection:
+        connection.execute("CREATE TABLE us (id INTEGER PRIMARY KEY, payload BLOB)")
+
+    assert index_stream_records(db_file) is False
+
+    with sqlite3.connect(db_file) as connection:
+        assert connection.execute("SELECT name FROM sqlite_master WHERE type='index'").fetchall() == []
+    assert "no stream-record table of the known layout" in caplog.text
+
+
+def test_a_scratch_directory_is_on_the_ram_disk_and_named_after_its_owner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dynamodb_local, "RAM_DIRS", (tmp_path / "missing", tmp_path))
+
+    made = scratch_dir()
+
+    assert made is not None and made.parent == tmp_path and made.is_dir()
+    assert made.name.startswith(f"{dynamodb_local.SCRATCH_PREFIX}{os.getpid()}-")
+
+
+def test_without_a_ram_disk_there_is_no_scratch_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dynamodb_local, "RAM_DIRS", (tmp_path / "missing",))
+    assert scratch_dir() is None
+
+
+def test_only_scratch_directories_whose_owner_is_gone_are_reclaimed(tmp_path: Path) -> None:
+    # Given a scratch directory of a process that has exited, one of a live process, and
+    # directories that are not scratch databases at all
+    command = [sys.executable, "-c", "import os; print(os.getpid())"]
+    dead = subprocess.run(command, capture_output=True, text=True, check=True)
+    abandoned = tmp_path / f"{dynamodb_local.SCRATCH_PREFIX}{int(dead.stdout)}-abc"
+    live = tmp_path / f"{dynamodb_local.SCRATCH_PREFIX}{os.getpid()}-def"
+    foreign = [tmp_path / "ripple-dynamodb-x-1", tmp_path / "someone-elses"]
+    for directory in (abandoned, live, *foreign):
+        directory.mkdir()
+        (directory / dynamodb_local.DB_FILE).write_bytes(b"")
+
+    removed = reclaim_scratch_dirs(tmp_path)
+
+    assert removed == [abandoned]
+    assert not abandoned.exists()
+    assert live.exists() and all(directory.exists() for directory in foreign)
