@@ -320,13 +320,16 @@ class Run:
         cfg, dynamodb = self.config, self.stack.endpoints.dynamodb
         with self.phase("emulator ceiling"):
             one, two = (ceiling.measure_ceiling(dynamodb, cfg.ceiling_seconds, threads=n) for n in (1, 2))
+            streamed = ceiling.measure_ceiling(dynamodb, cfg.ceiling_seconds, threads=1, stream=True)
         with self.phase("fan-out burst") as cpu:
             burst = self.burst(cfg.posts)
         rate, best = burst["items_per_s"], max(one["batch_items_per_s"], two["batch_items_per_s"])
         # ratio(): NaN, not a ZeroDivisionError, if a loaded machine let a ceiling write nothing
         burst.update(cpu_cores=cpu["cpu_cores"], ratio_to_ceiling_best=ratio(rate, best),
-                     ratio_to_ceiling_1_client=ratio(rate, one["batch_items_per_s"]))  # fmt: skip
-        self.results.update(ceiling={"one_client": one, "two_clients": two}, fanout=burst)
+                     ratio_to_ceiling_1_client=ratio(rate, one["batch_items_per_s"]),
+                     ratio_to_ceiling_streamed=ratio(rate, streamed["batch_items_per_s"]))  # fmt: skip
+        ceilings = {"one_client": one, "two_clients": two, "streamed": streamed}
+        self.results.update(ceiling=ceilings, fanout=burst)
         if profile := self.profiled("fanout", 8, lambda: self.burst(max(10, cfg.posts // 3))):
             burst["profile"] = profile
 
