@@ -379,7 +379,8 @@ class DynamoDBLocalProcess(ManagedProcess):
     to ``host`` only. Its database is kept in ``db_path`` when given (``up --persist``), else
     in a scratch file on a RAM-backed directory removed at :meth:`stop` (``-inMemory`` where
     there is none); either file gets the stream-record indexes DynamoDB Local lacks
-    (``ripple_local.dynamodb_local`` says why and what they change).
+    (``ripple_local.dynamodb_local`` says why and what they change). ``stock=True`` runs the
+    engine as its jar does, for comparison (``bench.stream_backlog``).
 
     The jar and its loopback launcher are installed by ``python -m ripple_local.tools install``
     (bootstrap runs it); a missing install raises ToolMissing naming the command to run.
@@ -393,9 +394,12 @@ class DynamoDBLocalProcess(ManagedProcess):
         port: int = 8000,
         state_dir: str | os.PathLike[str] | None = None,
         db_path: str | os.PathLike[str] | None = None,
+        *,
+        stock: bool = False,
     ) -> None:
         super().__init__(host, port, state_dir)
         self.db_path = Path(db_path) if db_path is not None else None
+        self.stock = stock  # True: -inMemory (or db_path) without the indexes, as the jar runs
         self.scratch_path: Path | None = None  # the unpersisted database's directory, if any
         self.indexed = False  # True once the stream-record indexes are in place
         self.install = tools.dynamodb_local()
@@ -414,7 +418,7 @@ class DynamoDBLocalProcess(ManagedProcess):
     def command(self) -> Sequence[str]:
         if self.db_path is not None:
             self.db_path.mkdir(parents=True, exist_ok=True)
-        elif self.scratch_path is None:
+        elif self.scratch_path is None and not self.stock:
             self.scratch_path = dynamodb_local.scratch_dir()
         return self.install.command(self.java, self.host, self.port, self.database_dir)
 
@@ -428,7 +432,7 @@ class DynamoDBLocalProcess(ManagedProcess):
         added before anyone else's traffic. Raises RuntimeError (and stops it) if that fails."""
         was_running = self.running
         super().start(timeout)
-        if was_running or self.database_dir is None:
+        if was_running or self.database_dir is None or self.stock:
             return self
         try:
             aws.client("dynamodb", self.url).list_tables(Limit=1)

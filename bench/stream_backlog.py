@@ -1,0 +1,135 @@
+"""``python -m bench.stream_backlog``: does a call on a streamed table cost more once other
+streams hold records? DynamoDB Local as ``ripple_local`` starts it (a file with its stream
+records indexed, ``ripple_local.dynamodb_local``) against the stock engine (``-inMemory``).
+
+For each engine and each backlog (records already held by another table's stream), a new
+streamed table is created after the backlog - so its stream's first record comes after it,
+as the feed table's does after the posts' and follows' in a run - and timed: 25-item
+BatchWriteItem calls into it, and GetRecords on its shard once it is idle (what a stream
+runner's poll costs). One client, medians; prints a Markdown table. About a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ripple_local import aws
+from ripple_local.processes import DynamoDBLocalProcess
+
+BACKLOGS = (0, 10_000, 40_000)  # records held by another stream before the table is made
+CALLS = 40  # timed calls per measurement (after 5 discarded)
+WARM_UP_CALLS = 300  # BatchWriteItem calls before anything is timed
+
+
+@contextmanager
+def _engine(indexed: bool, state: Path) -> Iterator[str]:
+    process = DynamoDBLocalProcess("127.0.0.1", 0, state, stock=not indexed)
+    process.start_on_any_free_port()
+    try:
+        assert process.indexed == indexed, "the engine did not start as asked"
+        yield process.url
+    finally:
+        process.stop()
+
+
+def _streamed_table(client: Any, name: str) -> str:
+    client.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )  # fmt: skip
+    return str(client.describe_table(TableName=name)["Table"]["LatestStreamArn"])
+
+
+def _batch(client: Any, table: str, start: int) -> float:
+    puts = [
+        {"PutRequest": {"Item": {"pk": {"S": f"k{start + i}"}, "body": {"S": "x" * 100}}}} for i in range(25)
+    ]
+    t = time.perf_counter()
+    client.batch_write_item(RequestItems={table: puts})
+    return time.perf_counter() - t
+
+
+def _idle_get_records(streams: Any, arn: str) -> float:
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][-1]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="LATEST")[
+        "ShardIterator"
+    ]
+    latencies = []
+    for _ in range(CALLS + 5):
+        t = time.perf_counter()
+        iterator = streams.get_records(ShardIterator=iterator, Limit=100).get("NextShardIterator") or iterator
+        latencies.append(time.perf_counter() - t)
+    return statistics.median(latencies[5:])
+
+
+def measure(indexed: bool, backlogs: Sequence[int], state: Path) -> list[dict[str, float]]:
+    """Per backlog: BatchWriteItem items/s into a table made after it, and an idle GetRecords (s)."""
+    rows = []
+    with _engine(indexed, state) as url:
+        client, streams = aws.client("dynamodb", url), aws.client("dynamodbstreams", url)
+        _streamed_table(client, "backlog")
+        # Warm the JVM up (it compiles its hot paths over the first thousands of calls) on a
+        # table without a stream, so the warm-up adds no stream records.
+        client.create_table(
+            TableName="warm-up", BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        )  # fmt: skip
+        for n in range(WARM_UP_CALLS):
+            _batch(client, "warm-up", 25 * n)
+        held = 0
+        for backlog in backlogs:
+            while held < backlog:
+                _batch(client, "backlog", held)
+                held += 25
+            table = f"after-{backlog}"
+            arn = _streamed_table(client, table)
+            times = [_batch(client, table, 10**9 + 25 * n) for n in range(CALLS + 5)][5:]
+            rows.append(
+                {
+                    "backlog": backlog,
+                    "items_per_s": 25 / statistics.median(times),
+                    "get_records_s": _idle_get_records(streams, arn),
+                }
+            )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.stream_backlog", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--backlogs", default=",".join(map(str, BACKLOGS)), help="records held, comma-separated"
+    )
+    args = parser.parse_args(argv)
+    backlogs = [int(x) for x in args.backlogs.split(",") if x.strip()]
+    with tempfile.TemporaryDirectory(prefix="stream-backlog-") as state:
+        results = {
+            name: measure(indexed, backlogs, Path(state))
+            for name, indexed in (("stock", False), ("indexed", True))
+        }
+    print("| engine | records held before the table | BatchWriteItem items/s (p50) | idle GetRecords p50 |")
+    print("| --- | --- | --- | --- |")
+    labels = {
+        "stock": "DynamoDB Local, -inMemory (stock)",
+        "indexed": "DynamoDB Local as ripple_local starts it",
+    }
+    for name, rows in results.items():
+        for row in rows:
+            items, poll = f"{row['items_per_s']:,.0f}", f"{row['get_records_s'] * 1000:.1f} ms"
+            print(f"| {labels[name]} | {row['backlog']:,} | {items} | {poll} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
