@@ -1,12 +1,16 @@
 """``python -m bench.stream_backlog``: does a call on a streamed table cost more once other
-streams hold records? DynamoDB Local as ``ripple_local`` starts it (a file with its stream
-records indexed, ``ripple_local.dynamodb_local``) against the stock engine (``-inMemory``).
+streams hold records? DynamoDB Local three ways: as its jar runs (``-inMemory``), with its
+database in a RAM file, and with that file's stream records indexed - as ``ripple_local``
+starts it (``ripple_local.dynamodb_local``); the middle one tells the file's cost from the
+indexes' effect.
 
 For each engine and each backlog (records already held by another table's stream), a new
 streamed table is created after the backlog - so its stream's first record comes after it,
 as the feed table's does after the posts' and follows' in a run - and timed: 25-item
-BatchWriteItem calls into it, and GetRecords on its shard once it is idle (what a stream
-runner's poll costs). One client, medians; prints a Markdown table. About a minute.
+BatchWriteItem calls into it (reported as items/s at the median call), and GetRecords on its
+shard once it is idle (what a stream runner's poll costs). One client; prints a Markdown
+table. About two minutes. Each measured table's own writes add to the backlog of the next
+(1,125 records each), so the held counts are lower bounds.
 """
 
 from __future__ import annotations
@@ -25,15 +29,25 @@ from ripple_local.processes import DynamoDBLocalProcess
 
 BACKLOGS = (0, 10_000, 40_000)  # records held by another stream before the table is made
 CALLS = 40  # timed calls per measurement (after 5 discarded)
-WARM_UP_CALLS = 300  # BatchWriteItem calls before anything is timed
+# BatchWriteItem calls before anything is timed: the JVM compiles its hot paths over the
+# first thousands of calls, and a cold engine would time its compiler.
+WARM_UP_CALLS = 300
+# (label, DynamoDBLocalProcess options)
+ENGINES = (
+    ("DynamoDB Local, -inMemory (as its jar runs)", {"in_memory": True}),
+    ("DynamoDB Local, RAM file, no indexes", {"index_streams": False}),
+    ("DynamoDB Local as ripple_local starts it (RAM file, indexed)", {}),
+)
 
 
 @contextmanager
-def _engine(indexed: bool, state: Path) -> Iterator[str]:
-    process = DynamoDBLocalProcess("127.0.0.1", 0, state, stock=not indexed)
+def _engine(options: dict[str, bool], state: Path) -> Iterator[str]:
+    process = DynamoDBLocalProcess("127.0.0.1", 0, state, **options)
     process.start_on_any_free_port()
     try:
-        assert process.indexed == indexed, "the engine did not start as asked"
+        file_wanted = not options.get("in_memory", False)
+        if (process.database_dir is not None) != file_wanted:
+            raise RuntimeError("no RAM-backed directory with room for the database file here")
         yield process.url
     finally:
         process.stop()
@@ -58,23 +72,30 @@ def _batch(client: Any, table: str, start: int) -> float:
     return time.perf_counter() - t
 
 
-def _idle_get_records(streams: Any, arn: str) -> float:
+def _idle_get_records(streams: Any, arn: str, calls: int) -> float:
     shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][-1]["ShardId"]
     iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="LATEST")[
         "ShardIterator"
     ]
     latencies = []
-    for _ in range(CALLS + 5):
+    for _ in range(calls + 5):
         t = time.perf_counter()
         iterator = streams.get_records(ShardIterator=iterator, Limit=100).get("NextShardIterator") or iterator
         latencies.append(time.perf_counter() - t)
     return statistics.median(latencies[5:])
 
 
-def measure(indexed: bool, backlogs: Sequence[int], state: Path) -> list[dict[str, float]]:
-    """Per backlog: BatchWriteItem items/s into a table made after it, and an idle GetRecords (s)."""
+def measure(
+    options: dict[str, bool],
+    backlogs: Sequence[int],
+    state: Path,
+    warm_up: int = WARM_UP_CALLS,
+    calls: int = CALLS,
+) -> list[dict[str, float]]:
+    """Per backlog: BatchWriteItem items/s into a table made after it, and an idle GetRecords (s).
+    Raises RuntimeError when a file is asked for and there is no RAM-backed directory."""
     rows = []
-    with _engine(indexed, state) as url:
+    with _engine(options, state) as url:
         client, streams = aws.client("dynamodb", url), aws.client("dynamodbstreams", url)
         _streamed_table(client, "backlog")
         # Warm the JVM up (it compiles its hot paths over the first thousands of calls) on a
@@ -84,7 +105,7 @@ def measure(indexed: bool, backlogs: Sequence[int], state: Path) -> list[dict[st
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
         )  # fmt: skip
-        for n in range(WARM_UP_CALLS):
+        for n in range(warm_up):
             _batch(client, "warm-up", 25 * n)
         held = 0
         for backlog in backlogs:
@@ -93,12 +114,12 @@ def measure(indexed: bool, backlogs: Sequence[int], state: Path) -> list[dict[st
                 held += 25
             table = f"after-{backlog}"
             arn = _streamed_table(client, table)
-            times = [_batch(client, table, 10**9 + 25 * n) for n in range(CALLS + 5)][5:]
+            times = [_batch(client, table, 10**9 + 25 * n) for n in range(calls + 5)][5:]
             rows.append(
                 {
                     "backlog": backlog,
                     "items_per_s": 25 / statistics.median(times),
-                    "get_records_s": _idle_get_records(streams, arn),
+                    "get_records_s": _idle_get_records(streams, arn, calls),
                 }
             )
     return rows
@@ -111,23 +132,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--backlogs", default=",".join(map(str, BACKLOGS)), help="records held, comma-separated"
     )
+    parser.add_argument("--warm-up", type=int, default=WARM_UP_CALLS, help="untimed calls first")
+    parser.add_argument("--calls", type=int, default=CALLS, help="timed calls per measurement")
     args = parser.parse_args(argv)
     backlogs = [int(x) for x in args.backlogs.split(",") if x.strip()]
     with tempfile.TemporaryDirectory(prefix="stream-backlog-") as state:
-        results = {
-            name: measure(indexed, backlogs, Path(state))
-            for name, indexed in (("stock", False), ("indexed", True))
-        }
-    print("| engine | records held before the table | BatchWriteItem items/s (p50) | idle GetRecords p50 |")
+        results = [
+            (label, measure(options, backlogs, Path(state), args.warm_up, args.calls))
+            for label, options in ENGINES
+        ]
+    columns = (
+        "engine",
+        "records held before the table",
+        "BatchWriteItem items/s (median call)",
+        "idle GetRecords p50",
+    )
+    print("| " + " | ".join(columns) + " |")
     print("| --- | --- | --- | --- |")
-    labels = {
-        "stock": "DynamoDB Local, -inMemory (stock)",
-        "indexed": "DynamoDB Local as ripple_local starts it",
-    }
-    for name, rows in results.items():
+    for label, rows in results:
         for row in rows:
             items, poll = f"{row['items_per_s']:,.0f}", f"{row['get_records_s'] * 1000:.1f} ms"
-            print(f"| {labels[name]} | {row['backlog']:,} | {items} | {poll} |")
+            print(f"| {label} | {row['backlog']:,} | {items} | {poll} |")
     return 0
 
 

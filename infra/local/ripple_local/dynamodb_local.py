@@ -2,7 +2,8 @@
 
 DynamoDB Local 3.3.0 keeps every stream record of every table in one SQLite table, ``us``
 (``StreamID, ShardID, SequenceNumber PRIMARY KEY, ...``), with no index but the global
-sequence number. Two of its statements then scan it:
+sequence number (its statements, read from the jar with javap, are in
+``tests/unit/local_stack/test_dynamodb_local.py``). Two of them then scan it:
 
 * every call on a table that has a stream (a write, a Query, DescribeTable) reads the
   stream's description, whose ``SELECT MIN(SequenceNumber) FROM us WHERE StreamID=?`` walks
@@ -11,37 +12,33 @@ sequence number. Two of its statements then scan it:
   SequenceNumber DESC LIMIT 1``), walking back over every newer record of other streams: an
   idle stream's poll costs as much as everything written since it last had a record.
 
-So calls slow down as the run writes: measured on this machine (2 cores), 25-item
-BatchWriteItem into a streamed table whose stream began after 40,000 records of another's
-went from about 1,000 items/s to 30, and an empty GetRecords from 4 ms to 66 ms; with the two
-indexes below, 1,670 items/s and 3 ms (``/tmp`` scratch script, recorded in the README's
-emulator section). In a bench run at 20 posts/s, two thirds of the emulator's one SQLite
-thread was in those scans (a JFR profile of the JVM). DynamoDB's own cost per call does not
-grow with the stream, so the indexes make the emulator closer to it, not further: they
-change no answer, only the time to find it.
+So calls slow down as the run writes; the README's emulator section has the numbers
+(``python -m bench.stream_backlog`` measures them). DynamoDB's own cost per call does not
+grow with its streams, so the two indexes below make the emulator closer to it, not
+further: they change no answer, only the time to find it.
 
 The indexes need the database in a file (``-inMemory`` cannot be reached from outside the
-JVM), so an unpersisted DynamoDB Local keeps its file on a RAM-backed directory
-(:func:`scratch_dir`, ``/dev/shm`` on Linux): as fast as ``-inMemory``, where a disk file
-would pay SQLite's fsync on every write (about 3x slower here). Without one, it stays
-``-inMemory`` and unindexed.
+JVM), so an unpersisted DynamoDB Local keeps its file in a scratch directory on a RAM-backed
+file system (:func:`scratch_dir`, ``/dev/shm`` on Linux): slightly slower per call than
+``-inMemory`` on an empty engine, and no fsync to a disk. Without room there, it stays
+``-inMemory`` and unindexed (with a warning).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
-import re
 import shutil
 import sqlite3
 import tempfile
 from pathlib import Path
 
-import psutil
-
 __all__ = [
     "DB_FILE",
     "STREAM_RECORD_INDEXES",
+    "ScratchDir",
     "index_stream_records",
     "reclaim_scratch_dirs",
     "scratch_dir",
@@ -59,22 +56,53 @@ STREAM_RECORD_INDEXES = (
     ("ripple_us_shard_sequence", ("ShardID", "SequenceNumber")),
 )
 
-# RAM-backed directories that hold scratch databases; the first writable one is used.
+# How long the index build waits for SQLite's lock. DynamoDB Local sets no busy timeout of
+# its own (the jar never calls setBusyTimeout), so a statement of its that meets the build's
+# lock fails at once: the build must run before anyone's traffic, and then waits for nothing.
+LOCK_WAIT_S = 30.0
+
+# RAM-backed directories for scratch databases; the first one with room is used.
 RAM_DIRS = (Path("/dev/shm"),)
+# Free space a RAM directory needs: the database holds every table and stream record of the
+# run in RAM, as -inMemory did, and SQLite fails writes once the file system is full, where
+# -inMemory only needs heap. Docker gives a container 64 MB of /dev/shm by default: too little.
+MIN_FREE_BYTES = 512 * 1024 * 1024
 SCRATCH_PREFIX = "ripple-dynamodb-"
-_SCRATCH_NAME = re.compile(rf"^{SCRATCH_PREFIX}(\d+)-")
+OWNER_LOCK = "owner.lock"  # held (flock) by the process that made the directory, while it lives
+
+
+class ScratchDir:
+    """A scratch database directory and the lock that says its owner is alive.
+
+    The lock is an ``flock`` on :data:`OWNER_LOCK` inside the directory, held through an open
+    file of this process (not inherited by children): the kernel drops it when the process
+    dies, however it dies, so :func:`reclaim_scratch_dirs` can tell an abandoned directory
+    from one in use, whatever process ids mean where it looks."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = os.open(path / OWNER_LOCK, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def remove(self) -> None:
+        """Delete the directory (the database with it), then let go of the lock. Idempotent."""
+        if self._lock < 0:
+            return
+        shutil.rmtree(self.path, ignore_errors=True)
+        os.close(self._lock)
+        self._lock = -1
 
 
 def index_stream_records(db_file: Path) -> bool:
-    """Add :data:`STREAM_RECORD_INDEXES` to DynamoDB Local's database (idempotent).
+    """Add :data:`STREAM_RECORD_INDEXES` to DynamoDB Local's database ``db_file`` (idempotent).
 
     Returns True when the indexes are there, False (with a warning) when the file has no
     ``us`` table with the expected columns - a DynamoDB Local whose layout is not 3.3.0's is
     left as it is. Run it once DynamoDB Local has created its schema (its first signed
-    request) and before the stack's traffic: the index build holds SQLite's write lock.
-    Raises ``sqlite3.Error`` when the file cannot be opened or written.
+    request) and before the stack's traffic (:data:`LOCK_WAIT_S` says why). Raises
+    ``sqlite3.Error`` when the file is missing or cannot be written.
     """
-    connection = sqlite3.connect(db_file, timeout=30.0)
+    connection = sqlite3.connect(f"file:{db_file}?mode=rw", uri=True, timeout=LOCK_WAIT_S)
     try:
         columns = {row[1] for row in connection.execute("PRAGMA table_info(us)")}
         wanted = {column for _, index_columns in STREAM_RECORD_INDEXES for column in index_columns}
@@ -94,26 +122,44 @@ def index_stream_records(db_file: Path) -> bool:
         connection.close()
 
 
-def scratch_dir() -> Path | None:
-    """A new directory for an unpersisted database on a RAM-backed file system, named after
-    this process (so :func:`reclaim_scratch_dirs` knows when it is abandoned); None when
-    there is no writable RAM-backed directory (then DynamoDB Local runs ``-inMemory``)."""
+def scratch_dir() -> ScratchDir | None:
+    """A new directory for an unpersisted database on a RAM-backed file system with at least
+    :data:`MIN_FREE_BYTES` free, locked as this process's (:class:`ScratchDir`); None, with a
+    warning, when there is none (then DynamoDB Local runs ``-inMemory``, unindexed)."""
     for ram in RAM_DIRS:
-        if ram.is_dir() and os.access(ram, os.W_OK):
-            reclaim_scratch_dirs(ram)
-            return Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=ram))
+        if not (ram.is_dir() and os.access(ram, os.W_OK)):
+            continue
+        reclaim_scratch_dirs(ram)
+        if shutil.disk_usage(ram).free < MIN_FREE_BYTES:
+            logger.warning("%s has less than %d MB free", ram, MIN_FREE_BYTES // 2**20)
+            continue
+        return ScratchDir(Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=ram)))
+    logger.warning(
+        "no RAM-backed directory with room for DynamoDB Local's database (%s): it runs -inMemory,"
+        " without its stream-record indexes, so stream calls slow down as records accumulate",
+        ", ".join(map(str, RAM_DIRS)),
+    )
     return None
 
 
 def reclaim_scratch_dirs(ram: Path) -> list[Path]:
-    """Remove scratch databases whose owner process is gone (a ``make up`` killed with
+    """Remove this user's scratch databases whose owner is gone (a ``make up`` killed with
     SIGKILL cannot remove its own; DynamoDB Local dies with its owner, so nothing uses them).
-    Only directories named by :func:`scratch_dir` are touched. Returns those removed."""
+
+    Owned means the :class:`ScratchDir` lock is held; a directory without a lock file (one
+    being made this instant) is left. Only directories named by :func:`scratch_dir` and
+    owned by this user are touched. Returns those removed."""
     removed = []
     for entry in ram.glob(f"{SCRATCH_PREFIX}*"):
-        match = _SCRATCH_NAME.match(entry.name)
-        if match is None or not entry.is_dir() or psutil.pid_exists(int(match.group(1))):
-            continue
-        shutil.rmtree(entry, ignore_errors=True)
-        removed.append(entry)
+        with contextlib.suppress(OSError):
+            if not entry.is_dir() or entry.is_symlink() or entry.stat().st_uid != os.getuid():
+                continue
+            lock = os.open(entry / OWNER_LOCK, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # OSError: the owner holds it
+                shutil.rmtree(entry, ignore_errors=True)
+            finally:
+                os.close(lock)
+            if not entry.exists():
+                removed.append(entry)
     return removed

@@ -31,6 +31,7 @@ import psutil
 from ripple_local import aws, dynamodb_local, tools
 
 __all__ = [
+    "DynamoDBLocalIndexError",
     "DynamoDBLocalProcess",
     "EmulatorProcess",
     "ManagedProcess",
@@ -374,13 +375,19 @@ class ManagedProcess:
         self.stop()
 
 
+class DynamoDBLocalIndexError(Exception):
+    """DynamoDB Local started but its database could not be indexed (not a port problem, so
+    not a RuntimeError: :meth:`ManagedProcess.start_on_any_free_port` must not retry it)."""
+
+
 class DynamoDBLocalProcess(ManagedProcess):
     """DynamoDB Local (AWS's own engine, DynamoDB and DynamoDB Streams on one endpoint), bound
     to ``host`` only. Its database is kept in ``db_path`` when given (``up --persist``), else
-    in a scratch file on a RAM-backed directory removed at :meth:`stop` (``-inMemory`` where
-    there is none); either file gets the stream-record indexes DynamoDB Local lacks
-    (``ripple_local.dynamodb_local`` says why and what they change). ``stock=True`` runs the
-    engine as its jar does, for comparison (``bench.stream_backlog``).
+    in a scratch directory on a RAM-backed file system, removed at :meth:`stop` (``-inMemory``
+    where there is none with room); either file gets the stream-record indexes DynamoDB Local
+    lacks (``ripple_local.dynamodb_local`` says why and what they change). For comparison
+    (``bench.stream_backlog``): ``in_memory=True`` runs it ``-inMemory`` as its jar does, and
+    ``index_streams=False`` keeps the file without the indexes.
 
     The jar and its loopback launcher are installed by ``python -m ripple_local.tools install``
     (bootstrap runs it); a missing install raises ToolMissing naming the command to run.
@@ -395,13 +402,17 @@ class DynamoDBLocalProcess(ManagedProcess):
         state_dir: str | os.PathLike[str] | None = None,
         db_path: str | os.PathLike[str] | None = None,
         *,
-        stock: bool = False,
+        in_memory: bool = False,
+        index_streams: bool = True,
     ) -> None:
         super().__init__(host, port, state_dir)
+        if in_memory and db_path is not None:
+            raise ValueError("a persisted database is a file, not -inMemory")
         self.db_path = Path(db_path) if db_path is not None else None
-        self.stock = stock  # True: -inMemory (or db_path) without the indexes, as the jar runs
-        self.scratch_path: Path | None = None  # the unpersisted database's directory, if any
-        self.indexed = False  # True once the stream-record indexes are in place
+        self.in_memory = in_memory
+        self.index_streams = index_streams
+        self.scratch: dynamodb_local.ScratchDir | None = None  # the unpersisted database's directory
+        self.indexed = False  # True while the stream-record indexes are in place
         self.install = tools.dynamodb_local()
         self.java = tools.find_java("java")
 
@@ -411,15 +422,16 @@ class DynamoDBLocalProcess(ManagedProcess):
         return f"http://{self.host}:{self.port}"
 
     @property
+    def scratch_path(self) -> Path | None:
+        """The scratch directory of an unpersisted database while it runs from one."""
+        return self.scratch.path if self.scratch is not None else None
+
+    @property
     def database_dir(self) -> Path | None:
         """Where the database file is (``db_path`` or the scratch directory); None in memory."""
         return self.db_path if self.db_path is not None else self.scratch_path
 
     def command(self) -> Sequence[str]:
-        if self.db_path is not None:
-            self.db_path.mkdir(parents=True, exist_ok=True)
-        elif self.scratch_path is None and not self.stock:
-            self.scratch_path = dynamodb_local.scratch_dir()
         return self.install.command(self.java, self.host, self.port, self.database_dir)
 
     def ready(self) -> bool:
@@ -429,25 +441,39 @@ class DynamoDBLocalProcess(ManagedProcess):
     def start(self, timeout: float | None = None) -> Self:
         """Start as :meth:`ManagedProcess.start` does, then index its database's stream records:
         a first signed request makes DynamoDB Local create its schema, then the indexes are
-        added before anyone else's traffic. Raises RuntimeError (and stops it) if that fails."""
-        was_running = self.running
-        super().start(timeout)
-        if was_running or self.database_dir is None or self.stock:
+        added before anyone else's traffic. Raises what ``start`` raises, and
+        DynamoDBLocalIndexError (having stopped it) if the indexing fails."""
+        if self.running:
+            return self
+        if self.db_path is not None:
+            self.db_path.mkdir(parents=True, exist_ok=True)
+        elif not self.in_memory and self.scratch is None:
+            self.scratch = dynamodb_local.scratch_dir()
+        try:
+            super().start(timeout)
+        except BaseException:  # PortInUse too: start_on_any_free_port then tries another port
+            self.stop()  # the scratch directory goes with it
+            raise
+        database_dir = self.database_dir
+        if database_dir is None or not self.index_streams:
             return self
         try:
             aws.client("dynamodb", self.url).list_tables(Limit=1)
-            self.indexed = dynamodb_local.index_stream_records(self.database_dir / dynamodb_local.DB_FILE)
-        except Exception as error:  # botocore or sqlite3: either way the engine is unusable
+            self.indexed = dynamodb_local.index_stream_records(database_dir / dynamodb_local.DB_FILE)
+        except Exception as error:  # botocore or sqlite3: either way the engine is not as asked
             self.stop()
-            raise RuntimeError(f"{self.name} did not start: indexing its database failed: {error}") from error
+            raise DynamoDBLocalIndexError(f"{self.name}: indexing its database failed: {error}") from error
         return self
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop as :meth:`ManagedProcess.stop` does, then remove the scratch database."""
-        super().stop(timeout)
-        scratch, self.scratch_path = self.scratch_path, None
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+        try:
+            super().stop(timeout)
+        finally:
+            self.indexed = False
+            scratch, self.scratch = self.scratch, None
+            if scratch is not None:
+                scratch.remove()
 
 
 class EmulatorProcess(ManagedProcess):

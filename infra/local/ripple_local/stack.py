@@ -59,6 +59,7 @@ from ripple_local.lambda_context import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, La
 from ripple_local.metrics_bridge import ForwardingEMFProvider
 from ripple_local.metrics_exporter import DEFAULT_METRICS_PORT, SINK_ENV, MetricsExporter
 from ripple_local.processes import (
+    DynamoDBLocalProcess,
     ManagedProcess,
     PortInUse,
     ProcessRecord,
@@ -125,7 +126,8 @@ class LocalStack:
     Services are started unless ``endpoints`` / ``redis_url`` point at running ones (for
     example LocalStack and Redis from infra/docker-compose.yml, or a test session's fixtures).
     ``emulator`` picks what is started (see the module docstring); ``persist`` keeps DynamoDB
-    Local's data in ``<state_dir>/dynamodb`` between runs (in memory otherwise).
+    Local's data in ``<state_dir>/dynamodb`` between runs (otherwise it lives in RAM: a scratch
+    file on ``/dev/shm``, or ``-inMemory``; ``ripple_local.dynamodb_local``).
     The functions' environment goes into ``environ`` (os.environ by default) and is restored
     by stop(). Pass a plain dict only when no real function code is imported: handlers read
     os.environ.
@@ -706,7 +708,12 @@ class LocalStack:
             rows.append(("stream runners", str(len(self.runners)), f"a process per function: {where}"))
         elif self.runners:
             rows.append(("stream runners", str(len(self.runners)), ", ".join(self.runners)))
-        data = f"{self.state_dir / 'dynamodb'} (kept)" if self.persist else "in memory"
+        if self.persist:
+            data = f"{self.state_dir / 'dynamodb'} (kept)"
+        else:
+            engines = [p for p in self._services if isinstance(p, DynamoDBLocalProcess)]
+            scratch = engines[0].scratch_path if engines else None
+            data = f"in memory ({scratch})" if scratch is not None else "in memory"
         rows.append(("data", data, f"emulator: {self.emulator if self._services else 'reused'}"))
         rows.append(("state, logs", str(self.state_dir), "logs/, stack.json, checkpoints"))
         width = max(len(name) for name, _, _ in rows)

@@ -126,7 +126,8 @@ class DynamoDBLocalInstall:
         )
 
     def command(self, java: str, host: str, port: int, db_path: Path | None) -> list[str]:
-        """The argv of a DynamoDB Local bound to ``host``: in memory, or persisted in ``db_path``.
+        """The argv of a DynamoDB Local bound to ``host``: ``-inMemory``, or its database file in
+        ``db_path`` (persisted, or a scratch directory in RAM).
 
         ``-sharedDb``: one database whatever the client's region and credentials (the functions
         and the tools use dummy credentials, but not always the same region).

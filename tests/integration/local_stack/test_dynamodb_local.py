@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ripple_local import aws, dynamodb_local
-from ripple_local.processes import DynamoDBLocalProcess
+from ripple_local.processes import DynamoDBLocalIndexError, DynamoDBLocalProcess
 
 INDEX_NAMES = {name for name, _ in dynamodb_local.STREAM_RECORD_INDEXES}
 
@@ -80,8 +80,6 @@ def test_an_unpersisted_engine_runs_from_an_indexed_scratch_file_removed_at_stop
 
 def test_a_persisted_engine_keeps_its_data_and_indexes_across_restarts(tmp_path: Path) -> None:
     db_path = tmp_path / "dynamodb"
-    first = DynamoDBLocalProcess.start_on_free_port(state_dir=tmp_path / "one")
-    first.stop()  # a scratch engine first: persisting must not depend on one
     persisted = DynamoDBLocalProcess("127.0.0.1", 0, tmp_path / "two", db_path=db_path)
     persisted.start_on_any_free_port()
     try:
@@ -91,7 +89,7 @@ def test_a_persisted_engine_keeps_its_data_and_indexes_across_restarts(tmp_path:
         client.put_item(TableName="kept-streamed", Item={"pk": {"S": "kept"}})
     finally:
         persisted.stop()
-    assert (db_path / dynamodb_local.DB_FILE).exists()
+    assert indexes(db_path / dynamodb_local.DB_FILE) >= INDEX_NAMES  # kept in the file itself
 
     again = DynamoDBLocalProcess("127.0.0.1", 0, tmp_path / "three", db_path=db_path)
     again.start_on_any_free_port()
@@ -103,3 +101,26 @@ def test_a_persisted_engine_keeps_its_data_and_indexes_across_restarts(tmp_path:
         assert indexes(db_path / dynamodb_local.DB_FILE) >= INDEX_NAMES
     finally:
         again.stop()
+
+
+def test_an_engine_whose_database_cannot_be_indexed_is_stopped_not_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an index build that fails (a locked or unwritable database)
+    attempts: list[Path] = []
+
+    def locked(db_file: Path) -> bool:
+        attempts.append(db_file)
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(dynamodb_local, "index_stream_records", locked)
+
+    # When the engine starts, Then the start fails once, saying why, and leaves nothing
+    process = DynamoDBLocalProcess("127.0.0.1", 0, tmp_path)
+    with pytest.raises(DynamoDBLocalIndexError, match="database is locked"):
+        process.start_on_any_free_port()
+    if not attempts:
+        pytest.skip("no RAM-backed directory here: nothing to index")
+    assert len(attempts) == 1  # not retried on another port as if the port were taken
+    assert not process.running
+    assert process.scratch_path is None and not attempts[0].parent.exists()

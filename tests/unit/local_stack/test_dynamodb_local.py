@@ -1,9 +1,11 @@
 """DynamoDB Local's database file: the stream-record indexes and the scratch directories.
 
 The SQLite statements below are DynamoDB Local 3.3.0's own (read from its jar with javap):
-the stream description's first-record lookup, run on every call on a streamed table, and
-GetRecords' newest-record lookup for its shard. Given the jar's ``us`` table, each is a scan
-of every stream record until the indexes are added.
+the stream description's first-record lookup, run on every call on a streamed table,
+GetRecords' newest-record lookup for its shard, and GetRecords' read of the records after
+its iterator. Given the jar's ``us`` table, the first two walk the stream records of every
+stream until the indexes are added. (The plans are this Python's SQLite, 3.40 here; the jar
+bundles sqlite4java's 3.8.7, whose planner uses an index for these statements alike.)
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ US_TABLE = (
 FIRST_RECORD_OF_STREAM = "SELECT MIN(SequenceNumber) FROM us WHERE StreamID=?"
 NEWEST_RECORD_OF_SHARD = "SELECT SequenceNumber FROM us WHERE ShardID=? ORDER BY SequenceNumber DESC LIMIT 1"
 RECORDS_AFTER = (
-    "SELECT StreamRecord FROM us WHERE ShardID=? AND SequenceNumber > ? ORDER BY SequenceNumber LIMIT 100"
+    "SELECT SequenceNumber, StreamRecord, OperationType, CreationDateTime FROM us WHERE StreamID = ?"
+    " AND ShardID = ? AND SequenceNumber >= ? AND CreationDateTime > ? ORDER BY SequenceNumber ASC LIMIT ?"
 )
 
 
@@ -62,11 +65,17 @@ def test_the_engines_stream_lookups_scan_every_record_until_indexed(tmp_path: Pa
     first_record = plan(db_file, FIRST_RECORD_OF_STREAM, "stream-1")
     assert "USING COVERING INDEX ripple_us_stream_sequence" in first_record
     assert "ripple_us_shard_sequence" in plan(db_file, NEWEST_RECORD_OF_SHARD, "shard-1")
-    assert "ripple_us_shard_sequence" in plan(db_file, RECORDS_AFTER, "shard-1", 10)
+    assert "ripple_us_shard_sequence" in plan(db_file, RECORDS_AFTER, "stream-1", "shard-1", 10, -1, 100)
     # and they answer as before
     with sqlite3.connect(db_file) as connection:
         assert connection.execute(FIRST_RECORD_OF_STREAM, ("stream-1",)).fetchone() == (1,)
         assert connection.execute(NEWEST_RECORD_OF_SHARD, ("shard-1",)).fetchone() == (298,)
+
+
+def test_a_missing_database_file_is_an_error_not_a_new_empty_file(tmp_path: Path) -> None:
+    with pytest.raises(sqlite3.OperationalError):
+        index_stream_records(tmp_path / dynamodb_local.DB_FILE)
+    assert not (tmp_path / dynamodb_local.DB_FILE).exists()
 
 
 def test_a_database_of_another_layout_is_left_alone(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -81,38 +90,63 @@ def test_a_database_of_another_layout_is_left_alone(tmp_path: Path, caplog: pyte
     assert "no stream-record table of the known layout" in caplog.text
 
 
-def test_a_scratch_directory_is_on_the_ram_disk_and_named_after_its_owner(
+def test_a_scratch_directory_is_on_the_ram_disk_locked_by_its_owner(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(dynamodb_local, "RAM_DIRS", (tmp_path / "missing", tmp_path))
 
     made = scratch_dir()
 
-    assert made is not None and made.parent == tmp_path and made.is_dir()
-    assert made.name.startswith(f"{dynamodb_local.SCRATCH_PREFIX}{os.getpid()}-")
+    assert made is not None and made.path.parent == tmp_path and made.path.is_dir()
+    assert made.path.name.startswith(dynamodb_local.SCRATCH_PREFIX)
+    # another process cannot take the owner's lock while the owner lives
+    probe = (
+        "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR);"
+        " fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)"
+    )
+    taken = subprocess.run(
+        [sys.executable, "-c", probe, str(made.path / dynamodb_local.OWNER_LOCK)], check=False
+    )
+    assert taken.returncode != 0
+    made.remove()
+    made.remove()  # idempotent
+    assert not made.path.exists()
 
 
-def test_without_a_ram_disk_there_is_no_scratch_directory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_without_a_ram_disk_with_room_there_is_no_scratch_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(dynamodb_local, "RAM_DIRS", (tmp_path / "missing",))
     assert scratch_dir() is None
+    assert "runs -inMemory, without its stream-record indexes" in caplog.text
+
+    monkeypatch.setattr(dynamodb_local, "RAM_DIRS", (tmp_path,))
+    monkeypatch.setattr(dynamodb_local, "MIN_FREE_BYTES", 2**62)  # more than any disk has free
+    assert scratch_dir() is None
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_only_scratch_directories_whose_owner_is_gone_are_reclaimed(tmp_path: Path) -> None:
-    # Given a scratch directory of a process that has exited, one of a live process, and
-    # directories that are not scratch databases at all
-    command = [sys.executable, "-c", "import os; print(os.getpid())"]
-    dead = subprocess.run(command, capture_output=True, text=True, check=True)
-    abandoned = tmp_path / f"{dynamodb_local.SCRATCH_PREFIX}{int(dead.stdout)}-abc"
-    live = tmp_path / f"{dynamodb_local.SCRATCH_PREFIX}{os.getpid()}-def"
-    foreign = [tmp_path / "ripple-dynamodb-x-1", tmp_path / "someone-elses"]
-    for directory in (abandoned, live, *foreign):
+    # Given a scratch directory whose owner exited holding its lock, one whose owner (this
+    # process) lives, one being made (no lock file yet) and directories that are not ours
+    abandoned = tmp_path / f"{dynamodb_local.SCRATCH_PREFIX}1-abc"
+    abandoned.mkdir()
+    hold = (
+        "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_CREAT | os.O_RDWR);"
+        " fcntl.flock(fd, fcntl.LOCK_EX)"
+    )
+    subprocess.run([sys.executable, "-c", hold, str(abandoned / dynamodb_local.OWNER_LOCK)], check=True)
+    (tmp_path / f"{dynamodb_local.SCRATCH_PREFIX}{os.getpid()}-def").mkdir()
+    live = dynamodb_local.ScratchDir(tmp_path / f"{dynamodb_local.SCRATCH_PREFIX}{os.getpid()}-def")
+    being_made = tmp_path / f"{dynamodb_local.SCRATCH_PREFIX}2-ghi"
+    foreign = tmp_path / "someone-elses"
+    for directory in (being_made, foreign):
         directory.mkdir()
-        (directory / dynamodb_local.DB_FILE).write_bytes(b"")
+    (foreign / dynamodb_local.OWNER_LOCK).write_bytes(b"")
 
     removed = reclaim_scratch_dirs(tmp_path)
 
     assert removed == [abandoned]
     assert not abandoned.exists()
-    assert live.exists() and all(directory.exists() for directory in foreign)
+    assert live.path.exists() and being_made.exists() and foreign.exists()
+    live.remove()
