@@ -28,7 +28,8 @@ from ripple_local import aws
 from ripple_local.processes import DynamoDBLocalProcess
 
 BACKLOGS = (0, 10_000, 40_000)  # records held by another stream before the table is made
-CALLS = 40  # timed calls per measurement (after 5 discarded)
+CALLS = 40  # timed calls per measurement, after DISCARDED more
+DISCARDED = 5  # the first calls on a new table or iterator, not timed (first-use costs)
 # BatchWriteItem calls before anything is timed: the JVM compiles its hot paths over the
 # first thousands of calls, and a cold engine would time its compiler.
 WARM_UP_CALLS = 300
@@ -53,14 +54,17 @@ def _engine(options: dict[str, bool], state: Path) -> Iterator[str]:
         process.stop()
 
 
-def _streamed_table(client: Any, name: str) -> str:
+def _table(client: Any, name: str, stream: bool = True) -> str:
+    """A one-key table, with a NEW_AND_OLD_IMAGES stream if ``stream``; returns its stream ARN
+    ("" without one)."""
+    streamed = {"StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}}
     client.create_table(
         TableName=name, BillingMode="PAY_PER_REQUEST",
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        **(streamed if stream else {}),
     )  # fmt: skip
-    return str(client.describe_table(TableName=name)["Table"]["LatestStreamArn"])
+    return str(client.describe_table(TableName=name)["Table"].get("LatestStreamArn", ""))
 
 
 def _batch(client: Any, table: str, start: int) -> float:
@@ -78,11 +82,11 @@ def _idle_get_records(streams: Any, arn: str, calls: int) -> float:
         "ShardIterator"
     ]
     latencies = []
-    for _ in range(calls + 5):
+    for _ in range(calls + DISCARDED):
         t = time.perf_counter()
         iterator = streams.get_records(ShardIterator=iterator, Limit=100).get("NextShardIterator") or iterator
         latencies.append(time.perf_counter() - t)
-    return statistics.median(latencies[5:])
+    return statistics.median(latencies[DISCARDED:])
 
 
 def measure(
@@ -97,14 +101,9 @@ def measure(
     rows = []
     with _engine(options, state) as url:
         client, streams = aws.client("dynamodb", url), aws.client("dynamodbstreams", url)
-        _streamed_table(client, "backlog")
-        # Warm the JVM up (it compiles its hot paths over the first thousands of calls) on a
-        # table without a stream, so the warm-up adds no stream records.
-        client.create_table(
-            TableName="warm-up", BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        )  # fmt: skip
+        _table(client, "backlog")
+        # Warm the JVM up (WARM_UP_CALLS) on a table without a stream: it adds no stream records.
+        _table(client, "warm-up", stream=False)
         for n in range(warm_up):
             _batch(client, "warm-up", 25 * n)
         held = 0
@@ -113,8 +112,8 @@ def measure(
                 _batch(client, "backlog", held)
                 held += 25
             table = f"after-{backlog}"
-            arn = _streamed_table(client, table)
-            times = [_batch(client, table, 10**9 + 25 * n) for n in range(calls + 5)][5:]
+            arn = _table(client, table)
+            times = [_batch(client, table, 10**9 + 25 * n) for n in range(calls + DISCARDED)][DISCARDED:]
             rows.append(
                 {
                     "backlog": backlog,
