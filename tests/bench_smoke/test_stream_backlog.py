@@ -26,3 +26,5 @@ def test_every_engine_is_measured_at_every_backlog(capsys: pytest.CaptureFixture
         (label, held) for label in labels for held in ("0", "25")
     ]
     assert all(float(row[2].replace(",", "")) > 0 for row in rows)
+    # both GetRecords columns: the new table's idle stream and the backlog stream's tip
+    assert all(len(row) == 5 and row[3].endswith(" ms") and row[4].endswith(" ms |") for row in rows)

@@ -2,8 +2,8 @@
 
 DynamoDB Local 3.3.0 keeps every stream record of every table in one SQLite table, ``us``
 (``StreamID, ShardID, SequenceNumber PRIMARY KEY, ...``), with no index but the global
-sequence number (its statements, read from the jar with javap, are in
-``tests/unit/local_stack/test_dynamodb_local.py``). Two of them then scan it:
+sequence number (its statements, read from the jar with javap, are below). Two of them then
+scan it:
 
 * every call on a table that has a stream (a write, a Query, DescribeTable) reads the
   stream's description, whose ``SELECT MIN(SequenceNumber) FROM us WHERE StreamID=?`` walks
@@ -15,7 +15,9 @@ sequence number (its statements, read from the jar with javap, are in
 So calls slow down as the run writes; the README's emulator section has the numbers
 (``python -m bench.stream_backlog`` measures them). DynamoDB's own cost per call does not
 grow with its streams, so the two indexes below make the emulator closer to it, not
-further: they change no answer, only the time to find it.
+further: they change no answer, only the time to find it. They name no sequence column
+(:data:`STREAM_RECORD_INDEXES` says why): the jar's SQLite would otherwise read a busy
+shard from its first record on every GetRecords.
 
 The indexes need the database in a file (``-inMemory`` cannot be reached from outside the
 JVM), so an unpersisted DynamoDB Local keeps its file in a scratch directory on a RAM-backed
@@ -37,7 +39,12 @@ from pathlib import Path
 
 __all__ = [
     "DB_FILE",
+    "ENGINE_US_TABLE",
+    "FIRST_RECORD_OF_STREAM",
+    "NEWEST_RECORD_OF_SHARD",
+    "RECORDS_AFTER",
     "STREAM_RECORD_INDEXES",
+    "SUPERSEDED_INDEXES",
     "ScratchDir",
     "index_stream_records",
     "reclaim_scratch_dirs",
@@ -49,12 +56,35 @@ logger = logging.getLogger(__name__)
 # With -sharedDb, DynamoDB Local keeps every table in this one file of its -dbPath.
 DB_FILE = "shared-local-instance.db"
 
-# (index name, column list): the stream's records by stream and by shard, each in sequence
-# order - what the two scanning statements above filter and sort by.
-STREAM_RECORD_INDEXES = (
-    ("ripple_us_stream_sequence", ("StreamID", "SequenceNumber")),
-    ("ripple_us_shard_sequence", ("ShardID", "SequenceNumber")),
+# DynamoDB Local 3.3.0's stream-record table and the three statements on it that the indexes
+# serve, as the jar has them (SQLiteDBAccess, read with javap): the stream description's
+# first record, GetRecords' newest record of its shard, and GetRecords' read after its
+# iterator. The tests plan them with Python's SQLite and with the jar's own.
+ENGINE_US_TABLE = (
+    "CREATE TABLE IF NOT EXISTS us (StreamID TEXT, ShardID TEXT, SequenceNumber INTEGER,"
+    " CreationDateTime INTEGER, StreamRecord BLOB, OperationType TEXT, PRIMARY KEY(SequenceNumber));"
 )
+FIRST_RECORD_OF_STREAM = "SELECT MIN(SequenceNumber) FROM us WHERE StreamID=?"
+NEWEST_RECORD_OF_SHARD = "SELECT SequenceNumber FROM us WHERE ShardID=? ORDER BY SequenceNumber DESC LIMIT 1"
+RECORDS_AFTER = (
+    "SELECT SequenceNumber, StreamRecord, OperationType, CreationDateTime FROM us WHERE StreamID = ?"
+    " AND ShardID = ? AND SequenceNumber >= ? AND CreationDateTime > ? ORDER BY SequenceNumber ASC LIMIT ?"
+)
+
+# (index name, column list): the stream's records by stream and by shard. SequenceNumber is
+# the table's INTEGER PRIMARY KEY, so it is the rowid, which SQLite appends to every index:
+# each index is in sequence order within a stream or shard without naming it. Naming it
+# costs: the jar's SQLite (sqlite4java's 3.8.7) then seeks only the equality of a
+# (ShardID, SequenceNumber) index, and GetRecords' "SequenceNumber >= ?" walks the shard's
+# records from its first - every poll of a busy stream at its tip read the whole stream.
+# With the rowid implicit it plans "ShardID=? AND rowid>?": a seek to the iterator.
+STREAM_RECORD_INDEXES = (
+    ("ripple_us_stream", ("StreamID",)),
+    ("ripple_us_shard", ("ShardID",)),
+)
+# The first version's indexes (sequence named), dropped from a --persist file that has them:
+# the planner would go on choosing them.
+SUPERSEDED_INDEXES = ("ripple_us_stream_sequence", "ripple_us_shard_sequence")
 
 # How long the index build waits for SQLite's lock. DynamoDB Local sets no busy timeout of
 # its own (the jar never calls setBusyTimeout), so a statement of its that meets the build's
@@ -104,9 +134,12 @@ def index_stream_records(db_file: Path) -> bool:
     """
     connection = sqlite3.connect(f"file:{db_file}?mode=rw", uri=True, timeout=LOCK_WAIT_S)
     try:
-        columns = {row[1] for row in connection.execute("PRAGMA table_info(us)")}
+        rows = connection.execute("PRAGMA table_info(us)").fetchall()
+        layout = {row[1]: (str(row[2]).upper(), row[5]) for row in rows}  # name: (type, in primary key)
+        columns = set(layout)
         wanted = {column for _, index_columns in STREAM_RECORD_INDEXES for column in index_columns}
-        if not wanted <= columns:
+        # The indexes are in sequence order only while the sequence number is the rowid.
+        if not wanted <= columns or layout.get("SequenceNumber") != ("INTEGER", 1):
             logger.warning(
                 "DynamoDB Local's database %s has no stream-record table of the known layout"
                 " (columns %s); stream calls will slow down as records accumulate",
@@ -114,6 +147,8 @@ def index_stream_records(db_file: Path) -> bool:
                 sorted(columns),
             )
             return False
+        for name in SUPERSEDED_INDEXES:
+            connection.execute(f"DROP INDEX IF EXISTS {name}")
         for name, index_columns in STREAM_RECORD_INDEXES:
             connection.execute(f"CREATE INDEX IF NOT EXISTS {name} ON us ({', '.join(index_columns)})")
         connection.commit()

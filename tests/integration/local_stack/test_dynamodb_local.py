@@ -7,12 +7,20 @@ that the engine runs from the file with the indexes and still answers as DynamoD
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from ripple_local import aws, dynamodb_local
+from ripple_local import aws, dynamodb_local, tools
+from ripple_local.dynamodb_local import (
+    ENGINE_US_TABLE,
+    FIRST_RECORD_OF_STREAM,
+    NEWEST_RECORD_OF_SHARD,
+    RECORDS_AFTER,
+    index_stream_records,
+)
 from ripple_local.processes import DynamoDBLocalIndexError, DynamoDBLocalProcess
 
 INDEX_NAMES = {name for name, _ in dynamodb_local.STREAM_RECORD_INDEXES}
@@ -124,3 +132,59 @@ def test_an_engine_whose_database_cannot_be_indexed_is_stopped_not_retried(
     assert len(attempts) == 1  # not retried on another port as if the port were taken
     assert not process.running
     assert process.scratch_path is None and not attempts[0].parent.exists()
+
+
+def engine_plans(db_file: Path, *statements: str) -> list[str]:
+    """EXPLAIN QUERY PLAN of ``statements`` by the SQLite inside DynamoDB Local (sqlite4java's,
+    through ``QueryPlan.java`` run as a source file), one line each."""
+    install = tools.dynamodb_local()
+    command = [
+        tools.find_java("java"),
+        f"-Djava.library.path={install.library_path}",
+        "-cp",
+        str(install.library_path / "sqlite4java.jar"),
+        str(Path(__file__).with_name("QueryPlan.java")),
+        str(db_file),
+        *statements,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("sqlite "), result.stdout + result.stderr
+    return lines[1:]
+
+
+def test_the_engines_own_sqlite_reads_a_busy_shard_from_the_iterator_not_its_first_record(
+    tmp_path: Path,
+) -> None:
+    # Given stream records as DynamoDB Local stores them, indexed as the stack indexes them
+    db_file = tmp_path / dynamodb_local.DB_FILE
+    with sqlite3.connect(db_file) as connection:
+        connection.execute(ENGINE_US_TABLE)
+        connection.executemany(
+            "INSERT INTO us VALUES (?, ?, ?, 0, x'00', 'INSERT')",
+            [(f"stream-{n % 2}", f"shard-{n % 2}", n) for n in range(200)],
+        )
+    assert index_stream_records(db_file) is True
+
+    # When the jar's own SQLite plans the engine's statements
+    statements = (FIRST_RECORD_OF_STREAM, NEWEST_RECORD_OF_SHARD, RECORDS_AFTER)
+    first, newest, after = engine_plans(db_file, *statements)
+
+    # Then each seeks one stream or shard; GetRecords' read seeks the iterator's position
+    assert "ripple_us_stream (StreamID=?)" in first
+    assert "ripple_us_shard (ShardID=?)" in newest
+    assert "ripple_us_shard (ShardID=? AND rowid>?)" in after
+
+    # (The first version named the sequence number in its indexes: this SQLite then sought
+    # only the shard, and every GetRecords read the shard from its first record.)
+    with sqlite3.connect(db_file) as connection:
+        for (name, _), old, column in zip(
+            dynamodb_local.STREAM_RECORD_INDEXES,
+            dynamodb_local.SUPERSEDED_INDEXES,
+            ("StreamID", "ShardID"),
+            strict=True,
+        ):
+            connection.execute(f"DROP INDEX {name}")
+            connection.execute(f"CREATE INDEX {old} ON us ({column}, SequenceNumber)")
+    (superseded,) = engine_plans(db_file, RECORDS_AFTER)
+    assert superseded.endswith("ripple_us_shard_sequence (ShardID=?)")

@@ -1,11 +1,10 @@
 """DynamoDB Local's database file: the stream-record indexes and the scratch directories.
 
-The SQLite statements below are DynamoDB Local 3.3.0's own (read from its jar with javap):
-the stream description's first-record lookup, run on every call on a streamed table,
-GetRecords' newest-record lookup for its shard, and GetRecords' read of the records after
-its iterator. Given the jar's ``us`` table, the first two walk the stream records of every
-stream until the indexes are added. (The plans are this Python's SQLite, 3.40 here; the jar
-bundles sqlite4java's 3.8.7, whose planner uses an index for these statements alike.)
+The SQLite statements are DynamoDB Local 3.3.0's own (``ripple_local.dynamodb_local`` has
+them, read from its jar with javap). Given the jar's ``us`` table, the first two walk the
+stream records of every stream until the indexes are added. The plans here are this
+Python's SQLite (3.40 here); the integration test plans them with the jar's own (3.8.7),
+whose planner differs.
 """
 
 from __future__ import annotations
@@ -19,25 +18,21 @@ from pathlib import Path
 import pytest
 
 from ripple_local import dynamodb_local
-from ripple_local.dynamodb_local import index_stream_records, reclaim_scratch_dirs, scratch_dir
-
-# The table as DynamoDB Local 3.3.0 creates it (SQLiteDBAccess's CREATE TABLE statement).
-US_TABLE = (
-    "CREATE TABLE IF NOT EXISTS us (StreamID TEXT, ShardID TEXT, SequenceNumber INTEGER,"
-    " CreationDateTime INTEGER, StreamRecord BLOB, OperationType TEXT, PRIMARY KEY(SequenceNumber));"
-)
-FIRST_RECORD_OF_STREAM = "SELECT MIN(SequenceNumber) FROM us WHERE StreamID=?"
-NEWEST_RECORD_OF_SHARD = "SELECT SequenceNumber FROM us WHERE ShardID=? ORDER BY SequenceNumber DESC LIMIT 1"
-RECORDS_AFTER = (
-    "SELECT SequenceNumber, StreamRecord, OperationType, CreationDateTime FROM us WHERE StreamID = ?"
-    " AND ShardID = ? AND SequenceNumber >= ? AND CreationDateTime > ? ORDER BY SequenceNumber ASC LIMIT ?"
+from ripple_local.dynamodb_local import (
+    ENGINE_US_TABLE,
+    FIRST_RECORD_OF_STREAM,
+    NEWEST_RECORD_OF_SHARD,
+    RECORDS_AFTER,
+    index_stream_records,
+    reclaim_scratch_dirs,
+    scratch_dir,
 )
 
 
 def database(path: Path) -> Path:
     db_file = path / dynamodb_local.DB_FILE
     with sqlite3.connect(db_file) as connection:
-        connection.execute(US_TABLE)
+        connection.execute(ENGINE_US_TABLE)
         connection.executemany(
             "INSERT INTO us VALUES (?, ?, ?, 0, x'00', 'INSERT')",
             [(f"stream-{n % 3}", f"shard-{n % 3}", n) for n in range(300)],
@@ -61,15 +56,33 @@ def test_the_engines_stream_lookups_scan_every_record_until_indexed(tmp_path: Pa
     assert index_stream_records(db_file) is True
     assert index_stream_records(db_file) is True
 
-    # Then each lookup is a search of one stream's or one shard's records
-    first_record = plan(db_file, FIRST_RECORD_OF_STREAM, "stream-1")
-    assert "USING COVERING INDEX ripple_us_stream_sequence" in first_record
-    assert "ripple_us_shard_sequence" in plan(db_file, NEWEST_RECORD_OF_SHARD, "shard-1")
-    assert "ripple_us_shard_sequence" in plan(db_file, RECORDS_AFTER, "stream-1", "shard-1", 10, -1, 100)
+    # Then each lookup is a search of one stream's or one shard's records, and GetRecords'
+    # read seeks its shard at the iterator (the rowid range), not at the shard's first record
+    assert "USING COVERING INDEX ripple_us_stream" in plan(db_file, FIRST_RECORD_OF_STREAM, "stream-1")
+    assert "ripple_us_shard" in plan(db_file, NEWEST_RECORD_OF_SHARD, "shard-1")
+    assert "ripple_us_shard (ShardID=? AND rowid>?)" in plan(
+        db_file, RECORDS_AFTER, "s-1", "shard-1", 10, -1, 9
+    )
     # and they answer as before
     with sqlite3.connect(db_file) as connection:
         assert connection.execute(FIRST_RECORD_OF_STREAM, ("stream-1",)).fetchone() == (1,)
         assert connection.execute(NEWEST_RECORD_OF_SHARD, ("shard-1",)).fetchone() == (298,)
+        after = connection.execute(RECORDS_AFTER, ("stream-1", "shard-1", 10, -1, 3)).fetchall()
+        assert [row[0] for row in after] == [10, 13, 16]
+
+
+def test_the_first_versions_indexes_are_replaced(tmp_path: Path) -> None:
+    # Given a --persist file indexed by the first version (the sequence number named)
+    db_file = database(tmp_path)
+    with sqlite3.connect(db_file) as connection:
+        for name, column in zip(dynamodb_local.SUPERSEDED_INDEXES, ("StreamID", "ShardID"), strict=True):
+            connection.execute(f"CREATE INDEX {name} ON us ({column}, SequenceNumber)")
+
+    assert index_stream_records(db_file) is True
+
+    with sqlite3.connect(db_file) as connection:
+        names = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert names == {name for name, _ in dynamodb_local.STREAM_RECORD_INDEXES}
 
 
 def test_a_missing_database_file_is_an_error_not_a_new_empty_file(tmp_path: Path) -> None:
