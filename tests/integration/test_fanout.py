@@ -3,6 +3,7 @@ emulator: writes, duplicates, retractions, backfill and partial batch failure.""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from ripple.container import Container
 from ripple.domain import FeedEntry, Post
 from ripple.ids import new_ulid
-from ripple_local.stack import LocalStack
+from ripple_local.stack import LocalStack, runner_key
 from tests.integration.support import (
     SAMPLE_AUTHOR,
     SAMPLE_FOLLOWER,
@@ -100,6 +101,38 @@ def test_large_audience_is_written_in_pages_of_continuation_jobs(
     # The first page is written inline; the rest follow as fan-out job records.
     assert sum(bool(feed_of(container, f)) for f in followers) == TEST_FANOUT_PAGE_SIZE
     stack.drain()
+    assert all(feed_of(container, f)[0].post_id == ids[SAMPLE_POST] for f in followers)
+
+
+def test_a_push_delivered_again_starts_each_continuation_job_once(
+    container: Container, fanout_handler: Any, stack: LocalStack
+) -> None:
+    # Given an author with three pages of followers, their follows' own records handled
+    ids = fresh_ids()
+    author = ids[SAMPLE_AUTHOR]
+    followers = [new_ulid() for _ in range(2 * TEST_FANOUT_PAGE_SIZE + 1)]
+    ensure_users(container, author, *followers)
+    for f in followers:
+        container.follows.follow(f, author)
+    stack.drain()
+    jobs = stack.runners[runner_key("FanoutFunction", "JobsStream")]
+    before = jobs.stats.snapshot()
+
+    # When a post's record is delivered three times (twice here, as a retried batch is, then
+    # by the posts stream's runner): each delivery writes the page-2 job (enqueue_many is an
+    # unconditional BatchWriteItem), the retry a second later, so that the job's expiry moves
+    # and its write is a change (DynamoDB writes no stream record for an unchanged item)
+    store_sample_post(container, ids)
+    event = load_event("fanout/posts_insert.json", **ids)
+    fanout_handler(event)
+    time.sleep(1.1)
+    fanout_handler(event)
+    stack.drain()
+
+    # Then each job ran once: page 2's (created once; written again it is no INSERT, and only
+    # INSERTs pass the jobs stream's FilterCriteria), then page 3's, created by page 2's run
+    after = jobs.stats.snapshot()
+    assert after["records_ok"] - before["records_ok"] == 2
     assert all(feed_of(container, f)[0].post_id == ids[SAMPLE_POST] for f in followers)
 
 

@@ -113,6 +113,11 @@ class Fakes:
         self.jobs.append(job)
         return True
 
+    def enqueue_many(self, jobs: Sequence[FanoutJob]) -> int:
+        self.calls["enqueue_many"] += 1
+        self.jobs.extend(jobs)
+        return len(jobs)
+
 
 @pytest.fixture
 def fakes() -> Fakes:

@@ -173,8 +173,9 @@ NEEDS: dict[str, dict[str, frozenset[str]]] = {
             {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:BatchWriteItem", "dynamodb:DeleteItem"}
         ),
         "RepostsByUserTable": frozenset({"dynamodb:Query", "dynamodb:BatchWriteItem", "dynamodb:DeleteItem"}),
-        # repositories/fanout_jobs.py enqueue (conditional Put).
-        "FanoutJobsTable": frozenset({"dynamodb:PutItem"}),
+        # repositories/fanout_jobs.py enqueue (conditional Put) and enqueue_many (a batch's
+        # push continuations, BatchWriteItem).
+        "FanoutJobsTable": frozenset({"dynamodb:PutItem", "dynamodb:BatchWriteItem"}),
         # repositories/likes.py likers (Query) and delete_likes (BatchWriteItem): a deleted
         # post's likes, purged by services/fanout.py post_deleted / run_job.
         # likes.py erase (transaction Delete): an erased account's likes.

@@ -161,6 +161,25 @@ def test_fanout_is_not_invoked_for_a_posts_modify() -> None:
     assert delivered == {"posts_insert": True, "posts_modify": False, "posts_remove": True}
 
 
+def test_fanout_is_invoked_for_a_job_only_when_it_is_created() -> None:
+    """A push batch's continuation jobs are written unconditionally (``enqueue_many``): a
+    batch delivered again writes them again, a MODIFY, and TTL's sweep is a REMOVE. Only the
+    INSERT may start the job, or a page would be fanned out twice."""
+    from ripple_local.esm import MappingConfig
+
+    properties = {
+        **RESOURCES["FanoutFunction"]["Properties"]["Events"]["JobsStream"]["Properties"],
+        "DestinationConfig": {},
+        "ParallelizationFactor": TEMPLATE["Parameters"]["FanoutParallelizationFactor"]["Default"],
+    }
+    config = MappingConfig.from_properties(properties)
+    (record,) = json.loads((ROOT / "events" / "fanout" / "posts_insert.json").read_text())["Records"]
+    delivered = {
+        event: config.delivers({**record, "eventName": event}) for event in ("INSERT", "MODIFY", "REMOVE")
+    }
+    assert delivered == {"INSERT": True, "MODIFY": False, "REMOVE": False}
+
+
 # Lambda keeps records in order per item (partition + sort key) whatever ParallelizationFactor
 # is; these consumers' records are independent across items (README, "Fan-out").
 PARALLELIZED = {

@@ -116,12 +116,12 @@ class FanoutService:
 
         ``pushes`` are new posts (``after == ""``: the author's own item too, then the first
         page) and continuation jobs (the page after ``after``). Whatever the batch holds, it
-        costs about seven round trips, not seven per post: which authors are pulled (one
+        costs about eight round trips, not eight per post: which authors are pulled (one
         BatchGetItem), their follower pages (one Query per distinct author and page, sent at
         once), who blocks or mutes the authors (two Queries per author, at once; again after
         the write, to undo a block that committed meanwhile), the feed items (BatchWriteItem
-        calls sent at once), and a check that the posts still exist. Returns the number of
-        feed items written.
+        calls sent at once), a check that the posts still exist, and the jobs for the pages
+        after full ones (BatchWriteItem). Returns the number of feed items written.
 
         A new post by an author marked high-follower at least ``pull_grace_ms`` before it is
         not pushed: readers learn of the mark only when their container reloads the registry
@@ -167,9 +167,14 @@ class FanoutService:
             written -= sum(1 for e in entries if e.post_id in gone)
         # A post reposted already: our plain puts may have moved a repost's placement back.
         self.placement.settle([e for e in entries if reposts.get(e.post_id)])
+        further = []  # after a full page there may be more followers: a job of their own each
         for push in to_push:
-            if push.post_id not in gone:
-                self._continue(push, [f for f, _ in pages[(push.author_id, push.after or None)]])
+            page = pages[(push.author_id, push.after or None)]
+            if push.post_id not in gone and len(page) == self._page_size:
+                further.append(replace(push, after=page[-1][0]))
+        if further:
+            self._jobs.enqueue_many(further)
+            count("FanoutJobsCreated", len(further))
         # One value per push (the metric is also a histogram of items per post), counting
         # followers' items only: the author's own was written with the post.
         per_push = Counter(e.post_id for e in entries[len(new) :])
