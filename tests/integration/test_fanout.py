@@ -230,3 +230,28 @@ def test_a_failure_inside_a_batch_redelivers_from_the_failing_group(
     }
     assert [e.post_id for e in feed_of(container, ids[SAMPLE_FOLLOWER])] == [ids[SAMPLE_POST]]  # backfill
     assert feed_of(container, later[SAMPLE_FOLLOWER]) == []
+
+
+def test_an_account_is_marked_once_a_block_or_mute_may_hide_its_posts(container: Container) -> None:
+    # Given four new accounts: nothing hides any of them, so fan-out reads no relations for them
+    muter, muted, blocker, blocked = (new_ulid() for _ in range(4))
+    ensure_users(container, muter, muted, blocker, blocked)
+    ids = (muter, muted, blocker, blocked)
+    assert {u: s.may_hide for u, s in container.users.fanout_states(ids).items()} == dict.fromkeys(ids, False)
+
+    # When one mutes another and one blocks another (each in its own transaction)
+    container.block_service.mute(muter, muted)
+    container.block_service.block(blocker, blocked)
+
+    # Then the muted account's posts, and both sides of the block, may be hidden from someone;
+    # the muter's may not (a mute hides the muted from the muter, not the other way)
+    states = container.users.fanout_states(ids)
+    assert {u: s.may_hide for u, s in states.items()} == {
+        muter: False,
+        muted: True,
+        blocker: True,
+        blocked: True,
+    }
+    # and it stays (sticky: an unblock or unmute leaves it; fan-out then reads, finding none)
+    container.block_service.unmute(muter, muted)
+    assert container.users.fanout_states([muted])[muted].may_hide

@@ -13,6 +13,7 @@ import pytest
 from ripple.domain import FeedEntry, Post, Relations
 from ripple.ids import new_ulid, ulid_floor
 from ripple.repositories.fanout_jobs import PUSH, REBUILD, FanoutJob
+from ripple.repositories.users import AuthorState
 from ripple.services.fanout import FanoutBatch, FanoutConsumer, FanoutService
 from ripple.stream_processing import PartialCommit
 from ripple.streams import INSERT, REMOVE, StreamChange
@@ -37,6 +38,9 @@ class Fakes:
         self.finished: list[tuple[str, int]] = []
         # blocks: each relations_of call answers the next of these (the last one repeats)
         self.relation_answers: list[dict[str, Relations]] = [{}]
+        # accounts no block or mute hides (may_hide False): each fanout_states call answers
+        # the next of these (the last one repeats); by default every author may be hidden
+        self.unhidden_answers: list[set[str]] = [set()]
 
     # blocks
     def relations_of(self, ids: Iterable[str]) -> dict[str, Relations]:
@@ -49,6 +53,14 @@ class Fakes:
         return self.relations_of([user_id])[user_id]
 
     # users
+    def fanout_states(self, ids: Iterable[str]) -> dict[str, AuthorState]:
+        self.calls["fanout_states"] += 1
+        answers = self.unhidden_answers
+        unhidden = answers[0] if len(answers) == 1 else answers.pop(0)
+        return {
+            i: AuthorState(high_follower_since=self.marked.get(i), may_hide=i not in unhidden) for i in ids
+        }
+
     def high_followers_among(self, ids: Iterable[str]) -> dict[str, int]:
         self.calls["high_followers_among"] += 1
         return {i: self.marked[i] for i in ids if i in self.marked}
@@ -154,13 +166,48 @@ def test_a_batch_of_posts_by_many_authors_costs_one_call_of_each_kind(fakes: Fak
     # Then every author and follower holds every post, in one call per kind (a Query per author)
     assert fakes.feed == {(r, f"{a}-p{i}") for a in "abcd" for r in (a, f"{a}1", f"{a}2") for i in range(3)}
     assert fakes.calls == Counter(
-        high_followers_among=1,
+        fanout_states=2,  # the authors' accounts: before writing, and again after
         followers_pages=1,
         follower_queries=4,
         put_many=1,
         existing=1,
         relations_of=2,  # the authors' blocks and mutes: before writing, and again after
     )
+
+
+def test_authors_whom_no_block_or_mute_hides_cost_no_relation_reads(fakes: Fakes) -> None:
+    # Given two authors, only one of whom a block or mute ever hid (UserModel.may_hide)
+    for a in "ab":
+        fakes.followers[a] = [(f"{a}1", 0), (f"{a}2", 0)]
+        fakes.posts.add(f"{a}-p")
+    fakes.unhidden_answers = [{"b"}]
+    fakes.relation_answers = [{"a": Relations(muted_by=frozenset({"a1"}))}]
+    read: list[list[str]] = []
+    relations_of = fakes.relations_of
+    fakes.relations_of = lambda ids: relations_of(read.append(list(ids)) or ids)  # type: ignore[method-assign]
+
+    service(fakes).push_many([FanoutJob(PUSH, a, f"{a}-p", 10, after="") for a in "ab"])
+
+    # Then only a's relations are read (before and after the write), and a's muter is skipped
+    assert read == [["a"], ["a"]]
+    assert fakes.feed == {("a", "a-p"), ("a2", "a-p"), ("b", "b-p"), ("b1", "b-p"), ("b2", "b-p")}
+
+
+def test_a_block_committed_while_the_page_is_written_is_undone_for_an_author_none_hid_before(
+    fakes: Fakes,
+) -> None:
+    # Given an author no block or mute hid when the page is read, and r1 blocking them by the
+    # time the items are written (the block's transaction marks the author: may_hide)
+    fakes.followers["a"] = [("r1", 0), ("r2", 0)]
+    fakes.posts.add("p1")
+    fakes.unhidden_answers = [{"a"}, set()]
+    fakes.relation_answers = [{"a": Relations(blocked_by=frozenset({"r1"}))}]
+
+    written = service(fakes).push_many([FanoutJob(PUSH, "a", "p1", 10, after="")])
+
+    # Then the read after the write finds the block, and r1's item is deleted again
+    assert fakes.feed == {("a", "p1"), ("r2", "p1")}
+    assert written == 2 and fakes.calls["relations_of"] == 1
 
 
 def test_no_item_for_readers_who_block_or_mute_the_author_or_whom_the_author_blocks(fakes: Fakes) -> None:

@@ -71,8 +71,9 @@ class BlockRepository:
     # ------------------------------------------------------------------ writes
     def block(self, user_id: str, target_id: str, jobs: Sequence[FanoutJob] = ()) -> bool:
         """``user_id`` blocks ``target_id`` and the follows between them end (both ways, both
-        users' counters moved); ``jobs`` (the retraction of each one's items from the other's
-        feed) are enqueued in the same transaction. False if the block existed (nothing
+        users' counters moved, both marked as hidden from someone: ``UserModel.may_hide``);
+        ``jobs`` (the retraction of each one's items from the other's feed) are enqueued in
+        the same transaction. False if the block existed (nothing
         changes). NotFoundError if the target does not exist; AuthenticationError if the
         caller's account does not; TransactionConflictError (503) if the follow graph between
         them keeps changing."""
@@ -91,7 +92,10 @@ class BlockRepository:
         self._put_pair(tx, BLOCK, user_id, target_id, now)
         for index, job in enumerate(jobs):
             tx.save(f"job{index}", job_row(job))
-        actions: dict[str, list[Action]] = {user_id: [], target_id: []}
+        # Each one's posts are now hidden from the other (sticky: UserModel.may_hide).
+        actions: dict[str, list[Action]] = {
+            account: [UserModel.may_hide.set(1)] for account in (user_id, target_id)
+        }
         followed = {
             (row.follower_id, row.followee_id)
             for row in batch_get(
@@ -108,10 +112,7 @@ class BlockRepository:
             else:
                 tx.check(f"follow{index}", edge, FollowModel.followee_id.does_not_exist())
         for name, account in (("user", user_id), ("target", target_id)):
-            if actions[account]:
-                tx.update(name, UserModel(user_id=account), actions[account], UserModel.user_id.exists())
-            else:
-                tx.check(name, UserModel(user_id=account), UserModel.user_id.exists())
+            tx.update(name, UserModel(user_id=account), actions[account], UserModel.user_id.exists())
         return self._commit(tx, target_id)
 
     def unblock(self, user_id: str, target_id: str, jobs: Sequence[FanoutJob] = ()) -> bool:
@@ -125,11 +126,15 @@ class BlockRepository:
 
     def mute(self, user_id: str, target_id: str, job: FanoutJob) -> bool:
         """``user_id`` mutes ``target_id``; ``job`` (the retraction of the target's items from
-        the user's feed) is enqueued in the same transaction. False if already muted (nothing
-        is written). NotFoundError if the target does not exist."""
+        the user's feed) is enqueued in the same transaction, with the target marked as hidden
+        from someone (``UserModel.may_hide``). False if already muted (nothing is written).
+        NotFoundError if the target does not exist."""
         tx = Transaction()
         self._put_pair(tx, MUTE, user_id, target_id, int(time.time() * 1000))
-        tx.check("target", UserModel(user_id=target_id), UserModel.user_id.exists())
+        # The target's posts are now hidden from someone (sticky: UserModel.may_hide).
+        tx.update(
+            "target", UserModel(user_id=target_id), [UserModel.may_hide.set(1)], UserModel.user_id.exists()
+        )
         tx.save("job", job_row(job))
         return self._commit(tx, target_id)
 

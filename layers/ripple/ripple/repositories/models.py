@@ -49,6 +49,11 @@ class UserModel(Model):
     # when the last one started, kept afterwards (the convergence check's rule needs it).
     feed_rebuild_started = NumberAttribute(null=True)
     feed_rebuilt_at = NumberAttribute(null=True)
+    # Whether a block or mute may hide the account's posts from some reader: 0 from sign-up,
+    # set to 1 (sticky) by the transaction of its first block either way or of a mute of it;
+    # absent on accounts made before it existed, which counts as 1. Fan-out reads an author's
+    # blocks and mutes (Queries, before and after its write) only when it is not 0.
+    may_hide = NumberAttribute(null=True)
     by_high_follower = HighFollowerIndex()
 
 

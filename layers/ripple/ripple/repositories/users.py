@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.expressions.update import Action
@@ -29,6 +30,14 @@ def _to_user(m: UserModel) -> User:
     )
 
 
+@dataclass(frozen=True)
+class AuthorState:
+    """An author as fan-out reads them (:meth:`UserRepository.fanout_states`)."""
+
+    high_follower_since: int | None  # epoch ms of the high-follower mark; None: not marked
+    may_hide: bool  # False only when no block or mute ever hid their posts (UserModel.may_hide)
+
+
 class UserRepository:
     def create(self, user: User, password_hash: str, refresh_token: tuple[str, int] | None = None) -> None:
         """Store the user, claim the username and (optionally) store the first refresh token,
@@ -43,6 +52,7 @@ class UserRepository:
             roles=set(user.roles) or None,
             created_at=user.created_at,
             last_active_at=user.created_at,
+            may_hide=0,
         )
         tx = Transaction()
         # A name is free if never claimed, or released by a deleted account whose quarantine
@@ -187,6 +197,25 @@ class UserRepository:
             consistent_read=True,
         )
         return {row.user_id: int(row.high_follower_since or 0) for row in rows if row.high_follower}
+
+    def fanout_states(self, user_ids: Iterable[str]) -> dict[str, AuthorState]:
+        """What fan-out needs to know of each existing account of ``user_ids`` (absent ones
+        are left out): when it was marked high-follower and whether a block or mute may hide
+        its posts from someone (:class:`AuthorState`). One strongly consistent BatchGetItem per 100 ids, so a
+        block committed before the call is seen."""
+        rows = batch_get(
+            UserModel,
+            list(user_ids),
+            attributes=["high_follower", "high_follower_since", "may_hide"],
+            consistent_read=True,
+        )
+        return {
+            row.user_id: AuthorState(
+                high_follower_since=int(row.high_follower_since or 0) if row.high_follower else None,
+                may_hide=row.may_hide is None or bool(row.may_hide),
+            )
+            for row in rows
+        }
 
     # ------------------------------------------------------------------ activity
     def touch(self, user_id: str, now_ms: int, resolution_ms: int) -> int | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 from ripple.domain import MUTE, FeedEntry, Post
@@ -46,7 +46,7 @@ from ripple.repositories.follows import FollowRepository
 from ripple.repositories.likes import LikeRepository
 from ripple.repositories.posts import PostRepository
 from ripple.repositories.reposts import Repost, RepostRepository
-from ripple.repositories.users import UserRepository
+from ripple.repositories.users import AuthorState, UserRepository
 from ripple.services.erasure import AccountErasure
 from ripple.services.notifications import NotificationProducer
 from ripple.services.placement import RepostPlacement
@@ -116,12 +116,14 @@ class FanoutService:
 
         ``pushes`` are new posts (``after == ""``: the author's own item too, then the first
         page) and continuation jobs (the page after ``after``). Whatever the batch holds, it
-        costs about eight round trips, not eight per post: which authors are pulled (one
-        BatchGetItem), their follower pages (one Query per distinct author and page, sent at
-        once), who blocks or mutes the authors (two Queries per author, at once; again after
-        the write, to undo a block that committed meanwhile), the feed items (BatchWriteItem
-        calls sent at once), a check that the posts still exist, and the jobs for the pages
-        after full ones (BatchWriteItem). Returns the number of feed items written.
+        costs about eight round trips, not eight per post: the authors' accounts (one
+        BatchGetItem: which are pulled, and which may be hidden from someone), their follower
+        pages (one Query per distinct author and page, sent at once), who blocks or mutes
+        those authors who may be hidden (two Queries per such author, at once; the accounts
+        and these again after the write, to undo a block that committed meanwhile), the feed
+        items (BatchWriteItem calls sent at once), a check that the posts still exist, and
+        the jobs for the pages after full ones (BatchWriteItem). Returns the number of feed
+        items written.
 
         A new post by an author marked high-follower at least ``pull_grace_ms`` before it is
         not pushed: readers learn of the mark only when their container reloads the registry
@@ -131,11 +133,12 @@ class FanoutService:
         if not pushes:
             return 0
         new = [p for p in pushes if not p.after]
-        marked = self._users.high_followers_among({p.author_id for p in new}) if new else {}
+        states = self._users.fanout_states({p.author_id for p in pushes})
         pulled = {
             p.post_id
             for p in new
-            if p.author_id in marked and p.created_at - marked[p.author_id] >= self._pull_grace_ms
+            if (since := _marked_since(states, p.author_id)) is not None
+            and p.created_at - since >= self._pull_grace_ms
         }
         if pulled:
             count("FanoutSkippedHighFollower", len(pulled))
@@ -144,7 +147,7 @@ class FanoutService:
         pages = self._follows.followers_pages(wanted, self._page_size)
         away = self._away({f for page in pages.values() for f, _ in page})
         audience_authors = {p.author_id for p in to_push if pages[(p.author_id, p.after or None)]}
-        hidden = self._hidden_readers(audience_authors)
+        hidden = self._hidden_readers(audience_authors, states)
         entries = [self._entry(p.author_id, p.post_id, p.author_id, p.created_at) for p in new]
         for push in to_push:
             # Followers who followed after the post was made get it from their backfill
@@ -183,10 +186,15 @@ class FanoutService:
                 count("FanoutItemsWritten", per_push[push.post_id])
         return written
 
-    def _hidden_readers(self, authors: set[str]) -> dict[str, frozenset[str]]:
-        """Per author, the readers who get none of their posts (blocks and mutes)."""
-        relations = self._blocks.relations_of(sorted(authors)) if authors else {}
-        hidden = {author: r.hidden_readers() for author, r in relations.items()}
+    def _hidden_readers(
+        self, authors: set[str], states: Mapping[str, AuthorState]
+    ) -> dict[str, frozenset[str]]:
+        """Per author, the readers who get none of their posts (blocks and mutes), read only
+        for those whose account says a block or mute may hide them (``AuthorState.may_hide``;
+        an account missing from ``states`` is read too)."""
+        hiding = sorted(a for a in authors if a not in states or states[a].may_hide)
+        relations = self._blocks.relations_of(hiding) if hiding else {}
+        hidden = {a: relations[a].hidden_readers() if a in relations else frozenset() for a in authors}
         skipped = sum(len(h) for h in hidden.values())
         if skipped:
             count("FanoutSkippedBlocked", skipped)
@@ -198,7 +206,8 @@ class FanoutService:
         Returns the number deleted."""
         if not entries:
             return 0
-        hidden = self._hidden_readers({e.author_id for e in entries})
+        authors = {e.author_id for e in entries}
+        hidden = self._hidden_readers(authors, self._users.fanout_states(authors))
         undo = [(e.user_id, e.post_id) for e in entries if e.user_id in hidden[e.author_id]]
         if undo:
             self._feed.delete_many(undo)
@@ -557,3 +566,9 @@ class FanoutBatch:
             except Exception as exc:
                 raise PartialCommit(index) from exc
             index = end
+
+
+def _marked_since(states: Mapping[str, AuthorState], author_id: str) -> int | None:
+    """When the author was marked high-follower (epoch ms), None if not (or no account)."""
+    state = states.get(author_id)
+    return state.high_follower_since if state is not None else None
