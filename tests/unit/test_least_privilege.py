@@ -66,8 +66,9 @@ NEEDS: dict[str, dict[str, frozenset[str]]] = {
         # counters inside follow/post transactions (Update); services/feed.py PulledAuthors
         # (Query of the by_high_follower index).
         # DELETE /me deletes the row (repositories/users.py delete, a transaction); a like
-        # checks its liker exists (repositories/likes.py), a block or mute both accounts
-        # (repositories/blocks.py): ConditionChecks in their transactions.
+        # checks its liker exists (repositories/likes.py, a ConditionCheck in its
+        # transaction); a block updates both accounts and a mute its target (may_hide, in
+        # repositories/blocks.py's transactions).
         "UsersTable": frozenset(
             {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
             | {"dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"}

@@ -174,6 +174,7 @@ def test_the_engines_own_sqlite_reads_a_busy_shard_from_the_iterator_not_its_fir
     assert "ripple_us_stream (StreamID=?)" in first
     assert "ripple_us_shard (ShardID=?)" in newest
     assert "ripple_us_shard (ShardID=? AND rowid>?)" in after
+    assert "TEMP B-TREE" not in newest + after  # read in the index's order, not sorted
 
     # (The first version named the sequence number in its indexes: this SQLite then sought
     # only the shard, and every GetRecords read the shard from its first record.)

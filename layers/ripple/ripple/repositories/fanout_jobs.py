@@ -11,7 +11,10 @@ from pynamodb.exceptions import PutError
 from ripple.repositories.batch import batch_write
 from ripple.repositories.models import FanoutJobModel
 
-JOB_TTL_SECONDS = 24 * 3600  # long after any retry; TTL sweeps them
+# Long after any retry; TTL sweeps them. At least the streams' 24 h retention: a redelivered
+# stream record always finds its push continuation still there, so writing it again
+# (enqueue_many) is a MODIFY, never a job created a second time.
+JOB_TTL_SECONDS = 24 * 3600
 # push: a post to a page of followers; retract: a deleted post from a page of followers;
 # purge_likes: a deleted post's likes, a page of likers at a time; rebuild: a returning
 # reader's feed, a page of followees at a time (author_id is the reader, created_at the

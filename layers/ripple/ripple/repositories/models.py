@@ -52,7 +52,9 @@ class UserModel(Model):
     # Whether a block or mute may hide the account's posts from some reader: 0 from sign-up,
     # set to 1 (sticky) by the transaction of its first block either way or of a mute of it;
     # absent on accounts made before it existed, which counts as 1. Fan-out reads an author's
-    # blocks and mutes (Queries, before and after its write) only when it is not 0.
+    # blocks and mutes (Queries, before and after its write) only when it is not 0. It is a
+    # fact about the account as an author: a mute does not mark the muter, so a check from
+    # the reader's side (whom do I hide) cannot use it.
     may_hide = NumberAttribute(null=True)
     by_high_follower = HighFollowerIndex()
 

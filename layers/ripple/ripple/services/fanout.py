@@ -116,13 +116,15 @@ class FanoutService:
 
         ``pushes`` are new posts (``after == ""``: the author's own item too, then the first
         page) and continuation jobs (the page after ``after``). Whatever the batch holds, it
-        costs about eight round trips, not eight per post: the authors' accounts (one
+        costs at most nine round trips, not nine per post: the authors' accounts (one
         BatchGetItem: which are pulled, and which may be hidden from someone), their follower
-        pages (one Query per distinct author and page, sent at once), who blocks or mutes
-        those authors who may be hidden (two Queries per such author, at once; the accounts
-        and these again after the write, to undo a block that committed meanwhile), the feed
-        items (BatchWriteItem calls sent at once), a check that the posts still exist, and
-        the jobs for the pages after full ones (BatchWriteItem). Returns the number of feed
+        pages (one Query per distinct author and page, sent at once), which followers are
+        away, who blocks or mutes those authors who may be hidden (two Queries per such
+        author, at once; again after the write, with the accounts that could not be hidden
+        before, to undo a block that committed meanwhile), the feed items (BatchWriteItem
+        calls sent at once), a check that the posts still exist, and the jobs for the pages
+        after full ones (BatchWriteItem); six when no author may be hidden and no page is
+        full. Returns the number of feed
         items written.
 
         A new post by an author marked high-follower at least ``pull_grace_ms`` before it is
@@ -159,7 +161,7 @@ class FanoutService:
                 if followed_at <= push.created_at and f not in away and f not in hidden[push.author_id]
             ]
         written = self._feed.put_many(entries)
-        written -= self._undo_newly_hidden(entries[len(new) :])
+        written -= self._undo_newly_hidden(entries[len(new) :], states)
         reposts = self._posts.repost_counts({(p.author_id, p.post_id) for p in pushes})
         gone = {p.post_id for p in pushes if p.post_id not in reposts}
         if gone:
@@ -200,14 +202,22 @@ class FanoutService:
             count("FanoutSkippedBlocked", skipped)
         return hidden
 
-    def _undo_newly_hidden(self, entries: Sequence[FeedEntry]) -> int:
+    def _undo_newly_hidden(
+        self, entries: Sequence[FeedEntry], before: Mapping[str, AuthorState] | None = None
+    ) -> int:
         """After writing followers' ``entries``: delete those whose reader now blocks or mutes
         the author, or is blocked by them (a block or mute that committed during the write).
-        Returns the number deleted."""
+        ``before``: the authors' states read before the write; ``may_hide`` never goes back
+        to 0, so only the authors it said 0 for are read again. Returns the number deleted."""
         if not entries:
             return 0
         authors = {e.author_id for e in entries}
-        hidden = self._hidden_readers(authors, self._users.fanout_states(authors))
+        known = before or {}
+        unmarked = {a for a in authors if a not in known or not known[a].may_hide}
+        states = {a: state for a, state in known.items() if a not in unmarked}
+        if unmarked:  # read again now; an account gone meanwhile has no state: its relations are read
+            states.update(self._users.fanout_states(unmarked))
+        hidden = self._hidden_readers(authors, states)
         undo = [(e.user_id, e.post_id) for e in entries if e.user_id in hidden[e.author_id]]
         if undo:
             self._feed.delete_many(undo)
