@@ -15,13 +15,13 @@ import pytest
 
 from ripple_local import aws, dynamodb_local, tools
 from ripple_local.dynamodb_local import (
-    ENGINE_US_TABLE,
     FIRST_RECORD_OF_STREAM,
     NEWEST_RECORD_OF_SHARD,
     RECORDS_AFTER,
     index_stream_records,
 )
 from ripple_local.processes import DynamoDBLocalIndexError, DynamoDBLocalProcess
+from tests.unit.local_stack.test_dynamodb_local import database  # the jar's us table, with records
 
 INDEX_NAMES = {name for name, _ in dynamodb_local.STREAM_RECORD_INDEXES}
 
@@ -157,13 +157,7 @@ def test_the_engines_own_sqlite_reads_a_busy_shard_from_the_iterator_not_its_fir
     tmp_path: Path,
 ) -> None:
     # Given stream records as DynamoDB Local stores them, indexed as the stack indexes them
-    db_file = tmp_path / dynamodb_local.DB_FILE
-    with sqlite3.connect(db_file) as connection:
-        connection.execute(ENGINE_US_TABLE)
-        connection.executemany(
-            "INSERT INTO us VALUES (?, ?, ?, 0, x'00', 'INSERT')",
-            [(f"stream-{n % 2}", f"shard-{n % 2}", n) for n in range(200)],
-        )
+    db_file = database(tmp_path)
     assert index_stream_records(db_file) is True
 
     # When the jar's own SQLite plans the engine's statements
