@@ -73,10 +73,9 @@ class BlockRepository:
         """``user_id`` blocks ``target_id`` and the follows between them end (both ways, both
         users' counters moved, both marked as hidden from someone: ``UserModel.may_hide``);
         ``jobs`` (the retraction of each one's items from the other's feed) are enqueued in
-        the same transaction. False if the block existed (nothing
-        changes). NotFoundError if the target does not exist; AuthenticationError if the
-        caller's account does not; TransactionConflictError (503) if the follow graph between
-        them keeps changing."""
+        the same transaction. False if the block existed (nothing changes). NotFoundError if
+        the target does not exist; AuthenticationError if the caller's account does not;
+        TransactionConflictError (503) if the follow graph between them keeps changing."""
         try:
             return conflict_retrying(BLOCK_ATTEMPTS, retry_if_exception(_follows_moved))(
                 self._block_once, user_id, target_id, jobs

@@ -189,20 +189,16 @@ class UserRepository:
 
     def high_followers_among(self, user_ids: Iterable[str]) -> dict[str, int]:
         """Which of ``user_ids`` are marked high-follower, and since when (epoch ms, as
-        :meth:`high_follower_since`); one strongly consistent BatchGetItem per 100 ids."""
-        rows = batch_get(
-            UserModel,
-            list(user_ids),
-            attributes=["high_follower", "high_follower_since"],
-            consistent_read=True,
-        )
-        return {row.user_id: int(row.high_follower_since or 0) for row in rows if row.high_follower}
+        :meth:`high_follower_since`); :meth:`fanout_states`' one consistent BatchGetItem per
+        100 ids."""
+        states = self.fanout_states(user_ids)
+        return {u: s.high_follower_since for u, s in states.items() if s.high_follower_since is not None}
 
     def fanout_states(self, user_ids: Iterable[str]) -> dict[str, AuthorState]:
         """What fan-out needs to know of each existing account of ``user_ids`` (absent ones
         are left out): when it was marked high-follower and whether a block or mute may hide
-        its posts from someone (:class:`AuthorState`). One strongly consistent BatchGetItem per 100 ids, so a
-        block committed before the call is seen."""
+        its posts from someone (:class:`AuthorState`). One strongly consistent BatchGetItem
+        per 100 ids, so a block committed before the call is seen."""
         rows = batch_get(
             UserModel,
             list(user_ids),

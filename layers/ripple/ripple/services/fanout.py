@@ -124,8 +124,7 @@ class FanoutService:
         before, to undo a block that committed meanwhile), the feed items (BatchWriteItem
         calls sent at once), a check that the posts still exist, and the jobs for the pages
         after full ones (BatchWriteItem); six when no author may be hidden and no page is
-        full. Returns the number of feed
-        items written.
+        full. Returns the number of feed items written.
 
         A new post by an author marked high-follower at least ``pull_grace_ms`` before it is
         not pushed: readers learn of the mark only when their container reloads the registry
@@ -147,17 +146,20 @@ class FanoutService:
         to_push = [p for p in pushes if p.post_id not in pulled]
         wanted = [(p.author_id, p.after or None) for p in to_push]
         pages = self._follows.followers_pages(wanted, self._page_size)
+
+        def page_of(push: FanoutJob) -> list[tuple[str, int]]:
+            return pages[(push.author_id, push.after or None)]
+
         away = self._away({f for page in pages.values() for f, _ in page})
-        audience_authors = {p.author_id for p in to_push if pages[(p.author_id, p.after or None)]}
+        audience_authors = {p.author_id for p in to_push if page_of(p)}
         hidden = self._hidden_readers(audience_authors, states)
         entries = [self._entry(p.author_id, p.post_id, p.author_id, p.created_at) for p in new]
         for push in to_push:
             # Followers who followed after the post was made get it from their backfill
             # instead, so a feed holds exactly: posts since the follow + the backfill before it.
-            page = pages[(push.author_id, push.after or None)]
             entries += [
                 self._entry(f, push.post_id, push.author_id, push.created_at)
-                for f, followed_at in page
+                for f, followed_at in page_of(push)
                 if followed_at <= push.created_at and f not in away and f not in hidden[push.author_id]
             ]
         written = self._feed.put_many(entries)
@@ -174,9 +176,9 @@ class FanoutService:
         self.placement.settle([e for e in entries if reposts.get(e.post_id)])
         further = []  # after a full page there may be more followers: a job of their own each
         for push in to_push:
-            page = pages[(push.author_id, push.after or None)]
-            if push.post_id not in gone and len(page) == self._page_size:
-                further.append(replace(push, after=page[-1][0]))
+            following = self._next_page(push, [f for f, _ in page_of(push)])
+            if following is not None and push.post_id not in gone:
+                further.append(following)
         if further:
             self._jobs.enqueue_many(further)
             count("FanoutJobsCreated", len(further))
@@ -352,9 +354,14 @@ class FanoutService:
         return removed
 
     def _continue(self, job: FanoutJob, followers: list[str]) -> None:
-        if len(followers) == self._page_size:  # there may be more: hand on the next page
-            self._jobs.enqueue(replace(job, after=followers[-1]))
+        if (following := self._next_page(job, followers)) is not None:
+            self._jobs.enqueue(following)
             count("FanoutJobsCreated")
+
+    def _next_page(self, job: FanoutJob, handled: Sequence[str]) -> FanoutJob | None:
+        """The job for the page after ``handled`` (ids in order), if it was a full page (there
+        may be more), else None."""
+        return replace(job, after=handled[-1]) if len(handled) == self._page_size else None
 
     # ------------------------------------------------------------------ follows
     def follow_added(self, follower_id: str, followee_id: str, followed_at: int) -> int:
