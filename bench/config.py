@@ -46,7 +46,8 @@ class BenchConfig:
     read_users: int = 120
     client_processes: int = 2
     coldstart_runs: int = 5
-    probe_seconds: float = 8.0
+    probe_seconds: float = 8.0  # handler reads in process, and as long again for their bare Redis calls
+    probe_windows: int = 8  # ... alternating in this many pairs of windows (drift reaches both alike)
     cost_posts: int = 40
     ceiling_seconds: float = 4.0
     idle_quiet_s: float = 1.5  # the pipeline is idle once no runner delivered a record this long
@@ -68,7 +69,7 @@ class BenchConfig:
             users=24, mean_following=4.0, max_following=10, rates=(4.0,), duration_s=3.0, closed_loop_s=1.5,
             posts=16, reads=300, pulled_accounts=1, watchers=8, settle_timeout_s=20.0, write_concurrency=(4,),
             read_concurrency=(4,), read_users=12, client_processes=1, coldstart_runs=2, probe_seconds=0.75,
-            cost_posts=4, ceiling_seconds=0.5, idle_quiet_s=0.75, scaling_sizes=(100, 1000),
+            probe_windows=2, cost_posts=4, ceiling_seconds=0.5, idle_quiet_s=0.75, scaling_sizes=(100, 1000),
             coldstart_images=False, compare_emulators=False, accounted_reads=20, profile=False, smoke=True,
         )  # fmt: skip
 

@@ -49,6 +49,7 @@ class CallLog:
         self.enabled, self.charger = False, charger
         self.aws: list[dict[str, Any]] = []
         self.redis: list[list[str]] = []  # one list of command names per round trip
+        self.sent: list[list[tuple[Any, ...]]] = []  # the same round trips, each command's arguments
         make_api_call, log = botocore.client.BaseClient._make_api_call, self
 
         def api_call(client: Any, operation: str, params: dict[str, Any]) -> Any:
@@ -62,19 +63,22 @@ class CallLog:
             finally:
                 log.aws.append({**entry, "seconds": time.perf_counter() - started})
 
-        def counted(original: Callable[..., Any], names: Callable[..., list[str]]) -> Callable[..., Any]:
+        Sent = Callable[..., list[tuple[Any, ...]]]  # the commands a call sends, with their arguments
+
+        def counted(original: Callable[..., Any], sent: Sent) -> Callable[..., Any]:
             def call(client: Any, *args: Any, **options: Any) -> Any:
-                if log.enabled and (commands := names(client, *args)):
-                    log.redis.append(commands)
+                if log.enabled and (commands := sent(client, *args)):
+                    log.redis.append([str(c[0]).upper() for c in commands])
+                    log.sent.append(commands)
                 return original(client, *args, **options)
 
             return call
 
-        one = lambda client, *args: [str(args[0]).upper()]  # noqa: E731
+        one = lambda client, *args: [args]  # noqa: E731
         botocore.client.BaseClient._make_api_call = api_call
         Redis.execute_command = counted(Redis.execute_command, one)  # type: ignore[method-assign]
         Pipeline.immediate_execute_command = counted(Pipeline.immediate_execute_command, one)  # type: ignore[method-assign]
-        stack = lambda pipe, *args: [str(c[0][0]).upper() for c in pipe.command_stack]  # noqa: E731
+        stack = lambda pipe, *args: [tuple(c[0]) for c in pipe.command_stack]  # noqa: E731
         Pipeline.execute = counted(Pipeline.execute, stack)  # type: ignore[method-assign]
 
     def count(self, run: Callable[[], Any]) -> tuple[Any, dict[str, Any], list[dict[str, Any]]]:
@@ -85,6 +89,12 @@ class CallLog:
         finally:
             self.enabled = False
         return result, summarize(self.aws[aws:], self.redis[trips:], self.charger), self.aws[aws:]
+
+    def round_trips(self, run: Callable[[], Any]) -> list[list[tuple[Any, ...]]]:
+        """The Redis round trips ``run()`` makes, each a list of commands with their arguments."""
+        trips = len(self.sent)
+        self.count(run)
+        return self.sent[trips:]
 
 
 def summarize(aws: list[dict[str, Any]], trips: list[list[str]], charger: Any) -> dict[str, Any]:
@@ -125,6 +135,14 @@ def merge(summaries: list[dict[str, Any]], divisor: int = 1) -> dict[str, Any]:
     scale = (lambda x: x / divisor) if divisor != 1 else (lambda x: x)  # sums keep their type
     return {k: {n: scale(x) for n, x in v.items()} if isinstance(v, dict) else scale(v)
             for k, v in total.items()}  # fmt: skip
+
+
+def _merged(loops: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several ``Probe.loop`` results as one (their reads, time, latencies and errors added up)."""
+    reads, seconds = sum(x["reads"] for x in loops), sum(x["seconds"] for x in loops)
+    latencies = [latency for x in loops for latency in x["latencies"]]
+    return dict(reads=reads, seconds=seconds, reads_per_s=reads / seconds, latencies=latencies,
+                errors=sum(x.get("errors", 0) for x in loops))  # fmt: skip
 
 
 def _sample(path: str) -> dict[str, Any]:
@@ -214,42 +232,46 @@ class Probe:
 
         return {**self.loop(seconds, step), "errors": errors[0]}
 
-    def bare_redis_reads(self, user_ids: list[str], seconds: float) -> dict[str, Any]:
-        """The Redis calls one cached read makes (two pipelines: the account marker and the
-        timeline script; the bodies and the liked-posts script), replayed with redis-py."""
+    def recorded_reads(self, tokens: list[str]) -> list[list[list[tuple[Any, ...]]]]:
+        """Each reader's cached read as the Redis round trips it made: what the bare loop replays."""
+        return [self.log.round_trips(lambda t=token: self.read(t)) for token in tokens]
+
+    def bare_redis_reads(self, reads: list[list[list[tuple[Any, ...]]]], seconds: float) -> dict[str, Any]:
+        """The Redis calls of the handler's reads (``recorded_reads``), replayed with redis-py: the
+        same commands with the same arguments, in the same round trips (pipelines), replies parsed
+        as the handler's client parses them, and nothing else."""
         import redis
 
-        from ripple.cache.feed_cache import SENTINEL, feed_key, outbox_key
-        from ripple.cache.known_users import known_user_key
-        from ripple.cache.liked_posts import SKEW_MARGIN_MS, TTL_SECONDS, LikedPosts, liked_key
-        from ripple.cache.post_cache import post_key
-        from ripple.cache.timeline import _PAGE_SCRIPT, REGISTRY_KEY, pulled_key
-        from ripple.config import get_settings
-
-        ttl = get_settings().feed_cache_ttl_seconds
         client = redis.Redis.from_url(self.config["redis_url"], decode_responses=True)
-        page_sha = client.script_load(_PAGE_SCRIPT)
-        view_sha = LikedPosts(client)._view.sha
-        items = [0]
 
         def step(i: int) -> float:
-            t, user = time.perf_counter(), user_ids[i % len(user_ids)]
-            pipe = client.pipeline(transaction=False)
-            pipe.exists(known_user_key(user))
-            keys = [feed_key(user), REGISTRY_KEY, pulled_key(user)]
-            pipe.evalsha(page_sha, 3, *keys, "", self.limit, ttl, SENTINEL, outbox_key(""))
-            page = pipe.execute()[1]
-            ids = [m.partition(":")[0] for m in page[2:]] if page[0] == "ok" else []
-            if ids:
+            started = time.perf_counter()
+            for trip in reads[i % len(reads)]:
                 pipe = client.pipeline(transaction=False)
-                pipe.mget([post_key(p) for p in ids])
-                pipe.evalsha(view_sha, 1, liked_key(user), TTL_SECONDS, SKEW_MARGIN_MS, *ids)
-                items[0] += sum(1 for v in pipe.execute()[0] if v)
-            return time.perf_counter() - t
+                for command in trip:
+                    pipe.execute_command(*command)
+                pipe.execute()
+            return time.perf_counter() - started
 
         result = self.loop(seconds, step)
         client.close()
-        return {**result, "items_per_read": items[0] / max(1, result["reads"])}
+        return result
+
+    def handler_and_bare(
+        self, tokens: list[str], seconds: float, windows: int
+    ) -> tuple[dict[str, Any], dict[str, Any], list[float]]:
+        """The handler and the bare Redis calls of its reads, in ``windows`` alternating pairs of
+        windows (``seconds`` each in all), so drift on a shared machine reaches both alike:
+        (handler, bare, each pair's handler/bare throughput ratio)."""
+        reads = self.recorded_reads(tokens)
+        handler: list[dict[str, Any]] = []
+        bare: list[dict[str, Any]] = []
+        for _ in range(windows):
+            handler.append(self.handler_reads(tokens, seconds / windows))
+            bare.append(self.bare_redis_reads(reads, seconds / windows))
+        pairs = [h["reads_per_s"] / b["reads_per_s"] for h, b in zip(handler, bare, strict=True)]
+        trips = [len(read) for read in reads]
+        return _merged(handler), {**_merged(bare), "round_trips": sum(trips) / len(trips)}, pairs
 
     def accounted_reads(self, tokens: list[str], count: int) -> dict[str, Any]:
         """Reads with every AWS call and Redis command counted; averages per read."""
@@ -335,16 +357,15 @@ def run(config: Mapping[str, Any], log_path: str) -> dict[str, Any]:
     os.dup2(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), 1)
     os.chdir(REPO_ROOT)
     probe = Probe(config)
-    user_ids, tokens = (list(x) for x in zip(*config["readers"], strict=True))
+    tokens = [token for _, token in config["readers"]]
     seconds = float(config["seconds"])
     result: dict[str, Any] = {"import_s": probe.import_seconds, "memory_mb": probe.memory_mb}
     (response, first), calls, _ = probe.log.count(lambda: probe.read(tokens[0]))
     result["first_read"] = {"seconds": first, "status": response.get("statusCode"), **calls}
     for token in tokens:  # every reader's feed warm, the registry loaded: steady state
         probe.read(token)
-    result["handler_reads"] = probe.handler_reads(tokens, seconds)
-    result["bare_redis_reads"] = probe.bare_redis_reads(user_ids, seconds)
-    result["handler_reads_again"] = probe.handler_reads(tokens, seconds / 2)  # drift check
+    handler, bare, pairs = probe.handler_and_bare(tokens, seconds, int(config["probe_windows"]))
+    result.update(handler_reads=handler, bare_redis_reads=bare, handler_to_bare=pairs)
     result["read_accounting"] = probe.accounted_reads(tokens, int(config["accounted_reads"]))
     if config.get("profile"):
         result["read_profile"] = probe.profile_reads(tokens, seconds / 2, Path(config["profile_path"]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import statistics
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,13 @@ def view(r: dict[str, Any], config: BenchConfig) -> dict[str, Any]:
     if probe:
         v["handler"] = summary(probe["handler_reads"]["latencies"])
         v["bare"] = summary(probe["bare_redis_reads"]["latencies"])
+        pairs = sorted(probe.get("handler_to_bare") or [math.nan])  # one ratio per pair of windows
+        v["handler_to_bare"] = {
+            "median": statistics.median(pairs),
+            "low": pairs[0],
+            "high": pairs[-1],
+            "n": len(pairs),
+        }
     if refs:
         emulators = [(e["dynamodb"], refs["this"])]
         if "other" in refs:

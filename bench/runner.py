@@ -398,7 +398,8 @@ class Run:
             "readers": [[self.user_ids[u], self.tokens[u]] for u in self.readers],
             "cost_authors": [[self.user_ids[u], self.tokens[u], self.counts[u]]
                              for u in spread + uniform + sorted(self.pulled)[:2]],
-            "seconds": cfg.probe_seconds, "accounted_reads": cfg.accounted_reads,
+            "seconds": cfg.probe_seconds, "probe_windows": cfg.probe_windows,
+            "accounted_reads": cfg.accounted_reads,
             "feed_limit": cfg.feed_limit, "profile": cfg.profile and not cfg.smoke,
             "profile_path": str(self.profile_dir / "feed-handler-pyinstrument.txt"),
         }  # fmt: skip
