@@ -113,3 +113,51 @@ def test_without_leeway_a_token_from_the_future_is_refused() -> None:
         TokenService(SECRET, 60, 600).verify(_signed(iat=5, exp=65))
     with pytest.raises(ValueError, match="leeway"):
         TokenService(SECRET, 60, 600, leeway_seconds=-1)
+
+
+# ------------------------------------------------------------------ verified tokens kept per container
+def test_a_kept_token_still_expires(tokens: TokenService, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The signature is checked once; ``exp`` on every call, against the clock of that call."""
+    token = tokens.issue("U1").access_token
+    assert tokens.verify(token).user_id == "U1"
+    later = time.time() + 61  # the access TTL is 60 s, the leeway 0
+    monkeypatch.setattr("ripple.auth.tokens.time.time", lambda: later)
+    with pytest.raises(AuthenticationError) as raised:
+        tokens.verify(token)
+    assert raised.value.code == "token_expired"
+
+
+def test_a_token_is_decoded_once_and_a_refused_one_every_time(
+    tokens: TokenService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded: list[str] = []
+    real = jwt.decode
+
+    def counted(token: str, *args: object, **kwargs: object) -> object:
+        decoded.append(token)
+        return real(token, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("ripple.auth.tokens.jwt.decode", counted)
+    good = tokens.issue("U1").access_token
+    forged = TokenService("y" * 48, 60, 600).issue("U1").access_token
+    for _ in range(3):
+        assert tokens.verify(good).user_id == "U1"
+        with pytest.raises(AuthenticationError, match="invalid"):
+            tokens.verify(forged)
+        with pytest.raises(AuthenticationError, match="refresh token is required"):
+            tokens.verify(good, expected_type=REFRESH)
+    assert decoded.count(good) == 1 + 3  # kept as an access token; refused as a refresh token each time
+    assert decoded.count(forged) == 3
+
+
+def test_tokens_kept_are_bounded_and_per_secret() -> None:
+    from ripple.auth.tokens import VERIFIED_TOKENS
+
+    first, other = TokenService(SECRET, 60, 600), TokenService("y" * 48, 60, 600)
+    token = first.issue("U1").access_token
+    first.verify(token)
+    with pytest.raises(AuthenticationError, match="invalid"):
+        other.verify(token)  # another secret's cache never saw it
+    for i in range(VERIFIED_TOKENS + 10):
+        first.verify(first.issue(f"U{i}").access_token)
+    assert first._checked.cache_info().currsize == VERIFIED_TOKENS
