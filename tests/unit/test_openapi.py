@@ -458,7 +458,7 @@ def test_response_schemas_fit_the_domain_objects() -> None:
     tokens = TokenPair("a.b.c", "d.e.f", 900, "id", 0)
 
     assert set(schema("User")["properties"]) == set(user.to_public())
-    reposted = post.for_reader(True).placed_by(ULID, 1_732_579_300_000)
+    reposted = post.shown(ULID, 1_732_579_300_000, True)
     assert set(schema("Post")["properties"]) == set(reposted.to_public())
     assert "liked_by_me" not in schema("Post")["required"]
     assert {"reposted_by", "reposted_at"}.isdisjoint(schema("Post")["required"])

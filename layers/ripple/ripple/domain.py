@@ -96,9 +96,21 @@ class Post:
     def for_reader(self, liked: bool) -> Post:
         return replace(self, liked_by_me=liked)
 
-    def placed_by(self, reposted_by: str | None, reposted_at: int | None) -> Post:
-        """The post as a feed shows it: brought by ``reposted_by``'s repost, or not (None)."""
-        return replace(self, reposted_by=reposted_by, reposted_at=reposted_at if reposted_by else None)
+    def shown(self, reposted_by: str | None, reposted_at: int | None, liked: bool | None) -> Post:
+        """The post as a feed shows it to a reader: brought by ``reposted_by``'s repost (epoch ms
+        ``reposted_at``), or not (None), and liked by the reader or not (None: reader unknown).
+        Built directly, not with ``dataclasses.replace``: a feed page builds one per item."""
+        return Post(
+            self.post_id,
+            self.author_id,
+            self.text,
+            self.created_at,
+            self.like_count,
+            liked,
+            self.repost_count,
+            reposted_by,
+            reposted_at if reposted_by else None,
+        )
 
 
 @dataclass(frozen=True, order=True)

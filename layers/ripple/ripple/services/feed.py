@@ -65,19 +65,21 @@ class PostHydrator:
                 except CacheError:
                     count("CacheErrors")
         # A post deleted after it was fanned out is skipped (its retraction is on its way).
-        posts = [
-            found[r.post_id].placed_by(r.reposted_by or None, _time_of(r.placed) if r.reposted_by else None)
-            for r in refs
-            if r.post_id in found
+        shown = [r for r in refs if r.post_id in found]
+        if reader_id is not None:
+            unknown = [r.post_id for r in shown if liked.get(r.post_id) is None]
+            if unknown:
+                count("LikedLookups", len(unknown))
+                from_table = self._likes.liked(reader_id, unknown)
+                liked.update({p: p in from_table for p in unknown})
+        return [
+            found[r.post_id].shown(
+                r.reposted_by or None,
+                _time_of(r.placed) if r.reposted_by else None,
+                bool(liked.get(r.post_id)) if reader_id is not None else None,
+            )
+            for r in shown
         ]
-        if reader_id is None or not posts:
-            return posts
-        unknown = [p.post_id for p in posts if liked.get(p.post_id) is None]
-        if unknown:
-            count("LikedLookups", len(unknown))
-            from_table = self._likes.liked(reader_id, unknown)
-            liked.update({p: p in from_table for p in unknown})
-        return [p.for_reader(bool(liked.get(p.post_id))) for p in posts]
 
 
 class PulledAuthors:
