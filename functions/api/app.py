@@ -28,6 +28,7 @@ from ripple.errors import ForbiddenError, NotFoundError, ValidationError
 from ripple.http.errors import status_and_body, translate_chalice_body
 from ripple.http.instrumentation import record_request, route_template
 from ripple.http.requests import bearer_token, parse_json_body
+from ripple.http.responses import json_text
 from ripple.http.routing import unrouted_response
 from ripple.observability import logger, metrics, tracer
 
@@ -66,13 +67,15 @@ def request_metrics(event: Request, get_response: Callable[[Request], Response])
 
 
 @app.middleware("http")
-def error_shape(event: Request, get_response: Callable[[Request], Response]) -> Response:
-    """Chalice's own errors (405, 415, ...) leave in Ripple's error shape too."""
+def response_shape(event: Request, get_response: Callable[[Request], Response]) -> Response:
+    """Chalice's own errors (405, 415, ...) leave in Ripple's error shape too; every body
+    leaves as JSON text written here (ripple.http.responses), not by Chalice."""
     response = get_response(event)
     if response.status_code >= 400:
         translated = translate_chalice_body(response.body)
         if translated is not None:
             response.body = translated
+    response.body = json_text(response.body)
     return response
 
 

@@ -137,3 +137,25 @@ def test_catch_all_routes_are_one_metric_label() -> None:
     assert route_template({"resourcePath": "/{proxy+}"}) == UNMATCHED_ROUTE
     assert route_template({"resourcePath": "/"}) == UNMATCHED_ROUTE
     assert route_template({"resourcePath": "/posts/{post_id}"}) == "/posts/{post_id}"
+
+
+# ------------------------------------------------------------------ response bodies (orjson)
+def test_response_bodies_are_the_json_chalice_would_write() -> None:
+    import json
+    from decimal import Decimal
+
+    from ripple.http.responses import json_text
+
+    body = {
+        "items": [{"post_id": "P1", "text": "café 🙂", "like_count": 3, "liked_by_me": True}],
+        "next": None,
+    }
+    assert json.loads(json_text(body)) == body
+    assert json_text({"a": 1, "b": [1, 2]}) == json.dumps({"a": 1, "b": [1, 2]}, separators=(",", ":"))
+    assert json.loads(json_text([{"n": Decimal("1.5")}])) == [{"n": 1.5}]  # as handle_extra_types
+    assert json_text("already text") == "already text" and json_text(None) is None
+    # What orjson refuses, the standard library writes, as Chalice would have.
+    for refused in ({"text": "a\ud800b"}, {"n": 10**30}):
+        assert json_text(refused) == json.dumps(refused, separators=(",", ":"))
+    with pytest.raises(TypeError):
+        json_text({"not json": object()})

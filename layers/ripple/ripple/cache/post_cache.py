@@ -1,11 +1,15 @@
-"""Post bodies in Redis (``post:{post_id}``, JSON with a TTL); feeds hold ids only."""
+"""Post bodies in Redis (``post:{post_id}``, JSON with a TTL); feeds hold ids only.
+
+The JSON is orjson's: a cached feed page parses one body per item (``ripple.http.responses``
+has the measurement).
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import orjson
 import redis
 
 from ripple.cache.errors import translated
@@ -39,7 +43,7 @@ class PostCache:
         found: dict[str, Post] = {}
         for post_id, raw in zip(post_ids, values, strict=True):
             if raw:
-                found[post_id] = Post.from_cache(json.loads(raw))
+                found[post_id] = Post.from_cache(orjson.loads(raw))
         return found
 
     @translated
@@ -51,7 +55,7 @@ class PostCache:
 
     def queue_put(self, pipe: ScriptPipeline, post: Post) -> None:
         """Queue storing ``post`` on ``pipe``; the caller executes it."""
-        pipe.command("set", post_key(post.post_id), json.dumps(post.to_cache()), ex=self._ttl)
+        pipe.command("set", post_key(post.post_id), orjson.dumps(post.to_cache()), ex=self._ttl)
 
     def queue_delete(self, pipe: ScriptPipeline, post_id: str) -> None:
         pipe.command("delete", post_key(post_id))
