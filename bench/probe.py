@@ -90,11 +90,12 @@ class CallLog:
             self.enabled = False
         return result, summarize(self.aws[aws:], self.redis[trips:], self.charger), self.aws[aws:]
 
-    def round_trips(self, run: Callable[[], Any]) -> list[list[tuple[Any, ...]]]:
-        """The Redis round trips ``run()`` makes, each a list of commands with their arguments."""
+    def round_trips(self, run: Callable[[], Any]) -> tuple[Any, dict[str, Any], list[list[tuple[Any, ...]]]]:
+        """``run()`` counted (its result and the calls' summary) and the Redis round trips it
+        made, each a list of commands with their arguments."""
         trips = len(self.sent)
-        self.count(run)
-        return self.sent[trips:]
+        result, summary, _ = self.count(run)
+        return result, summary, self.sent[trips:]
 
 
 def summarize(aws: list[dict[str, Any]], trips: list[list[str]], charger: Any) -> dict[str, Any]:
@@ -212,16 +213,17 @@ class Probe:
         event["multiValueQueryStringParameters"] = {"limit": [str(self.limit)]}
         return self.invoke("ApiFunction", event)
 
-    def loop(self, seconds: float, step: Callable[[int], float]) -> dict[str, Any]:
-        """``step(i)`` back to back for ``seconds``: count, rate and each step's latency."""
+    def loop(self, seconds: float, step: Callable[[int], float], start: int = 0) -> dict[str, Any]:
+        """``step(i)`` back to back for ``seconds``, ``i`` counting from ``start``: count, rate,
+        each step's latency, and ``next`` (the ``start`` that carries on where this stopped)."""
         latencies: list[float] = []
         started = time.perf_counter()
         while time.perf_counter() < started + seconds:
-            latencies.append(step(len(latencies)))
+            latencies.append(step(start + len(latencies)))
         n, wall = len(latencies), time.perf_counter() - started
-        return dict(reads=n, seconds=wall, reads_per_s=n / wall, latencies=latencies)
+        return dict(reads=n, seconds=wall, reads_per_s=n / wall, latencies=latencies, next=start + n)
 
-    def handler_reads(self, tokens: list[str], seconds: float) -> dict[str, Any]:
+    def handler_reads(self, tokens: list[str], seconds: float, start: int = 0) -> dict[str, Any]:
         """GET /feed through the handler, back to back, no hooks: single-container throughput."""
         errors = [0]
 
@@ -230,13 +232,27 @@ class Probe:
             errors[0] += response.get("statusCode") != 200
             return elapsed
 
-        return {**self.loop(seconds, step), "errors": errors[0]}
+        return {**self.loop(seconds, step, start), "errors": errors[0]}
 
-    def recorded_reads(self, tokens: list[str]) -> list[list[list[tuple[Any, ...]]]]:
-        """Each reader's cached read as the Redis round trips it made: what the bare loop replays."""
-        return [self.log.round_trips(lambda t=token: self.read(t)) for token in tokens]
+    def recorded_reads(self, tokens: list[str], attempts: int = 3) -> list[list[list[tuple[Any, ...]]]]:
+        """Each reader's cached read as the Redis round trips it made: what the bare loop replays.
+        Only a read the cache answered alone is kept (200, no AWS call): one that filled what the
+        cache lacked (an expired registry, say) is recorded again, since replaying its writes
+        would be neither the steady state nor the handler's work."""
+        reads = []
+        for token in tokens:
+            for _ in range(attempts):
+                (response, _), summary, trips = self.log.round_trips(lambda t=token: self.read(t))
+                if response.get("statusCode") == 200 and not summary["aws_call_count"]:
+                    reads.append(trips)
+                    break
+            else:
+                raise RuntimeError(f"no read answered by the cache alone in {attempts} attempts")
+        return reads
 
-    def bare_redis_reads(self, reads: list[list[list[tuple[Any, ...]]]], seconds: float) -> dict[str, Any]:
+    def bare_redis_reads(
+        self, reads: list[list[list[tuple[Any, ...]]]], seconds: float, start: int = 0
+    ) -> dict[str, Any]:
         """The Redis calls of the handler's reads (``recorded_reads``), replayed with redis-py: the
         same commands with the same arguments, in the same round trips (pipelines), replies parsed
         as the handler's client parses them, and nothing else."""
@@ -253,7 +269,7 @@ class Probe:
                 pipe.execute()
             return time.perf_counter() - started
 
-        result = self.loop(seconds, step)
+        result = self.loop(seconds, step, start)
         client.close()
         return result
 
@@ -266,9 +282,10 @@ class Probe:
         reads = self.recorded_reads(tokens)
         handler: list[dict[str, Any]] = []
         bare: list[dict[str, Any]] = []
-        for _ in range(windows):
-            handler.append(self.handler_reads(tokens, seconds / windows))
-            bare.append(self.bare_redis_reads(reads, seconds / windows))
+        window = seconds / windows
+        for _ in range(windows):  # each window carries on through the readers where the last stopped
+            handler.append(self.handler_reads(tokens, window, handler[-1]["next"] if handler else 0))
+            bare.append(self.bare_redis_reads(reads, window, bare[-1]["next"] if bare else 0))
         pairs = [h["reads_per_s"] / b["reads_per_s"] for h, b in zip(handler, bare, strict=True)]
         trips = [len(read) for read in reads]
         return _merged(handler), {**_merged(bare), "round_trips": sum(trips) / len(trips)}, pairs
