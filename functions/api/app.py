@@ -75,7 +75,12 @@ def response_shape(event: Request, get_response: Callable[[Request], Response]) 
         translated = translate_chalice_body(response.body)
         if translated is not None:
             response.body = translated
-    response.body = json_text(response.body)
+    try:
+        response.body = json_text(response.body)
+    except TypeError as exc:  # a view returned what JSON cannot carry: a bug, logged, not sent
+        logger.exception("response body is not JSON", extra={"path": event.path})
+        status, payload, headers = status_and_body(exc)
+        return Response(body=json_text(payload), status_code=status, headers=dict(headers))
     return response
 
 

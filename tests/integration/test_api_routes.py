@@ -9,6 +9,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import jwt
 import pytest
@@ -31,6 +32,25 @@ UNKNOWN_ID = "01JDQ0000000000000000ZZZZZ"
 def http(stack: LocalStack) -> Iterator[Http]:
     with Client(stack.handler("ApiFunction")) as client:
         yield Http(client)
+
+
+# ------------------------------------------------------------------ response bodies
+def test_bodies_leave_as_utf8_json_and_a_body_json_cannot_carry_is_a_500_in_the_error_shape(
+    http: Http, stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bodies are written by ripple.http.responses (orjson), not Chalice: compact UTF-8. A
+    view that returned an object JSON cannot carry (a datetime, a domain dataclass) is a bug:
+    a 500 in the error shape, never the object's fields."""
+    author = http.user("utf8")
+    created = http("POST", "/posts", author["token"], {"text": "café 🙂"})
+    assert created.status_code == 201 and created.json["text"] == "café 🙂"
+    assert "café 🙂".encode() in created.body and b"\\u" not in created.body
+    route = stack.handler("ApiFunction").routes["/feed"]["GET"]
+    monkeypatch.setattr(route, "view_function", lambda: {"items": [datetime.now(UTC)]})
+    broken = http("GET", "/feed", author["token"])
+    assert broken.status_code == 500 and broken.json == {
+        "error": {"code": "internal_error", "message": "an internal error occurred"}
+    }
 
 
 # ------------------------------------------------------------------ auth

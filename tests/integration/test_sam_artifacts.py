@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from email.parser import HeaderParser
 from pathlib import Path
 from typing import Any
 
@@ -163,8 +164,9 @@ def host_builds(build_dir: Path, python312: Path, tmp_path_factory: pytest.TempP
     for info in layer.glob("*.dist-info"):
         files = [line.split(",")[0] for line in (info / "RECORD").read_text().splitlines()]
         if any(name.endswith(".so") for name in files):
-            metadata = (info / "METADATA").read_text().splitlines()
-            fields = dict(line.split(": ", 1) for line in metadata if ": " in line)
+            fields = HeaderParser().parsestr(
+                (info / "METADATA").read_text()
+            )  # the headers, not the description
             native.append(f"{fields['Name']}=={fields['Version']}")
     if native:
         pip = [str(python312), "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target)]

@@ -148,6 +148,10 @@ def test_a_token_is_decoded_once_and_a_refused_one_every_time(
             tokens.verify(good, expected_type=REFRESH)
     assert decoded.count(good) == 1 + 3  # kept as an access token; refused as a refresh token each time
     assert decoded.count(forged) == 3
+    refresh = tokens.issue("U1").refresh_token
+    for _ in range(2):
+        assert tokens.verify(refresh, expected_type=REFRESH).user_id == "U1"
+    assert decoded.count(refresh) == 2  # used once each (rotation): never kept
 
 
 def test_tokens_kept_are_bounded_and_per_secret() -> None:

@@ -159,3 +159,26 @@ def test_response_bodies_are_the_json_chalice_would_write() -> None:
         assert json_text(refused) == json.dumps(refused, separators=(",", ":"))
     with pytest.raises(TypeError):
         json_text({"not json": object()})
+
+
+def test_a_domain_object_or_datetime_is_refused_not_written_field_by_field() -> None:
+    from datetime import UTC, datetime
+
+    from ripple.domain import Post
+    from ripple.http.responses import json_text
+
+    for value in (Post("P1", "U1", "t", 1), datetime.now(UTC)):
+        with pytest.raises(TypeError):
+            json_text({"item": value})
+
+
+def test_a_shown_post_is_the_post_with_its_reader_fields_replaced() -> None:
+    from dataclasses import replace
+
+    from ripple.domain import Post
+
+    post = Post("P1", "U1", "text", 1_700_000_000_000, like_count=3, repost_count=2)
+    shown_as = (("U2", 1_700_000_000_500, True), (None, 1_700_000_000_500, False), (None, None, None))
+    for by, at, liked in shown_as:
+        expected = replace(post, reposted_by=by, reposted_at=at if by else None, liked_by_me=liked)
+        assert post.shown(by, at, liked) == expected

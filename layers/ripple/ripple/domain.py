@@ -101,15 +101,15 @@ class Post:
         ``reposted_at``), or not (None), and liked by the reader or not (None: reader unknown).
         Built directly, not with ``dataclasses.replace``: a feed page builds one per item."""
         return Post(
-            self.post_id,
-            self.author_id,
-            self.text,
-            self.created_at,
-            self.like_count,
-            liked,
-            self.repost_count,
-            reposted_by,
-            reposted_at if reposted_by else None,
+            post_id=self.post_id,
+            author_id=self.author_id,
+            text=self.text,
+            created_at=self.created_at,
+            like_count=self.like_count,
+            liked_by_me=liked,
+            repost_count=self.repost_count,
+            reposted_by=reposted_by,
+            reposted_at=reposted_at if reposted_by else None,
         )
 
 

@@ -6,8 +6,8 @@ every token carries ``typ`` so a refresh token cannot be used as an access token
 leeway (``Settings.jwt_leeway_seconds``): the container that issued a token and the one
 verifying it may disagree about the time by a few seconds.
 
-A container keeps the claims of the tokens it has verified (``VERIFIED_TOKENS`` of them, least
-recently used out): a client sends the same access token with every request until it expires,
+A container keeps the claims of the access tokens it has verified (``VERIFIED_TOKENS`` of them,
+least recently used out): a client sends the same access token with every request until it expires,
 and its signature, claims and type cannot change, so they are checked once. Only ``exp`` depends
 on the time; it is checked on every call.
 """
@@ -106,7 +106,10 @@ class TokenService:
         ``token_expired`` once ``exp`` is more than the leeway in the past, ``invalid_token``
         for anything else (bad signature or algorithm, a missing claim, ``iat``/``nbf`` more
         than the leeway ahead of this container's clock, the wrong ``typ``)."""
-        claims = self._checked(token, expected_type)  # raises; a refused token is not kept
+        if expected_type != ACCESS:  # refresh tokens are used once (rotation): none is kept
+            claims = self._check(token, expected_type)
+        else:
+            claims = self._checked(token, expected_type)  # raises; a refused token is not kept
         if claims.expires_at <= time.time() - self._leeway:  # PyJWT's rule, for a kept token
             raise AuthenticationError("token has expired", code="token_expired")
         return claims
