@@ -138,6 +138,12 @@ class CompressingRequestHandler(ChaliceRequestHandler):
     that many bytes carries ``Vary: Accept-Encoding`` and is gzipped for clients that accept it.
     """
 
+    # TCP_NODELAY on each connection (socketserver's own knob). The handler sends the headers
+    # and then the body; with Nagle's algorithm on, the body waits for the ACK of the headers,
+    # which a keep-alive client delays by up to 40 ms: a request to a one-line route took
+    # 44 ms at the median on one keep-alive connection, 0.4 ms with Nagle off.
+    disable_nagle_algorithm = True
+
     def __init__(
         self,
         request: Any,

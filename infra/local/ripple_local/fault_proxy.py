@@ -413,6 +413,9 @@ class _Handler(BaseHTTPRequestHandler):
     """Forwards one request (keep-alive HTTP/1.1, so botocore's connection pool works)."""
 
     protocol_version = "HTTP/1.1"
+    # Headers and body go in two sends: with Nagle's algorithm on, a keep-alive client waits
+    # up to 40 ms (its delayed ACK) for every body (ripple_local.api_server, the same knob).
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:

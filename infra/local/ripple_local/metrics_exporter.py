@@ -387,6 +387,9 @@ class StreamRunnerMetrics:
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    # Headers and body go in two sends: with Nagle's algorithm on, a keep-alive client waits
+    # up to 40 ms (its delayed ACK) for every body (ripple_local.api_server, the same knob).
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
