@@ -127,6 +127,22 @@ def test_a_kept_token_still_expires(tokens: TokenService, monkeypatch: pytest.Mo
     assert raised.value.code == "token_expired"
 
 
+def test_a_kept_token_expires_at_pyjwts_boundary_with_a_leeway(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PyJWT refuses ``exp <= now - leeway``; a kept token meets the same boundary: with a 10 s
+    leeway it is still accepted 9 s after ``exp`` and refused 10 s after."""
+    tokens = TokenService(SECRET, 60, 600, leeway_seconds=10)
+    now = time.time()
+    token = tokens.issue("U1").access_token
+    expires_at = tokens.verify(token).expires_at  # kept from here on
+    assert now <= expires_at <= now + 61
+    monkeypatch.setattr("ripple.auth.tokens.time.time", lambda: expires_at + 9)
+    assert tokens.verify(token).user_id == "U1"
+    monkeypatch.setattr("ripple.auth.tokens.time.time", lambda: expires_at + 10)
+    with pytest.raises(AuthenticationError) as raised:
+        tokens.verify(token)
+    assert raised.value.code == "token_expired"
+
+
 def test_a_token_is_decoded_once_and_a_refused_one_every_time(
     tokens: TokenService, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -161,6 +161,34 @@ def test_response_bodies_are_the_json_chalice_would_write() -> None:
         json_text({"not json": object()})
 
 
+def test_a_body_that_contains_itself_or_nests_too_deep_is_a_type_error() -> None:
+    """One ``except TypeError`` (app.py's response_shape) catches every body that cannot be
+    sent: json.dumps's ValueError (a cycle) and RecursionError (depth) arrive as TypeError."""
+    from ripple.http.responses import json_text
+
+    cyclic: dict[str, object] = {"a": 1}
+    cyclic["self"] = cyclic
+    deep: list[object] = []
+    for _ in range(100_000):
+        deep = [deep]
+    for body in (cyclic, [cyclic], {"deep": deep}):
+        with pytest.raises(TypeError):
+            json_text(body)
+
+
+def test_where_orjson_and_json_differ_the_output_is_still_json() -> None:
+    import json
+    import math
+    import uuid
+
+    from ripple.http.responses import json_text
+
+    # json wrote the non-JSON tokens NaN/Infinity; orjson writes null, which any parser reads
+    assert json.loads(json_text({"x": math.nan, "y": math.inf})) == {"x": None, "y": None}
+    u = uuid.UUID(int=7)
+    assert json.loads(json_text({"id": u})) == {"id": str(u)}
+
+
 def test_a_domain_object_or_datetime_is_refused_not_written_field_by_field() -> None:
     from datetime import UTC, datetime
 
@@ -173,11 +201,17 @@ def test_a_domain_object_or_datetime_is_refused_not_written_field_by_field() -> 
 
 
 def test_a_shown_post_is_the_post_with_its_reader_fields_replaced() -> None:
-    from dataclasses import replace
+    """Post.shown copies the fields by hand (a feed page builds one per item): every field of
+    Post, a later one too, is set here to a value that is not its default, so a field shown
+    forgot would come out as its default and differ from ``replace``'s copy."""
+    from dataclasses import fields, replace
 
     from ripple.domain import Post
 
-    post = Post("P1", "U1", "text", 1_700_000_000_000, like_count=3, repost_count=2)
+    samples = {"str": "x", "str | None": "x", "int": 7, "int | None": 7, "bool | None": True}
+    unknown = {f.name: f.type for f in fields(Post) if f.type not in samples}
+    assert not unknown, f"give these Post fields a sample value: {unknown}"
+    post = Post(**{f.name: samples[str(f.type)] for f in fields(Post)})
     shown_as = (("U2", 1_700_000_000_500, True), (None, 1_700_000_000_500, False), (None, None, None))
     for by, at, liked in shown_as:
         expected = replace(post, reposted_by=by, reposted_at=at if by else None, liked_by_me=liked)

@@ -54,7 +54,10 @@ class PostCache:
         pipe.execute()
 
     def queue_put(self, pipe: ScriptPipeline, post: Post) -> None:
-        """Queue storing ``post`` on ``pipe``; the caller executes it."""
+        """Queue storing ``post`` on ``pipe``; the caller executes it. The body is orjson's JSON
+        of ``Post.to_cache`` (strings and integers only), which orjson always writes: post text
+        with a lone surrogate, the one string it refuses, is refused at the API
+        (``ripple.validation``), so no post holds one."""
         pipe.command("set", post_key(post.post_id), orjson.dumps(post.to_cache()), ex=self._ttl)
 
     def queue_delete(self, pipe: ScriptPipeline, post_id: str) -> None:
