@@ -38,6 +38,15 @@ _CATEGORIES = (  # pyinstrument: (package, category); a socket read inside botoc
 )
 
 
+Command = tuple[tuple[Any, ...], dict[str, Any]]  # one Redis command: arguments, redis-py options
+
+
+def _is_miss(reply: Any) -> bool:
+    # The timeline script's answer when the cache lacks a part: ['miss', what, detail]
+    # (ripple.cache.timeline).
+    return isinstance(reply, list) and bool(reply) and reply[0] == "miss"
+
+
 class CallLog:
     """Every botocore call and Redis round trip made while ``enabled`` (hooks on botocore's one
     entry point for API calls and on redis-py's command paths)."""
@@ -49,7 +58,8 @@ class CallLog:
         self.enabled, self.charger = False, charger
         self.aws: list[dict[str, Any]] = []
         self.redis: list[list[str]] = []  # one list of command names per round trip
-        self.sent: list[list[tuple[Any, ...]]] = []  # the same round trips, each command's arguments
+        # The same round trips, each command as (arguments, redis-py options).
+        self.sent: list[list[Command]] = []
         make_api_call, log = botocore.client.BaseClient._make_api_call, self
 
         def api_call(client: Any, operation: str, params: dict[str, Any]) -> Any:
@@ -63,22 +73,22 @@ class CallLog:
             finally:
                 log.aws.append({**entry, "seconds": time.perf_counter() - started})
 
-        Sent = Callable[..., list[tuple[Any, ...]]]  # the commands a call sends, with their arguments
+        Sent = Callable[..., list[Command]]  # the commands a call sends: arguments and options
 
         def counted(original: Callable[..., Any], sent: Sent) -> Callable[..., Any]:
             def call(client: Any, *args: Any, **options: Any) -> Any:
-                if log.enabled and (commands := sent(client, *args)):
-                    log.redis.append([str(c[0]).upper() for c in commands])
+                if log.enabled and (commands := sent(client, *args, **options)):
+                    log.redis.append([str(args[0]).upper() for args, _ in commands])
                     log.sent.append(commands)
                 return original(client, *args, **options)
 
             return call
 
-        one = lambda client, *args: [args]  # noqa: E731
+        one = lambda client, *args, **options: [(args, options)]  # noqa: E731
         botocore.client.BaseClient._make_api_call = api_call
         Redis.execute_command = counted(Redis.execute_command, one)  # type: ignore[method-assign]
         Pipeline.immediate_execute_command = counted(Pipeline.immediate_execute_command, one)  # type: ignore[method-assign]
-        stack = lambda pipe, *args: [tuple(c[0]) for c in pipe.command_stack]  # noqa: E731
+        stack = lambda pipe, *args, **options: [(tuple(a), dict(o)) for a, o in pipe.command_stack]  # noqa: E731
         Pipeline.execute = counted(Pipeline.execute, stack)  # type: ignore[method-assign]
 
     def count(self, run: Callable[[], Any]) -> tuple[Any, dict[str, Any], list[dict[str, Any]]]:
@@ -90,9 +100,9 @@ class CallLog:
             self.enabled = False
         return result, summarize(self.aws[aws:], self.redis[trips:], self.charger), self.aws[aws:]
 
-    def round_trips(self, run: Callable[[], Any]) -> tuple[Any, dict[str, Any], list[list[tuple[Any, ...]]]]:
+    def round_trips(self, run: Callable[[], Any]) -> tuple[Any, dict[str, Any], list[list[Command]]]:
         """``run()`` counted (its result and the calls' summary) and the Redis round trips it
-        made, each a list of commands with their arguments."""
+        made, each a list of commands (arguments, options)."""
         trips = len(self.sent)
         result, summary, _ = self.count(run)
         return result, summary, self.sent[trips:]
@@ -234,7 +244,7 @@ class Probe:
 
         return {**self.loop(seconds, step, start), "errors": errors[0]}
 
-    def recorded_reads(self, tokens: list[str], attempts: int = 3) -> list[list[list[tuple[Any, ...]]]]:
+    def recorded_reads(self, tokens: list[str], attempts: int = 3) -> list[list[list[Command]]]:
         """Each reader's cached read as the Redis round trips it made: what the bare loop replays.
         Only a read the cache answered alone is kept (200, no AWS call): one that filled what the
         cache lacked (an expired registry, say) is recorded again, since replaying its writes
@@ -251,27 +261,41 @@ class Probe:
         return reads
 
     def bare_redis_reads(
-        self, reads: list[list[list[tuple[Any, ...]]]], seconds: float, start: int = 0
+        self, tokens: list[str], reads: list[list[list[Command]]], seconds: float, start: int = 0
     ) -> dict[str, Any]:
-        """The Redis calls of the handler's reads (``recorded_reads``), replayed with redis-py: the
-        same commands with the same arguments, in the same round trips (pipelines), replies parsed
-        as the handler's client parses them, and nothing else."""
+        """The Redis calls of the handler's reads (``recorded_reads``, reader i's read for
+        ``tokens[i]``), replayed with redis-py: the same commands with the same arguments and
+        options, in the same round trips (pipelines), replies parsed as the handler's client parses
+        them, and nothing else. A replay whose timeline script answers a miss (the pulled-authors
+        registry's 10 s TTL lapsed: the handler would have refilled it) is not the recorded read:
+        the reader's handler read refills the cache, untimed, and the replay is made again; that
+        counts in ``refills``, and one that misses again in ``misses`` (0 when the replay was fair)."""
         import redis
 
         client = redis.Redis.from_url(self.config["redis_url"], decode_responses=True)
+        refills, misses = [0], [0]
+
+        def replay(read: list[list[Command]]) -> tuple[float, bool]:
+            started, missed = time.perf_counter(), False
+            for trip in read:
+                pipe = client.pipeline(transaction=False)
+                for args, options in trip:
+                    pipe.execute_command(*args, **options)
+                missed |= any(_is_miss(reply) for reply in pipe.execute())
+            return time.perf_counter() - started, missed
 
         def step(i: int) -> float:
-            started = time.perf_counter()
-            for trip in reads[i % len(reads)]:
-                pipe = client.pipeline(transaction=False)
-                for command in trip:
-                    pipe.execute_command(*command)
-                pipe.execute()
-            return time.perf_counter() - started
+            elapsed, missed = replay(reads[i % len(reads)])
+            if missed:
+                refills[0] += 1
+                self.read(tokens[i % len(tokens)])
+                elapsed, missed = replay(reads[i % len(reads)])
+                misses[0] += missed
+            return elapsed
 
         result = self.loop(seconds, step, start)
         client.close()
-        return result
+        return {**result, "refills": refills[0], "misses": misses[0]}
 
     def handler_and_bare(
         self, tokens: list[str], seconds: float, windows: int
@@ -285,10 +309,11 @@ class Probe:
         window = seconds / windows
         for _ in range(windows):  # each window carries on through the readers where the last stopped
             handler.append(self.handler_reads(tokens, window, handler[-1]["next"] if handler else 0))
-            bare.append(self.bare_redis_reads(reads, window, bare[-1]["next"] if bare else 0))
+            bare.append(self.bare_redis_reads(tokens, reads, window, bare[-1]["next"] if bare else 0))
         pairs = [h["reads_per_s"] / b["reads_per_s"] for h, b in zip(handler, bare, strict=True)]
         trips = [len(read) for read in reads]
-        return _merged(handler), {**_merged(bare), "round_trips": sum(trips) / len(trips)}, pairs
+        counts = {k: sum(b[k] for b in bare) for k in ("refills", "misses")}
+        return _merged(handler), {**_merged(bare), **counts, "round_trips": sum(trips) / len(trips)}, pairs
 
     def accounted_reads(self, tokens: list[str], count: int) -> dict[str, Any]:
         """Reads with every AWS call and Redis command counted; averages per read."""

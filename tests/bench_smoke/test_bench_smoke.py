@@ -53,6 +53,7 @@ def test_smoke_run_writes_every_figure_and_loses_no_post(tmp_path: Path) -> None
     assert results["probe"]["bare_redis_reads"]["reads_per_s"] > 0
     # the replay is of reads the cache answered alone: two round trips each, as the handler's
     assert results["probe"]["bare_redis_reads"]["round_trips"] == 2
+    assert results["probe"]["bare_redis_reads"]["misses"] == 0  # every replay was the recorded read
     assert len(results["probe"]["handler_to_bare"]) == results["config"]["probe_windows"]
     imports = results["imports"]["functions"].values()
     assert all(v["import_p50_s"] > 0 for entry in imports for v in _variants(entry))
