@@ -462,6 +462,8 @@ def execute(config: BenchConfig, render: Callable[[dict[str, Any], BenchConfig],
                 run.results["ceiling_at_start"] = ceiling.measure_ceiling(dynamodb, config.ceiling_seconds)
             for phase in (run.setup, run.convergence, run.write_path, run.fanout, run.reads, run.probe):
                 phase()
+            with run.phase("check-convergence"):  # issue 11: every feed matches the truth after the run
+                run.results["convergence_check"] = run.stack.check_convergence()
         finally:
             with run.phase("stack stop"):
                 run.stack.shutdown()

@@ -6,12 +6,15 @@ overlay root that sets its parameters (the report's Method says why it is needed
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
@@ -153,6 +156,44 @@ class StackProcess(ManagedProcess):
                 break
             time.sleep(0.5)
         return time.monotonic() - start
+
+    def check_convergence(self, attempts: int = 3, timeout_s: float = 900.0) -> dict[str, Any]:
+        """``ripple check-convergence --json`` over every user, as an operator runs it against this
+        stack (its overlay root, so the same settings), once the stream runners are idle. A
+        difference can be a record still on its way: each attempt waits for idle again, up to
+        ``attempts``. Returns the last report's summary: ok, users_checked, differences,
+        cached_feeds, not_judged, diverged (up to 5 users' reports), attempts, seconds."""
+        assert self.emulators is not None and self.redis is not None, "launch() first"
+        argv = [
+            sys.executable, "-m", "ripple_local", "check-convergence", "--json",
+            "--root-dir", str(self.root), "--stack-name", STACK_NAME,
+            "--emulator-url", self.endpoints.default, "--dynamodb-url", self.endpoints.dynamodb,
+            "--redis-url", self.redis.url, "--state-dir", str(self.state_dir / "check"),
+            "--log-level", "WARNING",
+        ]  # fmt: skip
+        started, made = time.monotonic(), 0
+        while True:
+            self.wait_idle(quiet_s=3.0)
+            done = subprocess.run(
+                argv, env=self.environment(), cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout_s
+            )
+            made += 1
+            try:
+                report = json.loads(done.stdout)
+            except ValueError as exc:
+                error = done.stderr[-2000:]
+                raise RuntimeError(f"check-convergence failed (exit {done.returncode}): {error}") from exc
+            if report["ok"] or made >= attempts:
+                break
+        users = report["users"]
+        return {
+            "ok": report["ok"], "users_checked": report["users_checked"],
+            "differences": report["differences"],
+            "cached_feeds": sum(1 for u in users if u["cache"]["cached"]),
+            "not_judged": sum(1 for u in users if u["not_judged"]),
+            "diverged": [u for u in users if not u["ok"]][:5],
+            "attempts": made, "seconds": time.monotonic() - started,
+        }  # fmt: skip
 
     def runner_pids(self) -> dict[str, int]:
         """The stack's stream runner processes (``up`` runs a process per function), by name:

@@ -45,6 +45,9 @@ def test_smoke_run_writes_every_figure_and_loses_no_post(tmp_path: Path) -> None
     assert steps and all(step["never_seen"] == 0 for step in steps)
     assert sum(step["pairs"] for step in steps) > 0, "no (post, follower) pair was sampled"
     assert all(step["created"] == step["offered_posts"] for step in steps)
+    check = results["convergence_check"]  # every feed, table and cache, matches the truth after the run
+    assert check["ok"] and check["differences"] == 0 and check["users_checked"] > 0, check
+    assert "`ripple check-convergence` after the run" in text
 
     # ... and the other figures hold numbers, not placeholders
     assert results["write_path"][0]["posts_per_s"] > 0
