@@ -44,6 +44,8 @@ RequestLog = Callable[[str, str, int, float], None]
 
 # template.yaml's RippleApi MinimumCompressionSize (a test keeps the two equal).
 DEFAULT_MINIMUM_COMPRESSION_SIZE = 1024
+# API Gateway's maximum request payload (its quotas: 10 MB); the app's own limit is far lower.
+MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 
 
 class _ListeningServer(ThreadedHTTPServer):
@@ -163,20 +165,44 @@ class CompressingRequestHandler(ChaliceRequestHandler):
 
     def parse_request(self) -> bool:
         self._started = time.perf_counter()  # per request: one connection serves several
-        return bool(super().parse_request())
+        return bool(super().parse_request()) and self._framing_is_valid()
+
+    def _framing_is_valid(self) -> bool:
+        """The body's framing, checked before Chalice reads the body (it would raise on a bad
+        ``Content-Length`` and drop the connection unanswered). Answers as API Gateway's front
+        door does: a ``Content-Length`` that is not a decimal number, or two that differ, is
+        400; one over API Gateway's 10 MB payload limit is 413. A chunked body (or another
+        transfer coding) is 411: http.server cannot read one, and ignoring it would hand the
+        app an empty body. Refused requests close the connection (RFC 9112 6.3)."""
+        lengths = self.headers.get_all("Content-Length") or []
+        if self.headers.get("Transfer-Encoding") is not None:
+            self.send_error(HTTPStatus.LENGTH_REQUIRED)
+            return False
+        if not lengths:
+            return True
+        values = {value.strip() for value in ",".join(lengths).split(",")}
+        if len(values) != 1 or not (value := values.pop()).isdecimal() or not value.isascii():
+            self.send_error(HTTPStatus.BAD_REQUEST)
+            return False
+        if int(value) > MAX_PAYLOAD_BYTES:
+            self.send_error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+            return False
+        return True
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """One call per response (from send_response): method, route template, status, ms."""
         if self.request_log is None:
             return
-        path = urllib.parse.urlsplit(self.path).path
+        # A request refused before its request line was parsed (garbage, a bad version, a line
+        # over 64 KiB) has no path, and no method ("" or None).
+        path = urllib.parse.urlsplit(getattr(self, "path", "")).path
         try:  # the template ("/users/{user_id}"), as API Gateway's metrics name a route
             route = self.local_gateway.event_converter._route_matcher.match_route(path).route
         except Exception:
             route = path
         elapsed_ms = (time.perf_counter() - self._started) * 1000
         try:
-            self.request_log(self.command, str(route), int(code), elapsed_ms)
+            self.request_log(self.command or "-", str(route), int(code), elapsed_ms)
         except Exception:  # a logging hook never breaks a response
             logger.debug("request log hook failed", exc_info=True)
 
@@ -258,7 +284,7 @@ class CompressingRequestHandler(ChaliceRequestHandler):
     def _send_gateway_error(
         self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
     ) -> None:
-        body = json.dumps({"error": {"code": code, "message": message}}).encode()
+        body = json.dumps({"error": {"code": code, "message": message}}, separators=(",", ":")).encode()
         self._send_http_response_with_body(
             status, {"Content-Type": "application/json", **(headers or {})}, body
         )

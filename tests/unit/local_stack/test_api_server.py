@@ -54,9 +54,14 @@ def probe_app() -> Chalice:
     return app
 
 
+LOGGED: list[tuple[str, str, int, float]] = []  # the request log's lines, as `make up` prints them
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[ApiServer]:
-    with ApiServer(probe_app(), port=0) as api:
+    # With a request log, as `make up` runs it: the log is called for every answer, also for a
+    # request refused before its request line was parsed.
+    with ApiServer(probe_app(), port=0, request_log=lambda *line: LOGGED.append(line)) as api:
         yield api
 
 
@@ -154,11 +159,8 @@ def test_the_connection_survives_unknown_methods_with_bodies_and_head(server: Ap
 def test_a_malformed_request_is_answered_in_the_error_shape(
     server: ApiServer, request_line: bytes, status: int
 ) -> None:
-    with socket.create_connection((server.host, server.port), timeout=10) as raw:
-        raw.sendall(request_line)
-        data = b""
-        while chunk := raw.recv(65536):
-            data += chunk
+    data = raw_exchange(server, request_line)
+    assert data, "the connection was closed unanswered"
     if data.startswith(b"HTTP/"):
         head, _, body = data.partition(b"\r\n\r\n")
         assert head.split(b" ")[1] == str(status).encode(), head
@@ -167,6 +169,47 @@ def test_a_malformed_request_is_answered_in_the_error_shape(
     error = json.loads(body)["error"]
     assert error["code"] == ("internal_error" if status >= 500 else "bad_request"), error
     assert TOKEN.encode() not in data
+    assert any(line[2] == status for line in LOGGED), "the answer was not logged"
+
+
+def raw_exchange(server: ApiServer, request: bytes) -> bytes:
+    """Send ``request`` as raw bytes; everything the server answers until it closes."""
+    with socket.create_connection((server.host, server.port), timeout=10) as raw:
+        raw.sendall(request)
+        data = b""
+        while chunk := raw.recv(65536):
+            data += chunk
+    return data
+
+
+@pytest.mark.parametrize(
+    ("framing", "status"),
+    [
+        (b"Content-Length: abc\r\n", 400),
+        (b"Content-Length: -1\r\n", 400),
+        (b"Content-Length: 99999999999999999999\r\n", 413),
+        (b"Content-Length: \xd9\xa3\r\n", 400),  # a digit, but not an ASCII one
+        (b"Content-Length: 2\r\nContent-Length: 3\r\n", 400),
+        (b"Transfer-Encoding: chunked\r\n", 411),
+        (b"Transfer-Encoding: gzip, chunked\r\n", 411),
+    ],
+)
+def test_a_body_with_unreadable_framing_is_refused_in_the_error_shape_and_the_connection_closed(
+    server: ApiServer, framing: bytes, status: int
+) -> None:
+    """Chalice's local handler read ``int(Content-Length)`` unguarded and ignored a chunked body:
+    a bad length dropped the connection unanswered, a chunked body reached the app as none."""
+    request = b"POST /posts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + framing
+    data = raw_exchange(server, request + b"\r\n" + b"2\r\n{}\r\n0\r\n\r\n")
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == str(status).encode(), data[:300]
+    assert b"Connection: close" in head
+    assert json.loads(body)["error"]["code"] == "bad_request"
+
+
+def test_a_body_with_a_plain_length_still_reaches_the_app(server: ApiServer) -> None:
+    reply = call(server, "POST", "/posts", headers={"Content-Length": "2"}, body=b"{}")
+    assert reply.status == 200 and reply.json() == {"items": []}
 
 
 # ------------------------------------------------------------------ the same answers on AWS
