@@ -32,6 +32,22 @@ def test_json_body_parsing() -> None:
         parse_json_body(b"[" * 100_000 + b"]" * 100_000, 10**6)
 
 
+def test_what_python_reads_and_json_does_not_is_malformed_and_said_plainly() -> None:
+    """The fresh-clone review: ``NaN`` was read (and reported as an unknown field's value), a
+    5,000-digit integer answered with Python's advice on sys.set_int_max_str_digits, and an
+    unterminated string said "starting at at line 1"."""
+    for constant in (b"NaN", b"Infinity", b"-Infinity"):
+        with pytest.raises(ValidationError, match="is not a JSON value"):
+            parse_json_body(b'{"text": "a", "x": ' + constant + b"}", 1000)
+    with pytest.raises(ValidationError) as raised:
+        parse_json_body(b'{"n": ' + b"9" * 5000 + b"}", 10_000)
+    assert raised.value.message == "malformed JSON: a number has too many digits"
+    with pytest.raises(ValidationError) as raised:
+        parse_json_body(b'{"text": "hel', 1000)
+    assert raised.value.message == "malformed JSON: Unterminated string starting at (line 1, column 10)"
+    assert parse_json_body(b'{"x": 1e400, "y": -0.0}', 1000) == {"x": float("inf"), "y": -0.0}
+
+
 def test_an_object_that_repeats_a_name_is_refused_without_echoing_it() -> None:
     # The fresh-clone review deleted an account with {"password": wrong, "password": right}:
     # the last one won. Any object, at any depth, that repeats a name is a 400 now.

@@ -128,7 +128,8 @@ class TokenService:
         except jwt.InvalidTokenError as exc:
             raise AuthenticationError("token is invalid", code="invalid_token") from exc
         if payload.get("typ") != expected_type:
-            raise AuthenticationError(f"an {expected_type} token is required", code="invalid_token")
+            article = "an" if expected_type[:1] in ("a", "e", "i", "o", "u") else "a"
+            raise AuthenticationError(f"{article} {expected_type} token is required", code="invalid_token")
         roles = payload.get("roles") or []
         return Claims(
             user_id=str(payload["sub"]),

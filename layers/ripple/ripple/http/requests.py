@@ -15,6 +15,16 @@ class _RepeatedKey(ValueError):
     pass
 
 
+class _NotJsonConstant(ValueError):
+    pass
+
+
+def _refuse_constant(name: str) -> Any:
+    """``NaN``, ``Infinity`` and ``-Infinity``: Python's json reads them, RFC 8259 has no such
+    values (section 6), so no other JSON reader of the same body would."""
+    raise _NotJsonConstant(name)
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """An object whose names are unique. RFC 8259 4: with repeated names "the behavior of
     software that receives such an object is unpredictable" - parsers keep the first or the
@@ -28,24 +38,28 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def parse_json_body(raw: bytes | None, max_bytes: int) -> Any:
-    """Decode a JSON request body, refusing oversize, undecodable or too deeply nested input,
-    and objects that repeat a name (ValidationError, 400; the name is not echoed)."""
+    """Decode a JSON request body (RFC 8259), refusing oversize (PayloadTooLargeError, 413),
+    undecodable, non-standard (``NaN``, ``Infinity``) or too deeply nested input, numbers too long
+    to convert, and objects that repeat a name (ValidationError, 400; the name is not echoed)."""
     if raw is None or raw == b"":
         raise ValidationError("request body is required (JSON)")
     if len(raw) > max_bytes:
         raise PayloadTooLargeError(f"request body exceeds {max_bytes} bytes")
     try:
-        value = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
+        text = raw.decode("utf-8")
+        value = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_refuse_constant)
     except _RepeatedKey as exc:
         raise ValidationError("a JSON object in the body repeats a name") from exc
+    except _NotJsonConstant as exc:
+        raise ValidationError(f"malformed JSON: {exc} is not a JSON value") from exc
     except UnicodeDecodeError as exc:
         raise ValidationError("request body must be UTF-8") from exc
     except json.JSONDecodeError as exc:
-        raise ValidationError(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+        raise ValidationError(f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from exc
     except RecursionError as exc:
         raise ValidationError("JSON is nested too deeply") from exc
-    except ValueError as exc:  # e.g. an integer literal longer than Python will convert
-        raise ValidationError(f"malformed JSON: {exc}") from exc
+    except ValueError as exc:  # an integer literal longer than Python converts (4,300 digits)
+        raise ValidationError("malformed JSON: a number has too many digits") from exc
     if _depth(value) > MAX_JSON_DEPTH:
         raise ValidationError("JSON is nested too deeply")
     return value
