@@ -10,6 +10,7 @@ a body of at least that many bytes is gzipped when the request's ``Accept-Encodi
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import json
@@ -46,6 +47,10 @@ RequestLog = Callable[[str, str, int, float], None]
 DEFAULT_MINIMUM_COMPRESSION_SIZE = 1024
 # API Gateway's maximum request payload (its quotas: 10 MB); the app's own limit is far lower.
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+
+
+class _IncompleteBody(Exception):
+    """The connection ended before the body its Content-Length announced."""
 
 
 class _ListeningServer(ThreadedHTTPServer):
@@ -180,14 +185,35 @@ class CompressingRequestHandler(ChaliceRequestHandler):
             return False
         if not lengths:
             return True
-        values = {value.strip() for value in ",".join(lengths).split(",")}
-        if len(values) != 1 or not (value := values.pop()).isdecimal() or not value.isascii():
+        # Each header one plain number (a comma list too is refused: Chalice reads the first
+        # header with int()), the same in every header.
+        values = {value.strip() for value in lengths}
+        if len(values) != 1 or not (value := values.pop()).isdigit() or not value.isascii():
             self.send_error(HTTPStatus.BAD_REQUEST)
             return False
         if int(value) > MAX_PAYLOAD_BYTES:
             self.send_error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
             return False
         return True
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except _IncompleteBody:  # answered (400) if the client still listens; never dispatched
+            self.close_connection = True
+
+    def _parse_payload(self) -> tuple[dict[str, str], bytes | None]:
+        """The headers and the whole body, as Chalice's own (``Content-Length`` checked by
+        :meth:`_framing_is_valid`). A body cut short (the client closed or stopped sending) is
+        never handed to the app - API Gateway only invokes with a complete request - nor
+        answered as if it were: 400, and the connection closed."""
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else None
+        if body is not None and len(body) < length:
+            with contextlib.suppress(OSError):
+                self.send_error(HTTPStatus.BAD_REQUEST)
+            raise _IncompleteBody
+        return dict(self.headers), body
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """One call per response (from send_response): method, route template, status, ms."""
@@ -250,8 +276,14 @@ class CompressingRequestHandler(ChaliceRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """http.server's own refusals (a malformed request line, a URI or headers too long) in
         the error shape instead of its HTML page. Its message can quote the request line, so
-        only the status phrase is sent."""
+        only the status phrase is sent. A request line that names a version (three words),
+        even one refused (``HTTP/2.0``, ``HTTP/x``), gets a status line and headers: http.server
+        would answer it as HTTP/0.9 (the body alone), which no HTTP/1.x client can read. Only a
+        two-word line is HTTP/0.9's."""
         _, error_code, _ = GATEWAY_5XX if code >= 500 else GATEWAY_4XX
+        names_a_version = len(getattr(self, "requestline", "").split()) >= 3
+        if names_a_version and getattr(self, "request_version", "") == "HTTP/0.9":
+            self.request_version = "HTTP/1.1"
         self.close_connection = True
         try:
             phrase = HTTPStatus(code).phrase.lower()

@@ -45,6 +45,7 @@ def probe_app() -> Chalice:
 
     @app.route("/posts", methods=["GET", "POST"])
     def posts() -> dict[str, Any]:
+        DISPATCHED.append(app.current_request.method)
         return {"items": []}
 
     @app.route("/users/{user_id}")
@@ -55,6 +56,7 @@ def probe_app() -> Chalice:
 
 
 LOGGED: list[tuple[str, str, int, float]] = []  # the request log's lines, as `make up` prints them
+DISPATCHED: list[str] = []  # the methods of the requests the probe app's /posts was called with
 
 
 @pytest.fixture(scope="module")
@@ -150,8 +152,11 @@ def test_the_connection_survives_unknown_methods_with_bodies_and_head(server: Ap
 @pytest.mark.parametrize(
     ("request_line", "status"),
     [
+        (b"GARBAGE\r\n\r\n", 400),
         (b"GARBAGE / HTTP/x\r\n\r\n", 400),
         (b"GET /posts HTTP/9.9\r\n\r\n", 505),
+        (b"GET /posts HTTP/2.0\r\n\r\n", 505),
+        (b"GET /posts HTTP/1\r\n\r\n", 400),
         (b"GET /posts?" + TOKEN.encode() + b" HTTP/1.1 extra\r\n\r\n", 400),
         (b"GET /" + b"x" * 70_000 + b" HTTP/1.1\r\n\r\n", 414),
     ],
@@ -161,10 +166,10 @@ def test_a_malformed_request_is_answered_in_the_error_shape(
 ) -> None:
     data = raw_exchange(server, request_line)
     assert data, "the connection was closed unanswered"
-    if data.startswith(b"HTTP/"):
+    if len(request_line.split(b"\r\n")[0].split()) >= 3:  # it names a version: HTTP/1.x's answer
         head, _, body = data.partition(b"\r\n\r\n")
-        assert head.split(b" ")[1] == str(status).encode(), head
-    else:  # a request line it cannot read is answered as HTTP/0.9: the body alone
+        assert head.startswith(b"HTTP/1.1 " + str(status).encode()), head[:200]
+    else:  # a line without a version is HTTP/0.9's: the body alone
         body = data
     error = json.loads(body)["error"]
     assert error["code"] == ("internal_error" if status >= 500 else "bad_request"), error
@@ -190,6 +195,9 @@ def raw_exchange(server: ApiServer, request: bytes) -> bytes:
         (b"Content-Length: 99999999999999999999\r\n", 413),
         (b"Content-Length: \xd9\xa3\r\n", 400),  # a digit, but not an ASCII one
         (b"Content-Length: 2\r\nContent-Length: 3\r\n", 400),
+        (b"Content-Length: 2, 2\r\n", 400),
+        (b"Content-Length: 2,2\r\n", 400),
+        (b"Content-Length: +2\r\n", 400),
         (b"Transfer-Encoding: chunked\r\n", 411),
         (b"Transfer-Encoding: gzip, chunked\r\n", 411),
     ],
@@ -210,6 +218,25 @@ def test_a_body_with_unreadable_framing_is_refused_in_the_error_shape_and_the_co
 def test_a_body_with_a_plain_length_still_reaches_the_app(server: ApiServer) -> None:
     reply = call(server, "POST", "/posts", headers={"Content-Length": "2"}, body=b"{}")
     assert reply.status == 200 and reply.json() == {"items": []}
+    repeated = b"POST /posts HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n"
+    data = raw_exchange(server, repeated + b"Connection: close\r\n\r\n{}")
+    assert data.startswith(b"HTTP/1.1 200 "), data[:200]
+
+
+def test_a_body_cut_short_is_never_handed_to_the_app(server: ApiServer) -> None:
+    """A client that announces 100 bytes, sends 20 and stops: the fresh-clone review saw the
+    20 bytes posted (201) as the whole body. API Gateway only invokes with a complete body."""
+    DISPATCHED.clear()
+    with socket.create_connection((server.host, server.port), timeout=10) as raw:
+        head = b"POST /posts HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"
+        raw.sendall(head + b'{"text":"truncated"}')
+        raw.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := raw.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 400 "), data[:200]
+    assert DISPATCHED == []
+    assert call(server, "GET", "/posts").status == 200  # and the server serves on
 
 
 # ------------------------------------------------------------------ the same answers on AWS
