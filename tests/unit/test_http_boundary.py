@@ -45,6 +45,9 @@ def test_what_python_reads_and_json_does_not_is_malformed_and_said_plainly() -> 
     with pytest.raises(ValidationError) as raised:
         parse_json_body(b'{"text": "hel', 1000)
     assert raised.value.message == "malformed JSON: Unterminated string starting at (line 1, column 10)"
+    with pytest.raises(ValidationError) as raised:
+        parse_json_body(b'\xef\xbb\xbf{"text": "bom"}', 1000)
+    assert raised.value.message == "malformed JSON: a byte order mark before the JSON"
     assert parse_json_body(b'{"x": 1e400, "y": -0.0}', 1000) == {"x": float("inf"), "y": -0.0}
 
 

@@ -71,7 +71,9 @@ def test_post_text_limits() -> None:
 def test_page_limit_bounds() -> None:
     assert validation.page_limit(None) == validation.DEFAULT_PAGE_LIMIT
     assert validation.page_limit("100") == 100
-    for bad in ["0", "101", "-1", "ten"]:
+    assert validation.page_limit("007") == 7
+    too_long = ["9" * 5000, "0" * 20 + "5"]  # int() refuses the first: a ValueError, not a 400
+    for bad in ["0", "101", "-1", "ten", " 5", "5 ", "+5", "1_0", "\u0665", "5.0", *too_long]:
         with pytest.raises(ValidationError):
             validation.page_limit(bad)
 

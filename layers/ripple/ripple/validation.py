@@ -127,12 +127,15 @@ def entity_id(value: str, what: str) -> str:
 
 
 def page_limit(raw: str | None) -> int:
+    """``?limit=``: 1 to MAX_PAGE_LIMIT in ASCII digits (DEFAULT_PAGE_LIMIT when absent or
+    empty); ValidationError otherwise. Only digits: ``int`` would also take " 5", "+5", "1_0"
+    and non-ASCII digits, which the OpenAPI document's integer does not."""
     if raw is None or raw == "":
         return DEFAULT_PAGE_LIMIT
-    try:
-        limit = int(raw)
-    except ValueError as exc:
-        raise ValidationError("'limit' must be an integer") from exc
+    if not (raw.isascii() and raw.isdigit()):
+        raise ValidationError("'limit' must be an integer")
+    # int() refuses over 4,300 digits (a ValueError); no limit of over 9 digits is in range
+    limit = int(raw) if len(raw) <= 9 else MAX_PAGE_LIMIT + 1
     if not 1 <= limit <= MAX_PAGE_LIMIT:
         raise ValidationError(f"'limit' must be between 1 and {MAX_PAGE_LIMIT}")
     return limit

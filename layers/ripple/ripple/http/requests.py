@@ -55,6 +55,8 @@ def parse_json_body(raw: bytes | None, max_bytes: int) -> Any:
     except UnicodeDecodeError as exc:
         raise ValidationError("request body must be UTF-8") from exc
     except json.JSONDecodeError as exc:
+        if exc.msg.startswith("Unexpected UTF-8 BOM"):  # Python's message advises utf-8-sig
+            raise ValidationError("malformed JSON: a byte order mark before the JSON") from exc
         raise ValidationError(f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from exc
     except RecursionError as exc:
         raise ValidationError("JSON is nested too deeply") from exc
