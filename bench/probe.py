@@ -42,9 +42,9 @@ Command = tuple[tuple[Any, ...], dict[str, Any]]  # one Redis command: arguments
 
 
 def _is_miss(reply: Any) -> bool:
-    # The timeline script's answer when the cache lacks a part: ['miss', what, detail]
-    # (ripple.cache.timeline).
-    return isinstance(reply, list) and bool(reply) and reply[0] == "miss"
+    from ripple.cache.timeline import MISS  # the page script's answer when the cache lacks a part
+
+    return isinstance(reply, list) and bool(reply) and reply[0] == MISS
 
 
 class CallLog:

@@ -301,14 +301,10 @@ class CompressingRequestHandler(ChaliceRequestHandler):
         return sorted(gateway._app_object.routes[route])
 
     def _discard_request_body(self) -> None:
-        """Read a body the app never sees, so the connection stays in step (keep-alive)."""
-        try:
-            length = (
-                -1 if self.headers.get("Transfer-Encoding") else int(self.headers.get("Content-Length") or 0)
-            )
-        except ValueError:
-            length = -1
-        if 0 <= length <= _MAX_DISCARDED_BODY:
+        """Read a body the app never sees, so the connection stays in step (keep-alive). Its
+        framing is valid by now (:meth:`_framing_is_valid`, from parse_request)."""
+        length = int(self.headers.get("Content-Length") or 0)
+        if length <= _MAX_DISCARDED_BODY:
             self.rfile.read(length)
         else:  # unreadable or too large: answer, then close
             self.close_connection = True

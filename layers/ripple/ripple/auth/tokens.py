@@ -25,6 +25,7 @@ from ripple.errors import AuthenticationError
 
 ALGORITHM = "HS256"
 ACCESS, REFRESH = "access", "refresh"
+_REQUIRED = {ACCESS: "an access token is required", REFRESH: "a refresh token is required"}
 # Verified tokens a container keeps: about one per client active in the token's lifetime (a
 # Lambda container serves one request at a time, so its active clients are few); each is a
 # few hundred bytes. Verifying one again costs about 0.1 ms of HMAC and JSON.
@@ -128,8 +129,7 @@ class TokenService:
         except jwt.InvalidTokenError as exc:
             raise AuthenticationError("token is invalid", code="invalid_token") from exc
         if payload.get("typ") != expected_type:
-            article = "an" if expected_type[:1] in ("a", "e", "i", "o", "u") else "a"
-            raise AuthenticationError(f"{article} {expected_type} token is required", code="invalid_token")
+            raise AuthenticationError(_REQUIRED[expected_type], code="invalid_token")
         roles = payload.get("roles") or []
         return Claims(
             user_id=str(payload["sub"]),

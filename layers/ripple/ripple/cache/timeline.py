@@ -125,6 +125,10 @@ return result
 """
 
 
+# The page script's first reply element when the cache lacks a part: [MISS, what, detail].
+MISS = "miss"
+
+
 @dataclass(frozen=True)
 class TimelinePage:
     """What one read found: ``refs``, ``has_more`` and ``last`` (where the next page starts:
@@ -170,7 +174,7 @@ class TimelineCache:
         self._relations.queue_read(pipe, reader_id)
         known, (status, *rest), members = pipe.execute()
         relations = parse(members)
-        if status == "miss":
+        if status == MISS:
             return TimelinePage(
                 bool(known), [], False, missing=str(rest[0]), detail=str(rest[1]), relations=relations
             )
