@@ -58,7 +58,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
@@ -308,11 +308,13 @@ def lane_of(record: Mapping[str, Any], lanes: int) -> int:
 
 @dataclass(frozen=True)
 class _Record:
-    """A Lambda-shaped record plus its arrival time (kept for the on-failure record)."""
+    """A Lambda-shaped record plus its arrival time (the stream's ApproximateCreationDateTime,
+    kept for the on-failure record) and when this runner read it (for the iterator age)."""
 
     event: dict[str, Any]
     arrival: datetime | None
     ticket: int = -1  # its place in a _Pipeline's reading order (ParallelizationFactor > 1 only)
+    read_at: datetime | None = None
 
     @property
     def sequence_number(self) -> str:
@@ -405,14 +407,37 @@ def _utc_iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+def _stamp_granularity_s(stamp: datetime) -> float:
+    """How coarse an ApproximateCreationDateTime is, read from the stamp itself: DynamoDB Local
+    rounds it down to the minute (five puts 0.7 s apart from 07:16:18 to 07:16:21 all read
+    07:16:00), AWS to the second, moto not at all. A stamp on a whole minute is taken as
+    minute-rounded, one on a whole second as second-rounded, any other as exact."""
+    if stamp.microsecond:
+        return 0.0
+    return 60.0 if stamp.second == 0 else 1.0
+
+
+def estimated_creation(stamp: datetime, read_at: datetime | None) -> datetime:
+    """The latest time a record can have been created: its ApproximateCreationDateTime
+    (``stamp``, a naive time is UTC) is a time rounded down, and the record cannot have been
+    created after this runner read it (``read_at``). Ages taken from it are lower bounds,
+    exact to within the runner's poll interval while it keeps up; from the raw stamp,
+    DynamoDB Local's records would look up to a minute old the moment they are written."""
+    stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+    latest = stamp + timedelta(seconds=_stamp_granularity_s(stamp))
+    if read_at is not None and read_at < latest:
+        latest = read_at
+    return max(stamp, latest)
+
+
 def _ages_ms(records: Sequence[_Record], now: datetime) -> list[float]:
-    """Milliseconds since each record's ApproximateCreationDateTime (a naive time is UTC)."""
-    ages = []
-    for record in records:
-        if record.arrival is not None:
-            arrival = record.arrival if record.arrival.tzinfo else record.arrival.replace(tzinfo=UTC)
-            ages.append((now - arrival).total_seconds() * 1000)
-    return ages
+    """Milliseconds since each record was created, as :func:`estimated_creation` bounds it:
+    Lambda's IteratorAge."""
+    return [
+        (now - estimated_creation(record.arrival, record.read_at)).total_seconds() * 1000
+        for record in records
+        if record.arrival is not None
+    ]
 
 
 def _error_code(error: ClientError) -> str:
@@ -722,13 +747,7 @@ class StreamEventSourceMapping:
         try:
             raw_records, next_iterator = self._fetch(shard)
             if raw_records:
-                records = [
-                    _Record(
-                        lambda_record(raw, self.stream_arn, self.region),
-                        raw["dynamodb"].get("ApproximateCreationDateTime"),
-                    )
-                    for raw in raw_records
-                ]
+                records = self._records(raw_records)
                 kept = [r for r in records if self.config.delivers(r.event)]
                 self._count("filtered", len(records) - len(kept))
                 if kept:
@@ -806,15 +825,21 @@ class StreamEventSourceMapping:
             self._reopen_from_checkpoint(shard)  # as _poll_shard does, once nothing is in flight
         return len(raw_records)
 
-    def _enqueue(self, shard: _Shard, pipeline: _Pipeline, raw_records: Sequence[dict[str, Any]]) -> None:
-        """Queue read records on their lanes; filtered ones are finished at once."""
-        records = [
+    def _records(self, raw_records: Sequence[dict[str, Any]]) -> list[_Record]:
+        """GetRecords records (boto3 shape) as Lambda-shaped records, stamped as read now."""
+        read_at = datetime.now(UTC)
+        return [
             _Record(
                 lambda_record(raw, self.stream_arn, self.region),
                 raw["dynamodb"].get("ApproximateCreationDateTime"),
+                read_at=read_at,
             )
             for raw in raw_records
         ]
+
+    def _enqueue(self, shard: _Shard, pipeline: _Pipeline, raw_records: Sequence[dict[str, Any]]) -> None:
+        """Queue read records on their lanes; filtered ones are finished at once."""
+        records = self._records(raw_records)
         shard.read_position = records[-1].sequence_number
         factor = self.config.parallelization_factor
         filtered: list[int] = []

@@ -6,11 +6,11 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import ripple_local
-from ripple_local.esm import CheckpointStore, MappingConfig, RetryBackoff, lambda_record
+from ripple_local.esm import CheckpointStore, MappingConfig, RetryBackoff, estimated_creation, lambda_record
 
 STREAM_ARN = "arn:aws:dynamodb:eu-west-1:123456789012:table/t/stream/2024-01-01T00:00:00.000"
 
@@ -54,6 +54,42 @@ def test_lambda_record_has_lambdas_shape() -> None:
         "eventSourceARN": STREAM_ARN,
     }
     json.dumps(record)  # and it is plain JSON
+
+
+def test_a_minute_rounded_stamp_is_bounded_by_when_the_runner_read_the_record() -> None:
+    # Given DynamoDB Local's stamp, rounded down to the minute, on a record written at 10:00:59.2
+    # and read by the runner at 10:00:59.5 (the CI failure this came from: 9 ages over 60 s)
+    stamp = datetime(2026, 12, 1, 10, 0, 0, tzinfo=UTC)
+    read_at = datetime(2026, 12, 1, 10, 0, 59, 500000, tzinfo=UTC)
+    # When its creation is estimated
+    created = estimated_creation(stamp, read_at)
+    # Then it is no later than the read, so its age is the runner's, not the rounding's
+    assert created == read_at
+
+
+def test_a_minute_rounded_stamp_read_late_is_bounded_by_its_minute() -> None:
+    # Given a stamp rounded down to 10:00 and a runner that read it 5 minutes later (backlog)
+    stamp = datetime(2026, 12, 1, 10, 0, 0, tzinfo=UTC)
+    read_at = stamp + timedelta(minutes=5)
+    # Then the record was created before 10:01: the backlog shows in its age
+    assert estimated_creation(stamp, read_at) == stamp + timedelta(minutes=1)
+
+
+def test_a_second_rounded_stamp_is_bounded_by_its_second() -> None:
+    # Given AWS's stamp, rounded down to the second (naive, so UTC)
+    stamp = datetime(2026, 12, 1, 10, 0, 7)
+    utc = stamp.replace(tzinfo=UTC)
+    # Then a late read moves it at most a second; an early read bounds it
+    assert estimated_creation(stamp, utc + timedelta(seconds=30)) == utc + timedelta(seconds=1)
+    assert estimated_creation(stamp, utc + timedelta(milliseconds=300)) == utc + timedelta(milliseconds=300)
+
+
+def test_an_exact_stamp_is_taken_as_it_is() -> None:
+    # Given moto's stamp, to the microsecond, on a record the runner read 20 s later
+    stamp = datetime(2026, 12, 1, 10, 0, 7, 123456, tzinfo=UTC)
+    # Then the stamp is the creation time and the 20 s are the record's age
+    assert estimated_creation(stamp, stamp + timedelta(seconds=20)) == stamp
+    assert estimated_creation(stamp, None) == stamp
 
 
 def test_mapping_config_reads_resolved_string_properties() -> None:
