@@ -19,7 +19,8 @@ def health_dynamodb_client(
     config = Config(
         connect_timeout=timeout_s,
         read_timeout=timeout_s,
-        retries={"max_attempts": 1, "mode": "standard"},
+        # total_max_attempts: botocore reads "max_attempts" as retries (1 made it 2 attempts)
+        retries={"total_max_attempts": 1, "mode": "standard"},
     )
     # botocore's own session, as PynamoDB's: boto3 would add its import to the cold start
     session = get_session()
