@@ -13,10 +13,11 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -149,13 +150,34 @@ def wait_until(condition: Callable[[], bool], what: str) -> None:
         time.sleep(0.05)
 
 
-# Long enough that the refresher is still retrying when Redis is back (0.25+0.5+1+2+2 s for
-# the FeedStream's 5 retries), short enough to keep the test quick.
-OUTAGE_BACKOFF = RetryBackoff(initial_s=0.25, multiplier=2.0, maximum_s=2.0)
+@dataclass(frozen=True)
+class HeldBackoff(RetryBackoff):
+    """Each retry waits until ``resume`` is set (at most ``hold_s``), then backs off as usual:
+    the refresher's records are still being retried when Redis is back, however long the
+    outage takes on a loaded machine. (A fixed backoff ran out of the template's 5 retries,
+    about 6 s, when the steps before the restart took longer, and parked the records.)"""
+
+    resume: threading.Event = field(default_factory=threading.Event)
+    hold_s: float = 120.0
+
+    def delay(self, retry: int) -> float:
+        self.resume.wait(self.hold_s)
+        return super().delay(retry)
+
+
+OUTAGE_BACKOFF = HeldBackoff(initial_s=0.05, maximum_s=0.2)
 
 
 @pytest.mark.parametrize("own_stack", [OUTAGE_BACKOFF], indirect=True)
 def test_feeds_converge_through_a_redis_outage(own_stack: OwnStack) -> None:
+    OUTAGE_BACKOFF.resume.clear()
+    try:
+        _converge_through_a_redis_outage(own_stack)
+    finally:
+        OUTAGE_BACKOFF.resume.set()  # never leave a runner thread held
+
+
+def _converge_through_a_redis_outage(own_stack: OwnStack) -> None:
     stack, container, checker = own_stack.stack, own_stack.container, own_stack.checker
     a, b, c = own_stack.users(3)
     for follower, followee in ((b, a), (c, a), (a, b)):
@@ -186,6 +208,7 @@ def test_feeds_converge_through_a_redis_outage(own_stack: OwnStack) -> None:
 
     # Then, with Redis back on the same port, the retried records are delivered, not parked
     own_stack.redis.start()
+    OUTAGE_BACKOFF.resume.set()
     stack.drain()
     assert refresher.stats.retries >= 1 and refresher.stats.records_failed == 0
     assert own_stack.failure_messages() == []

@@ -54,7 +54,7 @@ import time
 import urllib.parse
 import uuid
 from collections import deque
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -165,9 +165,10 @@ class _IndexLag:
     from index Queries and Scans for ``lag_s`` seconds. Table key schemas come from the
     upstream's DescribeTable, once per table."""
 
-    def __init__(self, describe: Any) -> None:
+    def __init__(self, describe: Any, clock: Callable[[], float] = time.monotonic) -> None:
         self.lag_s = 0.0
         self._describe = describe
+        self._clock = clock
         self._lock = threading.Lock()
         self._keys: dict[str, tuple[str, ...]] = {}
         self._written: dict[tuple[str, str], float] = {}  # (table, key digest) -> when
@@ -204,7 +205,7 @@ class _IndexLag:
         """Record what a forwarded write wrote; filter what a forwarded index read returns."""
         if self.lag_s <= 0:
             return payload
-        now = time.monotonic()
+        now = self._clock()
         if operation in _WRITES_WITH_ITEMS:
             try:
                 written = [(t, self._digest(t, item)) for t, item in self._items_written(operation, document)]
@@ -568,7 +569,9 @@ class FaultProxy:
         upstream_timeout_s: float = 30.0,
         record_bodies: bool = True,
         max_calls: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``clock`` (seconds, monotonic) times index lag; a test may pass its own."""
         self.upstream = urllib.parse.urlsplit(upstream_url)
         if self.upstream.scheme != "http" or not self.upstream.hostname:
             raise ValueError(f"the upstream must be an http:// URL, got {upstream_url!r}")
@@ -581,7 +584,7 @@ class FaultProxy:
         self._random = random.Random(self._plan.seed)
         self._pattern_index = 0
         self._calls: deque[ProxiedCall] = deque(maxlen=max_calls)
-        self._index_lag = _IndexLag(self._describe_upstream)
+        self._index_lag = _IndexLag(self._describe_upstream, clock)
         self._index_lag.lag_s = self._plan.gsi_lag_s
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None

@@ -4,6 +4,7 @@ ignores SIGTERM."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import psutil
+import pytest
 
 from ripple_local.processes import ManagedProcess, ProcessRecord, descendants
 
@@ -74,14 +76,16 @@ def test_stop_kills_children_in_their_own_sessions(tmp_path: Path) -> None:
     assert _gone(tree)
 
 
-def test_stop_kills_a_service_that_ignores_sigterm_and_its_children(tmp_path: Path) -> None:
+def test_stop_kills_a_service_that_ignores_sigterm_and_its_children(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     service = Service(tmp_path, "stubborn").start_on_any_free_port()
     tree = service.records()
     assert len(tree) == 2
-    started = time.monotonic()
-    service.stop()
+    with caplog.at_level(logging.WARNING, logger="ripple_local.processes"):
+        service.stop()
     assert _gone(tree)
-    assert time.monotonic() - started < 5  # the grace period, then SIGKILL
+    assert "ignored SIGTERM; killing it" in caplog.text  # the grace period passed, then SIGKILL
 
 
 def test_a_service_dies_with_the_thread_that_started_it(tmp_path: Path) -> None:
