@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import jwt
 import pytest
@@ -21,6 +22,7 @@ from ripple.container import Container
 from ripple.domain import User
 from ripple.errors import RateLimitedError
 from ripple.ids import new_ulid
+from ripple.repositories.models import RefreshTokenModel
 from ripple_local.stack import LocalStack
 from tests.integration.support import Http, error_code
 
@@ -63,19 +65,81 @@ def test_signup_login_refresh_logout(http: Http) -> None:
     refreshed = http("POST", "/auth/refresh", body={"refresh_token": login.json["refresh_token"]})
     assert refreshed.status_code == 200
     assert http("GET", "/me", refreshed.json["access_token"]).json["user_id"] == u["id"]
-    # Rotation: the used refresh token is revoked.
-    reused = http("POST", "/auth/refresh", body={"refresh_token": login.json["refresh_token"]})
-    assert reused.status_code == 401 and error_code(reused) == "invalid_token"
+    again = http("POST", "/auth/refresh", body={"refresh_token": refreshed.json["refresh_token"]})
+    assert again.status_code == 200  # the successor is live, and so is its own successor
 
     assert (
-        http("POST", "/auth/logout", body={"refresh_token": refreshed.json["refresh_token"]}).status_code
-        == 204
+        http("POST", "/auth/logout", body={"refresh_token": again.json["refresh_token"]}).status_code == 204
     )
-    after = http("POST", "/auth/refresh", body={"refresh_token": refreshed.json["refresh_token"]})
-    assert after.status_code == 401
+    after = http("POST", "/auth/refresh", body={"refresh_token": again.json["refresh_token"]})
+    assert after.status_code == 401 and error_code(after) == "invalid_token"
+    # Logout is idempotent
+    assert (
+        http("POST", "/auth/logout", body={"refresh_token": again.json["refresh_token"]}).status_code == 204
+    )
     # An access token is not a refresh token.
     wrong = http("POST", "/auth/refresh", body={"refresh_token": u["token"]})
     assert wrong.status_code == 401
+
+
+def refresh(http: Http, token: str) -> Any:
+    return http("POST", "/auth/refresh", body={"refresh_token": token})
+
+
+def test_replaying_a_rotated_refresh_token_revokes_its_session_and_no_other(http: Http) -> None:
+    # Given a user logged in on two devices, one of which has refreshed once
+    u = http.user()
+    phone, laptop = (
+        http("POST", "/auth/login", body={"username": u["name"], "password": "password123"}).json
+        for _ in range(2)
+    )
+    rotated = refresh(http, phone["refresh_token"])
+    assert rotated.status_code == 200
+
+    # When the phone's rotated-away token is replayed (by a thief, or by the phone itself)
+    replay = refresh(http, phone["refresh_token"])
+
+    # Then it is refused, and so is the session's live token: whoever holds it logs in again
+    assert (replay.status_code, error_code(replay)) == (401, "invalid_token")
+    live = refresh(http, rotated.json["refresh_token"])
+    assert (live.status_code, error_code(live)) == (401, "invalid_token")
+    # And the laptop's session goes on, as does the phone once it logs in again
+    assert refresh(http, laptop["refresh_token"]).status_code == 200
+    relogin = http("POST", "/auth/login", body={"username": u["name"], "password": "password123"})
+    assert refresh(http, relogin.json["refresh_token"]).status_code == 200
+
+
+def test_logout_with_any_token_of_a_session_ends_the_session(http: Http) -> None:
+    # Given a session whose first refresh token has been rotated away
+    u = http.user()
+    first = u["refresh"]
+    live = refresh(http, first).json["refresh_token"]
+    # When the old token is presented to log out
+    assert http("POST", "/auth/logout", body={"refresh_token": first}).status_code == 204
+    # Then the live token is revoked with its session
+    assert refresh(http, live).status_code == 401
+
+
+def test_a_refresh_token_from_before_sessions_still_refreshes_and_its_replay_revokes(
+    http: Http, container: Container
+) -> None:
+    # Given a refresh token issued before sessions existed: no sid, its row keyed by its own id
+    # and naming no live token
+    u = http.user()
+    now, jti = int(time.time()), uuid.uuid4().hex
+    claims = {"sub": u["id"], "typ": "refresh", "roles": [], "iat": now, "exp": now + 600, "jti": jti}
+    legacy = jwt.encode(claims, container.jwt_secret, algorithm="HS256")
+    RefreshTokenModel(token_id=jti, user_id=u["id"], expires_at=now + 600).save()
+
+    # When it is used, it refreshes, and its successor continues its session
+    rotated = refresh(http, legacy)
+    assert rotated.status_code == 200
+    successor = jwt.decode(rotated.json["refresh_token"], options={"verify_signature": False})
+    assert successor["sid"] == jti
+
+    # And a replay of it revokes that session, as for any rotated token
+    assert refresh(http, legacy).status_code == 401
+    assert refresh(http, rotated.json["refresh_token"]).status_code == 401
 
 
 def test_auth_errors(http: Http) -> None:

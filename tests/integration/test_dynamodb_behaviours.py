@@ -9,6 +9,8 @@ answers some requests the way DynamoDB does under contention and load:
 * Global secondary indexes that lag their table: an index read shortly after a write does
   not see it yet.
 * ``UnprocessedKeys`` / ``UnprocessedItems`` from BatchGetItem / BatchWriteItem under load.
+* A write that lands but whose answer is lost (a 500 after the commit), retried by botocore:
+  the retry meets the first attempt's own write.
 
 And what DynamoDB rejects that moto accepts: a batch naming one key twice.
 """
@@ -25,7 +27,7 @@ from ripple.repositories import batch as batch_module
 from ripple.repositories.batch import batch_write
 from ripple.repositories.models import FeedItemModel
 from ripple.repositories.transactions import MAX_ATTEMPTS as TRANSACTION_ATTEMPTS
-from ripple_local.fault_proxy import FORWARD, TRANSACTION_CONFLICT, UNPROCESSED, FaultPlan
+from ripple_local.fault_proxy import ERROR_AFTER_COMMIT, FORWARD, TRANSACTION_CONFLICT, UNPROCESSED, FaultPlan
 from tests.integration.proxied import Harness, Reply, calls_of
 
 pytestmark = [pytest.mark.integration]
@@ -161,6 +163,33 @@ def test_fan_out_reaches_a_follower_who_followed_just_before_the_post_however_lo
     assert post["post_id"] in _feed_ids(h, reader["id"])
     assert post["post_id"] in _feed_ids(h, early["id"])
     assert h.followers_of(author["id"]) == {reader["id"], early["id"]}
+
+
+# ------------------------------------------------------------------ lost responses
+def test_a_refresh_whose_rotation_landed_but_whose_answer_was_lost_is_not_taken_for_a_replay(
+    h: Harness,
+) -> None:
+    # Given a session, and DynamoDB applying the next refresh-token rotation but answering a 500
+    u = h.user("rot")
+    h.proxy.clear()
+    h.proxy.plan = FaultPlan.only({"UpdateItem"}, {h.tables["RefreshTokensTable"]}, pattern="C.")
+
+    # When the user refreshes (botocore retries the rotation, which now finds its own write)
+    reply = h.call("POST", "/auth/refresh", body={"refresh_token": u["refresh"]})
+    h.proxy.plan = FaultPlan()
+
+    # Then the retry is taken for what it is: 200, the session not revoked, the new token live
+    assert reply.status == 200, reply
+    assert [
+        c.outcome for c in calls_of(h, "UpdateItem") if c.tables == (h.tables["RefreshTokensTable"],)
+    ] == [
+        ERROR_AFTER_COMMIT,
+        FORWARD,
+    ]
+    assert not calls_of(h, "DeleteItem")  # no revocation
+    assert h.call("POST", "/auth/refresh", body={"refresh_token": reply.json["refresh_token"]}).status == 200
+    # while the rotated-away token is still a replay
+    assert h.call("POST", "/auth/refresh", body={"refresh_token": u["refresh"]}).status == 401
 
 
 # ------------------------------------------------------------------ unprocessed keys and items

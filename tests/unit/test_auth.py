@@ -32,6 +32,25 @@ def test_refresh_token_is_not_an_access_token(tokens: TokenService) -> None:
         tokens.verify(tokens.issue("U1").refresh_token)
 
 
+def test_a_refresh_token_names_its_session(tokens: TokenService) -> None:
+    # A login starts a session named by its first refresh token; a rotation continues it
+    first = tokens.issue("U1")
+    assert first.session_id == first.refresh_token_id
+    assert tokens.verify(first.refresh_token, expected_type=REFRESH).session_id == first.session_id
+    rotated = tokens.issue("U1", session_id=first.session_id)
+    assert rotated.refresh_token_id != first.refresh_token_id
+    claims = tokens.verify(rotated.refresh_token, expected_type=REFRESH)
+    assert (claims.token_id, claims.session_id) == (rotated.refresh_token_id, first.session_id)
+
+
+def test_a_refresh_token_from_before_sessions_is_its_own_session(tokens: TokenService) -> None:
+    now = int(time.time())
+    claims = {"sub": "U1", "typ": REFRESH, "roles": [], "iat": now, "exp": now + 60, "jti": "j1"}
+    for extra in ({}, {"sid": ""}, {"sid": 7}):  # none, or none usable
+        legacy = jwt.encode({**claims, **extra}, SECRET, algorithm="HS256")
+        assert tokens.verify(legacy, expected_type=REFRESH).session_id == "j1"
+
+
 def test_forged_signature_is_refused(tokens: TokenService) -> None:
     forged = TokenService("y" * 48, 60, 600).issue("U1").access_token
     with pytest.raises(AuthenticationError, match="invalid"):

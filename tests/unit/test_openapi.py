@@ -455,7 +455,7 @@ def test_path_and_query_schemas_accept_what_the_server_accepts() -> None:
 def test_response_schemas_fit_the_domain_objects() -> None:
     user = User(user_id=ULID, username="alice", created_at=1_732_579_200_000, display_name="Al", bio="hi")
     post = Post(post_id=ULID, author_id=ULID, text="hello", created_at=1_732_579_200_000, like_count=2)
-    tokens = TokenPair("a.b.c", "d.e.f", 900, "id", 0)
+    tokens = TokenPair("a.b.c", "d.e.f", 900, "id", 0, "id")
 
     assert set(schema("User")["properties"]) == set(user.to_public())
     reposted = post.shown(ULID, 1_732_579_300_000, True)

@@ -10,6 +10,11 @@ A container keeps the claims of the access tokens it has verified (``VERIFIED_TO
 least recently used out): a client sends the same access token with every request until it expires,
 and its signature, claims and type cannot change, so they are checked once. Only ``exp`` depends
 on the time; it is checked on every call.
+
+A refresh token carries ``sid``, its session: the id of the login's first refresh token, kept by
+every token rotated from it, so that reuse of a rotated token revokes the session's live one
+(RFC 9700 4.14.2, "refresh token rotation"). A token issued before sessions existed has no
+``sid``; its session is its own ``jti``, as its stored row is keyed.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ class TokenPair:
     expires_in: int
     refresh_token_id: str
     refresh_expires_at: int  # epoch seconds
+    session_id: str  # the refresh token's sid: its session (token family)
 
     def to_public(self) -> dict[str, object]:
         return {
@@ -56,6 +62,7 @@ class Claims:
     roles: tuple[str, ...]
     token_id: str
     expires_at: int
+    session_id: str  # a refresh token's sid (its own jti when it has none); an access token's jti
 
 
 class TokenService:
@@ -78,27 +85,42 @@ class TokenService:
         # Per instance (not a decorated method): the cache goes with its secret.
         self._checked = functools.lru_cache(maxsize=VERIFIED_TOKENS)(self._check)
 
-    def issue(self, user_id: str, roles: tuple[str, ...] = ()) -> TokenPair:
+    def issue(self, user_id: str, roles: tuple[str, ...] = (), session_id: str | None = None) -> TokenPair:
+        """An access token and a refresh token for ``user_id``. The refresh token continues
+        ``session_id`` (a rotation) or, when None, starts a session named by its own id (a
+        sign-up or a login)."""
         now = int(time.time())
         refresh_id = uuid.uuid4().hex
+        session = session_id or refresh_id
         return TokenPair(
             access_token=self._encode(user_id, ACCESS, now, self._access_ttl, roles, uuid.uuid4().hex),
-            refresh_token=self._encode(user_id, REFRESH, now, self._refresh_ttl, roles, refresh_id),
+            refresh_token=self._encode(
+                user_id, REFRESH, now, self._refresh_ttl, roles, refresh_id, {"sid": session}
+            ),
             expires_in=self._access_ttl,
             refresh_token_id=refresh_id,
             refresh_expires_at=now + self._refresh_ttl,
+            session_id=session,
         )
 
     def _encode(
-        self, user_id: str, token_type: str, now: int, ttl: int, roles: tuple[str, ...], token_id: str
+        self,
+        user_id: str,
+        token_type: str,
+        now: int,
+        ttl: int,
+        roles: tuple[str, ...],
+        token_id: str,
+        extra: dict[str, str] | None = None,
     ) -> str:
-        payload = {
+        payload: dict[str, object] = {
             "sub": user_id,
             "typ": token_type,
             "roles": list(roles),
             "iat": now,
             "exp": now + ttl,
             "jti": token_id,
+            **(extra or {}),
         }
         return jwt.encode(payload, self._secret, algorithm=ALGORITHM)
 
@@ -131,10 +153,13 @@ class TokenService:
         if payload.get("typ") != expected_type:
             raise AuthenticationError(_REQUIRED[expected_type], code="invalid_token")
         roles = payload.get("roles") or []
+        token_id = str(payload.get("jti", ""))
+        session = payload.get("sid")
         return Claims(
             user_id=str(payload["sub"]),
             token_type=str(payload["typ"]),
             roles=tuple(str(r) for r in roles) if isinstance(roles, list) else (),
-            token_id=str(payload.get("jti", "")),
+            token_id=token_id,
             expires_at=int(payload["exp"]),
+            session_id=session if isinstance(session, str) and session else token_id,
         )

@@ -308,12 +308,17 @@ class BlockedByModel(Model):
 
 
 class RefreshTokenModel(Model):
+    """A login session (refresh-token family): keyed by its first refresh token's id, with
+    ``live`` the id of the one refresh token that may be used now. Rows written before
+    sessions existed have no ``live``: the token of the row's own id is live."""
+
     class Meta:
         table_name = "refresh-tokens"
 
-    token_id = UnicodeAttribute(hash_key=True)
+    token_id = UnicodeAttribute(hash_key=True)  # the session id (a refresh token's sid)
     user_id = UnicodeAttribute()
-    expires_at = NumberAttribute()  # epoch seconds; the table's TTL attribute
+    expires_at = NumberAttribute()  # epoch seconds: the live token's expiry; the table's TTL attribute
+    live = UnicodeAttribute(null=True)  # the live refresh token's jti
     by_user = RefreshTokensByUserIndex()
 
 

@@ -39,9 +39,12 @@ class AuthorState:
 
 
 class UserRepository:
-    def create(self, user: User, password_hash: str, refresh_token: tuple[str, int] | None = None) -> None:
-        """Store the user, claim the username and (optionally) store the first refresh token,
-        atomically; 409 if the name is taken."""
+    def create(
+        self, user: User, password_hash: str, refresh_token: tuple[str, str, int] | None = None
+    ) -> None:
+        """Store the user, claim the username and (optionally) start the first session, given as
+        (session id, live refresh token id, expiry in epoch seconds), atomically; 409 if the
+        name is taken."""
         claim = UsernameModel(username=user.username, user_id=user.user_id)
         row = UserModel(
             user_id=user.user_id,
@@ -61,10 +64,12 @@ class UserRepository:
         tx.save("username", claim, condition=free)
         tx.save("user", row, condition=UserModel.user_id.does_not_exist())
         if refresh_token is not None:
-            token_id, expires_at = refresh_token
+            session_id, token_id, expires_at = refresh_token
             tx.save(
                 "refresh_token",
-                RefreshTokenModel(token_id=token_id, user_id=user.user_id, expires_at=expires_at),
+                RefreshTokenModel(
+                    token_id=session_id, user_id=user.user_id, expires_at=expires_at, live=token_id
+                ),
             )
         try:
             tx.commit()

@@ -14,7 +14,7 @@ from ripple.domain import User
 from ripple.errors import AuthenticationError, ForbiddenError
 from ripple.ids import new_ulid
 from ripple.observability import count, logger
-from ripple.repositories.refresh_tokens import RefreshTokenRepository
+from ripple.repositories.refresh_tokens import RefreshTokenRepository, Rotation
 from ripple.repositories.users import UserRepository
 from ripple.services.activity import ReaderActivity
 from ripple.services.erasure import erasure_of
@@ -69,7 +69,9 @@ class AccountService:
         # either happened completely (and may be answered) or not at all (and may be retried).
         pair = self._tokens.issue(user.user_id, user.roles)
         self._users.create(
-            user, self._hasher.hash(password), refresh_token=(pair.refresh_token_id, pair.refresh_expires_at)
+            user,
+            self._hasher.hash(password),
+            refresh_token=(pair.session_id, pair.refresh_token_id, pair.refresh_expires_at),
         )
         logger.info("audit: signup", extra={"audit": "signup", "user_id": user.user_id})
         count("UsersSignedUp")
@@ -98,21 +100,38 @@ class AccountService:
         return Session(user=found.user, tokens=self._issue(found.user))
 
     def refresh(self, refresh_token: str) -> Session:
-        """Exchange a live refresh token for new tokens; the old refresh token is revoked
-        (rotation), so a stolen one works at most once."""
+        """Exchange the live refresh token of a session for new tokens: the presented token is
+        rotated away, its successor continues the session (RFC 9700 4.14.2). Raises
+        AuthenticationError ``invalid_token`` (401) for a token that is not live: after a
+        logout, for a deleted account, and for a token already rotated away - a replay,
+        whether by a thief or by the client, which revokes the whole session (its live token
+        too: both parties must log in again; audit line ``refresh_reuse``)."""
         claims = self._tokens.verify(refresh_token, expected_type=REFRESH)
-        if not self._refresh_tokens.consume(claims.token_id, claims.user_id):
-            logger.warning(
-                "audit: refresh token reuse", extra={"audit": "refresh_reuse", "user_id": claims.user_id}
-            )
-            raise AuthenticationError("refresh token has been revoked", code="invalid_token")
         user = self._users.get(claims.user_id)
         if user is None:
             raise AuthenticationError("your account no longer exists", code="invalid_token")
-        return Session(user=user, tokens=self._issue(user))
+        pair = self._tokens.issue(user.user_id, user.roles, session_id=claims.session_id)
+        rotation = self._refresh_tokens.rotate(
+            claims.session_id, claims.token_id, user.user_id, pair.refresh_token_id, pair.refresh_expires_at
+        )
+        if rotation is not Rotation.ROTATED:
+            if rotation is Rotation.REUSED:
+                logger.warning(
+                    "audit: refresh token reuse, session revoked",
+                    extra={
+                        "audit": "refresh_reuse",
+                        "user_id": user.user_id,
+                        "session_id": claims.session_id,
+                    },
+                )
+                count("RefreshTokenReuse")
+            raise AuthenticationError("refresh token has been revoked", code="invalid_token")
+        self._activity.seen(user.user_id)
+        return Session(user=user, tokens=pair)
 
     def logout(self, refresh_token: str) -> None:
-        """Revoke the refresh token (idempotent: an expired one is already useless);
+        """End the token's session: its live refresh token is revoked, whichever of the
+        session's tokens is presented (idempotent: an expired one is already useless);
         access tokens expire on their own."""
         try:
             claims = self._tokens.verify(refresh_token, expected_type=REFRESH)
@@ -120,7 +139,7 @@ class AccountService:
             if exc.code == "token_expired":
                 return
             raise
-        self._refresh_tokens.consume(claims.token_id, claims.user_id)
+        self._refresh_tokens.end(claims.session_id, claims.user_id)
         logger.info("audit: logout", extra={"audit": "logout", "user_id": claims.user_id})
 
     def delete(self, user_id: str, password: str) -> None:
@@ -153,9 +172,11 @@ class AccountService:
         count("AccountsDeleted")
 
     def _issue(self, user: User) -> TokenPair:
-        """Tokens for a login or a refresh: the user is active (their feed is rebuilt if they
+        """Tokens for a login, starting a session: the user is active (their feed is rebuilt if they
         were away long enough for fan-out to skip them)."""
         self._activity.seen(user.user_id)
         pair = self._tokens.issue(user.user_id, user.roles)
-        self._refresh_tokens.store(pair.refresh_token_id, user.user_id, pair.refresh_expires_at)
+        self._refresh_tokens.store(
+            pair.session_id, pair.refresh_token_id, user.user_id, pair.refresh_expires_at
+        )
         return pair
