@@ -120,3 +120,121 @@ def test_a_password_or_username_outside_todays_policy_still_logs_in(hasher: Coun
     for name in ("al", "old-style.name", "a" * 40):
         accounts, _ = service(hasher, **{name: PASSWORD})
         assert accounts.login(name, PASSWORD).user.username == name
+
+
+# ------------------------------------------------------------------ refresh: the service's branches
+class Sessions:
+    """The session rows refresh uses, in memory: ``live`` maps a session id to (user, live token)."""
+
+    def __init__(self) -> None:
+        self.live: dict[str, tuple[str, str]] = {}
+        self.calls: list[str] = []
+
+    def rotate(
+        self, session_id: str, presented_id: str, user_id: str, successor_id: str, expires_at: int
+    ) -> bool:
+        self.calls.append("rotate")
+        if self.live.get(session_id) not in ((user_id, presented_id), (user_id, successor_id)):
+            return False
+        self.live[session_id] = (user_id, successor_id)
+        return True
+
+    def end(self, session_id: str, user_id: str) -> bool:
+        self.calls.append("end")
+        if self.live.get(session_id, ("", ""))[0] != user_id:
+            return False
+        del self.live[session_id]
+        return True
+
+
+class UsersById:
+    def __init__(self, *user_ids: str) -> None:
+        self.rows = {u: User(user_id=u, username=u.lower(), created_at=1) for u in user_ids}
+
+    def get(self, user_id: str) -> User | None:
+        return self.rows.get(user_id)
+
+
+def audits(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The ``audit`` field of each log line (Powertools keeps ``extra`` on the record)."""
+    return [r.audit for r in caplog.records if hasattr(r, "audit")]
+
+
+def refresh_service(
+    users: UsersById, sessions: Sessions, activity: Activity
+) -> tuple[AccountService, TokenService]:
+    tokens = TokenService("k" * 40, 60, 600)
+    accounts = AccountService(
+        users,  # type: ignore[arg-type]
+        sessions,  # type: ignore[arg-type]
+        PasswordHasher(n=2**4),
+        tokens,
+        activity,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]  # refresh never touches Redis
+        username_quarantine_ms=0,
+    )
+    return accounts, tokens
+
+
+class OrderedActivity(Activity):
+    """Activity whose marks go into the sessions' call list, to see the order."""
+
+    def __init__(self, calls: list[str]) -> None:
+        super().__init__()
+        self.calls = calls
+
+    def seen(self, user_id: str) -> bool:
+        self.calls.append("seen")
+        return super().seen(user_id)
+
+
+def test_a_refresh_rotates_the_live_token_and_marks_the_reader_active_first() -> None:
+    sessions = Sessions()
+    activity = OrderedActivity(sessions.calls)
+    accounts, tokens = refresh_service(UsersById("U1"), sessions, activity)
+    first = tokens.issue("U1")
+    sessions.live[first.session_id] = ("U1", first.refresh_token_id)
+
+    session = accounts.refresh(first.refresh_token)
+
+    assert sessions.live[first.session_id] == ("U1", session.tokens.refresh_token_id)
+    assert session.tokens.session_id == first.session_id
+    # active before the rotation: nothing that can fail comes between it and the answer
+    assert activity.seen_users == ["U1"] and sessions.calls == ["seen", "rotate"]
+
+
+def test_a_replayed_token_revokes_its_session_audited_as_reuse(caplog: pytest.LogCaptureFixture) -> None:
+    sessions, activity = Sessions(), Activity()
+    accounts, tokens = refresh_service(UsersById("U1"), sessions, activity)
+    first = tokens.issue("U1")
+    sessions.live[first.session_id] = ("U1", first.refresh_token_id)
+    accounts.refresh(first.refresh_token)
+
+    with pytest.raises(AuthenticationError, match="revoked") as refused:
+        accounts.refresh(first.refresh_token)
+
+    assert refused.value.code == "invalid_token"
+    assert first.session_id not in sessions.live  # the live successor went with it
+    assert audits(caplog) == ["refresh_reuse"]
+
+
+def test_a_token_of_an_ended_session_is_refused_audited_with_nothing_to_revoke(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sessions, activity = Sessions(), Activity()
+    accounts, tokens = refresh_service(UsersById("U1"), sessions, activity)
+    ended = tokens.issue("U1")  # its session was logged out: no row
+
+    with pytest.raises(AuthenticationError, match="revoked"):
+        accounts.refresh(ended.refresh_token)
+
+    assert sessions.calls == ["rotate", "end"]
+    assert audits(caplog) == ["refresh_refused"]
+
+
+def test_a_refresh_for_a_deleted_account_touches_no_session() -> None:
+    sessions, activity = Sessions(), Activity()
+    accounts, tokens = refresh_service(UsersById(), sessions, activity)
+    with pytest.raises(AuthenticationError, match="no longer exists"):
+        accounts.refresh(tokens.issue("U1").refresh_token)
+    assert sessions.calls == [] and activity.seen_users == []

@@ -118,8 +118,9 @@ NEEDS: dict[str, dict[str, frozenset[str]]] = {
         "LikesTable": frozenset({"dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"}),
         # repositories/likes.py: the like's inverse row, in like/unlike's transactions.
         "LikesByUserTable": frozenset({"dynamodb:PutItem", "dynamodb:DeleteItem"}),
-        # repositories/refresh_tokens.py: store (Put), consume (conditional Delete). Never read.
-        "RefreshTokensTable": frozenset({"dynamodb:PutItem", "dynamodb:DeleteItem"}),
+        # repositories/refresh_tokens.py: start a session (Put), rotate its live token
+        # (conditional Update), end it on logout or replay (conditional Delete). Never read.
+        "RefreshTokensTable": frozenset({"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}),
         # services/activity.py: a returning reader's feed rebuild (repositories/fanout_jobs.py
         # enqueue, a conditional Put); repositories/blocks.py: a mute's or unmute's job, and
         # DELETE /me's erasure job (a Put in their transactions).

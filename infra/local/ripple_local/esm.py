@@ -256,6 +256,22 @@ def _wire_format(value: Any) -> Any:
     return value
 
 
+def _aware(moment: datetime) -> datetime:
+    """``moment``, a naive one read as UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def as_utc(stamp: Any) -> datetime | None:
+    """A stream record's ApproximateCreationDateTime as an aware UTC datetime: boto3 parses it
+    into one; epoch seconds (a number) and a naive datetime are read as UTC; anything else
+    is None (no stamp)."""
+    if isinstance(stamp, datetime):
+        return _aware(stamp)
+    if isinstance(stamp, int | float) and not isinstance(stamp, bool):
+        return datetime.fromtimestamp(stamp, UTC)
+    return None
+
+
 def lambda_record(raw: Mapping[str, Any], stream_arn: str, region: str | None = None) -> dict[str, Any]:
     """Turn a GetRecords record (boto3 shape) into the record Lambda passes to the handler.
 
@@ -267,7 +283,7 @@ def lambda_record(raw: Mapping[str, Any], stream_arn: str, region: str | None = 
     image: dict[str, Any] = {}
     created = source.get("ApproximateCreationDateTime")
     if isinstance(created, datetime):
-        image["ApproximateCreationDateTime"] = int(created.timestamp())
+        image["ApproximateCreationDateTime"] = int(_aware(created).timestamp())
     elif created is not None:
         image["ApproximateCreationDateTime"] = created
     for key in ("Keys", "NewImage", "OldImage"):
@@ -411,7 +427,9 @@ def _stamp_granularity_s(stamp: datetime) -> float:
     """How coarse an ApproximateCreationDateTime is, read from the stamp itself: DynamoDB Local
     rounds it down to the minute (five puts 0.7 s apart from 07:16:18 to 07:16:21 all read
     07:16:00), AWS to the second, moto not at all. A stamp on a whole minute is taken as
-    minute-rounded, one on a whole second as second-rounded, any other as exact."""
+    minute-rounded, one on a whole second as second-rounded, any other as exact. (A
+    second-rounded stamp that falls on a whole minute is taken as minute-rounded: its age,
+    while the runner is behind, can then read up to 59 s low; only local runners use this.)"""
     if stamp.microsecond:
         return 0.0
     return 60.0 if stamp.second == 0 else 1.0
@@ -423,7 +441,7 @@ def estimated_creation(stamp: datetime, read_at: datetime | None) -> datetime:
     created after this runner read it (``read_at``). Ages taken from it are lower bounds,
     exact to within the runner's poll interval while it keeps up; from the raw stamp,
     DynamoDB Local's records would look up to a minute old the moment they are written."""
-    stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+    stamp = _aware(stamp)
     latest = stamp + timedelta(seconds=_stamp_granularity_s(stamp))
     if read_at is not None and read_at < latest:
         latest = read_at
@@ -831,7 +849,7 @@ class StreamEventSourceMapping:
         return [
             _Record(
                 lambda_record(raw, self.stream_arn, self.region),
-                raw["dynamodb"].get("ApproximateCreationDateTime"),
+                as_utc(raw["dynamodb"].get("ApproximateCreationDateTime")),
                 read_at=read_at,
             )
             for raw in raw_records

@@ -338,7 +338,8 @@ class StreamRunnerMetrics:
         self._age = translator.family(
             HISTOGRAM,
             "ripple_stream_iterator_age_seconds",
-            "Age of each stream record (ApproximateCreationDateTime) when delivered to the function, "
+            "Age of each stream record when delivered to the function (from its ApproximateCreationDateTime, "
+            "bounded by when the runner read it), "
             "retries included: Lambda's IteratorAge.",
             names,
             buckets=LAG_BUCKETS_S,

@@ -10,7 +10,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import ripple_local
-from ripple_local.esm import CheckpointStore, MappingConfig, RetryBackoff, estimated_creation, lambda_record
+from ripple_local.esm import (
+    CheckpointStore,
+    MappingConfig,
+    RetryBackoff,
+    as_utc,
+    estimated_creation,
+    lambda_record,
+)
 
 STREAM_ARN = "arn:aws:dynamodb:eu-west-1:123456789012:table/t/stream/2024-01-01T00:00:00.000"
 
@@ -90,6 +97,17 @@ def test_an_exact_stamp_is_taken_as_it_is() -> None:
     # Then the stamp is the creation time and the 20 s are the record's age
     assert estimated_creation(stamp, stamp + timedelta(seconds=20)) == stamp
     assert estimated_creation(stamp, None) == stamp
+
+
+def test_a_stamp_is_read_as_utc_whatever_its_form() -> None:
+    # boto3's aware datetime, a naive one, epoch seconds (Lambda's form), none
+    moment = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert as_utc(moment) == as_utc(moment.replace(tzinfo=None)) == as_utc(1704164645) == moment
+    assert as_utc(1704164645.5) == moment + timedelta(milliseconds=500)
+    assert as_utc(None) is None and as_utc("2024-01-02") is None and as_utc(True) is None
+    # and Lambda's record of a naive stamp says the same second as of an aware one
+    raw = {"dynamodb": {"ApproximateCreationDateTime": moment.replace(tzinfo=None), "SequenceNumber": "1"}}
+    assert lambda_record(raw, STREAM_ARN)["dynamodb"]["ApproximateCreationDateTime"] == 1704164645
 
 
 def test_mapping_config_reads_resolved_string_properties() -> None:

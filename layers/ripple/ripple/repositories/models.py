@@ -265,8 +265,8 @@ class FanoutJobModel(Model):
 
 
 class RefreshTokensByUserIndex(GlobalSecondaryIndex["RefreshTokenModel"]):
-    """A user's refresh tokens, for account deletion (which revokes them all). Lag is
-    harmless there: a refresh needs the account, which is gone before this is read."""
+    """A user's sessions (refresh-token rows), for account deletion (which revokes them all).
+    Lag is harmless there: a refresh needs the account, which is gone before this is read."""
 
     class Meta:
         index_name = "by_user"

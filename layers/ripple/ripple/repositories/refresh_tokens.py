@@ -5,25 +5,16 @@ A session is one row: keyed by the session id (the login's first refresh token's
 the one refresh token that is live now. A refresh replaces it (rotation); a logout deletes the
 row; a refresh token that is not the live one of a session that still exists was rotated away
 already, so someone replays it - the legitimate client or a thief, the server cannot tell - and
-the whole session is revoked. Account deletion revokes every session of the user.
+``ripple.services.accounts`` revokes the whole session. Account deletion revokes every session
+of the user.
 """
 
 from __future__ import annotations
-
-from enum import Enum
 
 from pynamodb.exceptions import DeleteError, UpdateError
 
 from ripple.repositories.batch import batch_write
 from ripple.repositories.models import RefreshTokenModel
-
-
-class Rotation(Enum):
-    """What :meth:`RefreshTokenRepository.rotate` did."""
-
-    ROTATED = "rotated"  # the presented token was live; its successor is live now
-    REUSED = "reused"  # the presented token was rotated away before: the session was revoked
-    UNKNOWN = "unknown"  # no such session (logged out, revoked, expired, or another user's)
 
 
 def _condition_failed(exc: Exception) -> bool:
@@ -37,13 +28,14 @@ class RefreshTokenRepository:
 
     def rotate(
         self, session_id: str, presented_id: str, user_id: str, successor_id: str, expires_at: int
-    ) -> Rotation:
-        """Make ``successor_id`` the session's live token if ``presented_id`` is the live one
-        and the session is the user's: one conditional UpdateItem. When it is not, a session
-        of the user that still exists was replayed: it is deleted (REUSED). A row from before
-        sessions has no ``live``; its live token is the one its key names. If ``successor_id``
-        is live already, this call's own write landed on an attempt whose response was lost
-        (botocore retries): that is ROTATED, not a replay."""
+    ) -> bool:
+        """Make ``successor_id`` the session's live token (expiring at ``expires_at``, epoch
+        seconds) if ``presented_id`` is the live one and the session is the user's: one
+        conditional UpdateItem, which never creates a session. False when it is not (a
+        replay, or no such session: the caller decides what that ends). A row from before
+        sessions has no ``live``; its live token is the one its key names. If
+        ``successor_id`` is live already, this call's own write landed on an attempt whose
+        response was lost (botocore retries): that is True, not a replay."""
         session = RefreshTokenModel(token_id=session_id)
         presented_is_live = (
             (RefreshTokenModel.live == presented_id)
@@ -59,10 +51,10 @@ class RefreshTokenRepository:
                 condition=(RefreshTokenModel.user_id == user_id) & presented_is_live,
             )
         except UpdateError as exc:
-            if not _condition_failed(exc):
-                raise
-            return Rotation.REUSED if self.end(session_id, user_id) else Rotation.UNKNOWN
-        return Rotation.ROTATED
+            if _condition_failed(exc):
+                return False
+            raise
+        return True
 
     def end(self, session_id: str, user_id: str) -> bool:
         """Delete the session if it exists and is the user's; False if it did not."""
@@ -78,6 +70,6 @@ class RefreshTokenRepository:
         """Delete up to ``limit`` sessions of the user (a deleted account's) and return their
         ids. Read from the ``by_user`` index, which lags: a session started in the last
         moment may be missed, which is harmless, as a refresh also needs the account."""
-        token_ids = [row.token_id for row in RefreshTokenModel.by_user.query(user_id, limit=limit)]
-        batch_write(RefreshTokenModel, delete_keys=[{"token_id": {"S": t}} for t in token_ids])
-        return token_ids
+        session_ids = [row.token_id for row in RefreshTokenModel.by_user.query(user_id, limit=limit)]
+        batch_write(RefreshTokenModel, delete_keys=[{"token_id": {"S": s}} for s in session_ids])
+        return session_ids

@@ -14,7 +14,7 @@ from ripple.domain import User
 from ripple.errors import AuthenticationError, ForbiddenError
 from ripple.ids import new_ulid
 from ripple.observability import count, logger
-from ripple.repositories.refresh_tokens import RefreshTokenRepository, Rotation
+from ripple.repositories.refresh_tokens import RefreshTokenRepository
 from ripple.repositories.users import UserRepository
 from ripple.services.activity import ReaderActivity
 from ripple.services.erasure import erasure_of
@@ -105,34 +105,39 @@ class AccountService:
         AuthenticationError ``invalid_token`` (401) for a token that is not live: after a
         logout, for a deleted account, and for a token already rotated away - a replay,
         whether by a thief or by the client, which revokes the whole session (its live token
-        too: both parties must log in again; audit line ``refresh_reuse``)."""
+        too: both parties must log in again). Every refusal of a token that verified is an
+        audit line: ``refresh_reuse`` when it revoked a session, ``refresh_refused`` when
+        there was none left to revoke (logged out, revoked before, expired, erased)."""
         claims = self._tokens.verify(refresh_token, expected_type=REFRESH)
         user = self._users.get(claims.user_id)
         if user is None:
             raise AuthenticationError("your account no longer exists", code="invalid_token")
-        pair = self._tokens.issue(user.user_id, user.roles, session_id=claims.session_id)
-        rotation = self._refresh_tokens.rotate(
-            claims.session_id, claims.token_id, user.user_id, pair.refresh_token_id, pair.refresh_expires_at
-        )
-        if rotation is not Rotation.ROTATED:
-            if rotation is Rotation.REUSED:
-                logger.warning(
-                    "audit: refresh token reuse, session revoked",
-                    extra={
-                        "audit": "refresh_reuse",
-                        "user_id": user.user_id,
-                        "session_id": claims.session_id,
-                    },
-                )
-                count("RefreshTokenReuse")
-            raise AuthenticationError("refresh token has been revoked", code="invalid_token")
+        # Before the rotation, as nothing that can fail may come between the rotation and the
+        # answer: a client that never got its new token retries with the old one, a replay.
         self._activity.seen(user.user_id)
-        return Session(user=user, tokens=pair)
+        pair = self._tokens.issue(user.user_id, user.roles, session_id=claims.session_id)
+        if self._refresh_tokens.rotate(
+            claims.session_id, claims.token_id, user.user_id, pair.refresh_token_id, pair.refresh_expires_at
+        ):
+            return Session(user=user, tokens=pair)
+        revoked = self._refresh_tokens.end(claims.session_id, user.user_id)
+        audit = {"user_id": user.user_id, "session_id": claims.session_id}
+        if revoked:
+            logger.warning(
+                "audit: refresh token reuse, session revoked", extra={"audit": "refresh_reuse", **audit}
+            )
+            count("RefreshTokenReuse")
+        else:
+            logger.warning(
+                "audit: refresh refused, no live session", extra={"audit": "refresh_refused", **audit}
+            )
+        raise AuthenticationError("refresh token has been revoked", code="invalid_token")
 
     def logout(self, refresh_token: str) -> None:
         """End the token's session: its live refresh token is revoked, whichever of the
-        session's tokens is presented (idempotent: an expired one is already useless);
-        access tokens expire on their own."""
+        session's unexpired tokens is presented (idempotent). An expired token is a 204 that
+        ends nothing: it is useless already, and a leaked old token should not be able to log
+        its owner out of a session that went on. Access tokens expire on their own."""
         try:
             claims = self._tokens.verify(refresh_token, expected_type=REFRESH)
         except AuthenticationError as exc:
