@@ -19,6 +19,7 @@ from pynamodb.expressions.update import Action
 
 from ripple.domain import FeedEntry
 from ripple.repositories.batch import batch_get, batch_write, concurrently
+from ripple.repositories.conditions import condition_failed
 from ripple.repositories.models import FeedItemModel
 
 
@@ -76,10 +77,6 @@ def _placed_as(entry: FeedEntry) -> Condition:
     )
 
 
-def _condition_failed(exc: Exception) -> bool:
-    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
-
-
 class FeedRepository:
     def __init__(self, item_ttl_seconds: int = 0) -> None:
         self._ttl = item_ttl_seconds
@@ -114,7 +111,7 @@ class FeedRepository:
         try:
             item.update(actions=actions, condition=condition)
         except UpdateError as exc:
-            if _condition_failed(exc):
+            if condition_failed(exc):
                 return False
             raise
         return True
@@ -130,7 +127,7 @@ class FeedRepository:
             else:
                 item.update(actions=_placement_actions(replacement, self._ttl), condition=_placed_as(current))
         except (UpdateError, DeleteError) as exc:
-            if _condition_failed(exc):
+            if condition_failed(exc):
                 return False
             raise
         return True

@@ -38,6 +38,7 @@ from ripple.notifications import (
     window_of,
 )
 from ripple.repositories.batch import batch_write
+from ripple.repositories.conditions import condition_failed
 from ripple.repositories.models import NotificationModel
 from ripple.repositories.transactions import ConditionFailed, Transaction
 
@@ -185,7 +186,7 @@ class NotificationRepository:
         try:
             group.update(actions=actions, condition=condition)
         except UpdateError as exc:
-            if _condition_failed(exc):
+            if condition_failed(exc):
                 return
             raise
 
@@ -240,7 +241,7 @@ class NotificationRepository:
                 | (NotificationModel.last_read_at < at_ms),
             )
         except UpdateError as exc:
-            if not _condition_failed(exc):
+            if not condition_failed(exc):
                 raise
             return self.last_read_at(recipient_id)
         return at_ms
@@ -279,7 +280,3 @@ class NotificationRepository:
             total += batch_write(NotificationModel, delete_keys=keys)
             if len(keys) < 1000:
                 return total
-
-
-def _condition_failed(exc: UpdateError) -> bool:
-    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"

@@ -14,11 +14,8 @@ from __future__ import annotations
 from pynamodb.exceptions import DeleteError, UpdateError
 
 from ripple.repositories.batch import batch_write
+from ripple.repositories.conditions import condition_failed
 from ripple.repositories.models import RefreshTokenModel
-
-
-def _condition_failed(exc: Exception) -> bool:
-    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
 
 
 class RefreshTokenRepository:
@@ -51,7 +48,7 @@ class RefreshTokenRepository:
                 condition=(RefreshTokenModel.user_id == user_id) & presented_is_live,
             )
         except UpdateError as exc:
-            if _condition_failed(exc):
+            if condition_failed(exc):
                 return False
             raise
         return True
@@ -61,7 +58,7 @@ class RefreshTokenRepository:
         try:
             RefreshTokenModel(token_id=session_id).delete(condition=RefreshTokenModel.user_id == user_id)
         except DeleteError as exc:
-            if _condition_failed(exc):
+            if condition_failed(exc):
                 return False
             raise
         return True
